@@ -1,0 +1,95 @@
+"""The Typer application objects shared by all command modules.
+
+Command modules (``emcs/cli/tcs.py``, ``simulate.py`` ...) import ``app`` and
+``train_app`` from here and decorate their commands. Each command body only
+parses options and delegates to the capability package; heavy modules (torch,
+abtem) are imported inside the command function so ``emcs --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import typer
+
+from emcs.errors import EmcsError
+
+
+def _report_user_errors(func):
+    """Turn an :class:`EmcsError` into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EmcsError as exc:
+            typer.echo(f"emcs: error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("emcs: interrupted", err=True)
+            raise typer.Exit(130) from None
+        except MemoryError:
+            typer.echo(
+                "emcs: error: out of memory; try a smaller --tile or fewer frames at once",
+                err=True,
+            )
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+class EmcsTyper(typer.Typer):
+    """A Typer whose commands report :class:`EmcsError` as one clean line."""
+
+    def command(self, *args, **kwargs):
+        decorator = super().command(*args, **kwargs)
+
+        def register(func):
+            decorator(_report_user_errors(func))
+            return func
+
+        return register
+
+
+app = EmcsTyper(
+    name="emcs",
+    help="Compress electron/optical microscopy movies with temporal compressive sensing "
+    "and recover them, sparse-scan STEM and SIM images, with neural networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+train_app = EmcsTyper(
+    name="train",
+    help="Train or fine-tune the networks (TCS decoder, DLSS-STEM, VDL-SIM).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(train_app, name="train")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from emcs import __version__
+
+        typer.echo(f"emcs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """emcs command-line interface."""
+
+
+def stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,1 @@
+"""Commands of emcs.compare (being written)."""

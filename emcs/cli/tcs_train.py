@@ -1,0 +1,1 @@
+"""`emcs train tcs` (being written)."""

@@ -1,0 +1,79 @@
+"""Optical transfer function of a wide-field fluorescence microscope.
+
+All spatial frequencies are in cycles per micrometre; pixel sizes in nm.
+The in-focus OTF of a circular pupil (see ``shared/refs/sim.md`` section 2):
+
+    H(rho) = (2/pi) [arccos(rho) - rho sqrt(1 - rho^2)],  rho = |k| / f_c < 1,
+
+with cut-off ``f_c = 2 NA / lambda``.
+
+>>> from emcs.sim.otf import Optics
+>>> round(Optics(wavelength_nm=525, na=1.4, pixel_nm=80).cutoff, 3)
+5.333
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Optics:
+    """Emission wavelength (nm), numerical aperture and camera pixel size (nm)."""
+
+    wavelength_nm: float = 525.0
+    na: float = 1.4
+    pixel_nm: float = 80.0
+
+    @property
+    def cutoff(self) -> float:
+        """OTF cut-off 2 NA / lambda in cycles/um."""
+        return 2.0 * self.na / (self.wavelength_nm * 1e-3)
+
+    @property
+    def abbe_nm(self) -> float:
+        """Wide-field (Abbe) resolution limit 1 / f_c in nm."""
+        return 1e3 / self.cutoff
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def otf_profile(rho: np.ndarray) -> np.ndarray:
+    """Ideal 2-D incoherent OTF as a function of the normalised radius rho."""
+    rho = np.clip(np.asarray(rho, dtype=np.float64), 0.0, 1.0)
+    return (2.0 / np.pi) * (np.arccos(rho) - rho * np.sqrt(1.0 - rho**2))
+
+
+def freq_grid(shape: tuple[int, int], pixel_nm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unshifted FFT frequency grids (ky, kx) in cycles/um for an image of ``shape``."""
+    d = pixel_nm * 1e-3
+    ky = np.fft.fftfreq(shape[0], d)[:, None]
+    kx = np.fft.fftfreq(shape[1], d)[None, :]
+    return ky, kx
+
+
+def otf(
+    shape: tuple[int, int],
+    pixel_nm: float,
+    cutoff: float,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """OTF sampled on the (unshifted) FFT grid of an image, optionally displaced.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (H, W).
+    pixel_nm : float
+        Pixel size of that image in nm.
+    cutoff : float
+        OTF cut-off in cycles/um.
+    shift : (ky, kx)
+        Returns H(k + shift) (cycles/um).
+    """
+    ky, kx = freq_grid(shape, pixel_nm)
+    r = np.sqrt((ky + shift[0]) ** 2 + (kx + shift[1]) ** 2) / cutoff
+    return otf_profile(r) * (r < 1.0)

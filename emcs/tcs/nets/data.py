@@ -1,0 +1,235 @@
+"""Training samples for the neural TCS decoders.
+
+A sample is B consecutive frames of a movie patch, a fresh random mask, and
+the TCS measurement of the *noisy* frames; the target is the clean frames
+(simulated data) or the raw frames themselves (a user's own movies, for
+which no clean truth exists).
+
+Sources
+-------
+- :func:`simulated_clip`: ``emcs.simulate.sample_movie`` when it is available,
+  otherwise :func:`standin_movie` (smooth textures, a drifting crystal lattice
+  and moving particles: a procedural stand-in written for this package).
+- :class:`FolderClips`: random crops of B consecutive frames from the TIFF/MRC/NPY
+  movies in a folder, normalised per movie to about [0, 1].
+
+Everything is driven by an explicit ``numpy.random.Generator`` so runs are
+reproducible and held-out sets can use disjoint seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emcs.errors import EmcsError
+from emcs.tcs.masks import make_masks
+
+MOVIE_SUFFIXES = (".tif", ".tiff", ".mrc", ".mrcs", ".npy")
+
+
+@dataclass
+class Batch:
+    """One training batch (numpy, float32).
+
+    y : (N, H, W) measurements of the noisy frames, frames scaled to ~[0, 1].
+    masks : (N, B, H, W) float masks (0/1).
+    target : (N, B, H, W) frames to recover.
+    """
+
+    y: np.ndarray
+    masks: np.ndarray
+    target: np.ndarray
+
+
+# --------------------------------------------------------------------------- stand-in movies
+
+
+def _smooth_field(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
+    """A random field with a Gaussian power spectrum (correlation length ~``scale`` px), in [0, 1]."""
+    f = np.fft.fftfreq(size)
+    k2 = f[:, None] ** 2 + f[None, :] ** 2
+    spec = np.exp(-0.5 * k2 * (2 * math.pi * scale) ** 2)
+    noise = rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size))
+    field = np.fft.ifft2(noise * spec).real
+    field -= field.min()
+    return field / max(field.max(), 1e-8)
+
+
+def _fourier_shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    fy = np.fft.fftfreq(img.shape[0])[:, None]
+    fx = np.fft.fftfreq(img.shape[1])[None, :]
+    phase = np.exp(-2j * math.pi * (fy * dy + fx * dx))
+    return np.fft.ifft2(np.fft.fft2(img) * phase).real
+
+
+def standin_movie(rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
+    """A procedural EM-like movie: clean float32 (frames, size, size) in [0, 1].
+
+    Mixture of a drifting, slowly rotating crystal lattice (HRTEM-like),
+    moving Gaussian particles (HAADF-like) and a drifting smooth texture
+    (amorphous support), with random weights, contrast and drift speeds.
+    """
+    T, S = frames, size
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float64)
+    drift = rng.uniform(-1.5, 1.5, size=2) * rng.choice([0.0, 0.3, 1.0])
+    out = np.zeros((T, S, S))
+    # lattice
+    w_lat = rng.choice([0.0, rng.uniform(0.3, 1.0)], p=[0.3, 0.7])
+    if w_lat:
+        period = rng.uniform(3.0, 14.0)
+        theta0 = rng.uniform(0, math.pi)
+        rot = rng.uniform(-0.01, 0.01)
+        n_g = rng.choice([2, 3])
+        for t in range(T):
+            dy, dx = drift * t
+            acc = np.zeros((S, S))
+            for g in range(n_g):
+                th = theta0 + rot * t + g * math.pi / n_g
+                k = 2 * math.pi / period
+                acc += np.cos(k * ((xx - dx) * math.cos(th) + (yy - dy) * math.sin(th)))
+            out[t] += w_lat * (acc / n_g + 1) / 2
+    # particles
+    n_p = rng.integers(0, 25)
+    if n_p:
+        pos = rng.uniform(0, S, size=(n_p, 2))
+        vel = rng.normal(0, 1.0, size=(n_p, 2)) * rng.choice([0.2, 1.0, 2.0])
+        sig = rng.uniform(1.0, 6.0, size=n_p)
+        amp = rng.uniform(0.3, 1.0, size=n_p)
+        for t in range(T):
+            p = pos + vel * t + drift * t
+            for i in range(n_p):
+                d2 = (yy - p[i, 0]) ** 2 + (xx - p[i, 1]) ** 2
+                out[t] += amp[i] * np.exp(-0.5 * d2 / sig[i] ** 2)
+    # texture
+    w_tex = rng.uniform(0.1, 1.0)
+    tex = _smooth_field(rng, S, rng.uniform(1.0, 8.0))
+    for t in range(T):
+        dy, dx = drift * t
+        out[t] += w_tex * _fourier_shift(tex, dy, dx)
+    # global intensity flicker
+    out *= (1 + rng.normal(0, 0.02, size=T))[:, None, None]
+    lo, hi = out.min(), out.max()
+    out = (out - lo) / max(hi - lo, 1e-8)
+    gain = rng.uniform(0.4, 1.0)
+    return (out * gain + rng.uniform(0, 1 - gain)).astype(np.float32)
+
+
+def _simulator():
+    """``emcs.simulate.sample_movie`` if importable, else None."""
+    try:
+        from emcs.simulate import sample_movie  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return sample_movie
+
+
+def simulated_clip(rng: np.random.Generator, B: int, size: int, use_simulator: bool = True) -> np.ndarray:
+    """B clean frames (B, size, size) in [0, 1] from the simulation engine or the stand-in."""
+    sim = _simulator() if use_simulator else None
+    if sim is not None:
+        clip = np.asarray(sim(rng, B, size), dtype=np.float32)
+        if clip.shape == (B, size, size):
+            return np.clip(clip, 0.0, 1.0)
+    return standin_movie(rng, B, size)
+
+
+def shot_noise(rng: np.random.Generator, clean: np.ndarray, dose: float) -> np.ndarray:
+    """Poisson shot noise at ``dose`` electrons per pixel at intensity 1; same units as ``clean``."""
+    try:
+        from emcs.simulate.detector import apply_dose  # type: ignore[import-not-found]
+
+        return np.asarray(apply_dose(clean, dose, rng=rng), dtype=np.float32)
+    except (ImportError, TypeError):
+        return (rng.poisson(np.clip(clean, 0, None) * dose) / dose).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- user folders
+
+
+class FolderClips:
+    """Random crops of B consecutive frames from the movies in a folder.
+
+    Each movie is normalised once with its 0.1 / 99.9 percentiles (of a few
+    sampled frames) so frames lie in about [0, 1].
+    """
+
+    def __init__(self, folder: str | Path):
+        from emcs.io import open_stack
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise EmcsError("not a folder of training movies", folder)
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in MOVIE_SUFFIXES)
+        if not paths:
+            raise EmcsError(f"no movies ({', '.join(MOVIE_SUFFIXES)}) in this folder", folder)
+        self.stacks = []
+        self.norms = []
+        for p in paths:
+            st = open_stack(p)
+            T, H, W = st.shape
+            if T < 2:
+                raise EmcsError("a training movie needs at least 2 frames", p)
+            idx = np.linspace(0, T - 1, min(T, 5)).astype(int)
+            sample = np.stack([np.asarray(st[int(i)], dtype=np.float32) for i in idx])
+            lo, hi = np.percentile(sample, [0.1, 99.9])
+            self.stacks.append(st)
+            self.norms.append((float(lo), float(max(hi - lo, 1e-8))))
+
+    def clip(self, rng: np.random.Generator, B: int, size: int) -> np.ndarray:
+        """B consecutive frames (B, size, size) from a random movie and position."""
+        k = int(rng.integers(len(self.stacks)))
+        st, (lo, span) = self.stacks[k], self.norms[k]
+        T, H, W = st.shape
+        if T < B or H < size or W < size:
+            raise EmcsError(f"movie is smaller than B={B} frames of {size}x{size}", st.path if hasattr(st, "path") else None)
+        t0 = int(rng.integers(0, T - B + 1))
+        i0 = int(rng.integers(0, H - size + 1))
+        j0 = int(rng.integers(0, W - size + 1))
+        frames = np.asarray(st.read(t0, t0 + B), dtype=np.float32)[:, i0 : i0 + size, j0 : j0 + size]
+        frames = (frames - lo) / span
+        if rng.random() < 0.5:
+            frames = frames[:, :, ::-1]
+        if rng.random() < 0.5:
+            frames = frames[::-1]
+        return np.ascontiguousarray(frames)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def make_batch(
+    rng: np.random.Generator,
+    B: int,
+    size: int,
+    batch: int,
+    *,
+    density_range: tuple[float, float] = (0.5, 0.5),
+    dose_range: tuple[float, float] = (2.0, 2000.0),
+    folder: FolderClips | None = None,
+    use_simulator: bool = True,
+) -> Batch:
+    """Draw a batch: clips, fresh masks (random seed and density), noisy measurement.
+
+    For simulated clips the dose (electrons per pixel at intensity 1) is
+    log-uniform in ``dose_range``; the target is the clean clip. For folder
+    clips no noise is added and the target is the raw clip.
+    """
+    ys, ms, ts = [], [], []
+    for _ in range(batch):
+        if folder is not None:
+            clean = folder.clip(rng, B, size)
+            noisy = clean
+        else:
+            clean = simulated_clip(rng, B, size, use_simulator)
+            dose = math.exp(rng.uniform(math.log(dose_range[0]), math.log(dose_range[1])))
+            noisy = shot_noise(rng, clean, dose)
+        density = float(rng.uniform(*density_range))
+        masks = make_masks(int(rng.integers(2**32)), B, size, size, density).astype(np.float32)
+        ys.append((masks * noisy).sum(0))
+        ms.append(masks)
+        ts.append(clean)
+    return Batch(np.stack(ys), np.stack(ms), np.stack(ts))
