@@ -197,3 +197,12 @@ def test_truncated_tiff_is_refused(tmp_path):
     with pytest.raises(EmcsError, match="t.tif"):
         with open_stack(tmp_path / "t.tif") as s:
             s.read()
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        write_stack(tmp_path / "p.tif", _data("uint8"))
+    finally:
+        os.umask(mask)
+    assert (os.stat(tmp_path / "p.tif").st_mode & 0o777) == 0o644

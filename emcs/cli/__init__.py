@@ -8,7 +8,9 @@ resolution, train sim).
 
 from __future__ import annotations
 
-from emcs.cli import compare, dlss, sim, simulate, tcs, tcs_train  # noqa: F401  (register commands)
+# import order = order in `emcs --help`
+from emcs.cli import tcs  # noqa: I001,F401  (encode, decode, info, demo)
+from emcs.cli import simulate, compare, dlss, sim, tcs_train  # noqa: F401
 from emcs.cli._app import app
 
 

@@ -1,1 +1,300 @@
-"""Commands of emcs.dlss (being written)."""
+"""Commands ``emcs subsample``, ``emcs supersample`` and ``emcs train dlss`` (DLSS-STEM).
+
+Sparse scans written by ``emcs subsample`` as TIFF record the full scan size
+and the pitch in their metadata (``dlss_full_shape``, ``dlss_factor``), so
+``emcs supersample`` restores the exact original size. For other files (or
+TIFFs from elsewhere) give ``--size H W``; without it the output is
+``s*h x s*w`` with the first sample at pixel 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from emcs.cli._app import app, train_app
+from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
+from emcs.errors import EmcsError
+
+_METHODS = ("net", "bilinear", "bicubic", "nearest", "lanczos")
+
+
+def _pitch(factor: int | None, coverage: str | None) -> int:
+    from emcs.dlss.sampling import parse_coverage
+
+    if factor is None and coverage is None:
+        raise EmcsError("give the grid pitch with --factor S (or --coverage 1/S^2)")
+    s_cov = parse_coverage(coverage) if coverage is not None else None
+    if factor is not None and s_cov is not None and factor != s_cov:
+        raise EmcsError(f"--factor {factor} and --coverage {coverage} disagree (1/{factor * factor})")
+    return factor if factor is not None else s_cov
+
+
+def _read_dlss_meta(path: str) -> dict:
+    """``dlss_full_shape`` / ``dlss_factor`` from an emcs-written sparse TIFF, else {}."""
+    if not path.lower().endswith((".tif", ".tiff")):
+        return {}
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            meta = tif.shaped_metadata[0] if tif.shaped_metadata else {}
+        return {k: meta[k] for k in ("dlss_full_shape", "dlss_factor") if k in (meta or {})}
+    except Exception:
+        return {}
+
+
+def _write_sparse_tiff(path, stack, factor: int, pixel_size, force: bool, advance) -> None:
+    """Stream sparse frames into a TIFF whose metadata records the full size."""
+    import tifffile
+
+    from emcs.dlss.sampling import sparse_shape, subsample
+    from emcs.io import atomic_output
+
+    T, H, W = stack.shape
+    h, w = sparse_shape((H, W), factor)
+    meta = {
+        "axes": "TYX",
+        "shape": [T, h, w],
+        "dlss_full_shape": [H, W],
+        "dlss_factor": factor,
+    }
+    kwargs = {"contiguous": True, "photometric": "minisblack"}
+    if pixel_size:
+        meta["pixel_size_A"] = float(pixel_size)
+        kwargs["resolution"] = (1e8 / pixel_size, 1e8 / pixel_size)
+        kwargs["resolutionunit"] = "CENTIMETER"
+    big = T * h * w * stack.dtype.itemsize > 2**31
+    with atomic_output(path, force) as tmp, tifffile.TiffWriter(tmp, bigtiff=big) as tw:
+        first = True
+        for chunk in stack.iter_chunks(8):
+            for frame in subsample(chunk, factor):
+                tw.write(frame, metadata=meta if first else None, **kwargs)
+                first = False
+                advance(1)
+
+
+@app.command("subsample")
+def subsample_cmd(
+    input: Path = typer.Argument(..., help="Full-resolution scan (.tif, .mrc, .npy, image); stacks frame by frame."),
+    output: Path = typer.Option(..., "--output", "-o", help="Sparse scan to write (.tif keeps the full size for supersample)."),
+    factor: int = typer.Option(None, "--factor", "-s", help="Grid pitch s: keep every s-th probe position per axis."),
+    coverage: str = typer.Option(None, "--coverage", help="Coverage 1/s^2 instead of --factor, e.g. 1/25."),
+    force: bool = FORCE_OPTION,
+    quiet: bool = QUIET_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Simulate a sparse regular-grid STEM scan (DLSS-STEM protocol).
+
+    Keeps probe positions o + i*s per axis with o = (N mod s)//2; the pixel size is
+    multiplied by s. Example: emcs subsample scan.tif --coverage 1/25 -o sparse.tif
+    """
+    from emcs.dlss.sampling import sparse_shape, subsample, validate_factor
+    from emcs.io import StackWriter, check_output, open_stack
+
+    rep = Reporter(quiet, as_json)
+    check_output(output, force)
+    t0 = time.time()
+    with open_stack(input) as stack:
+        T, H, W = stack.shape
+        s = _pitch(factor, coverage)
+        validate_factor(s, (H, W))
+        h, w = sparse_shape((H, W), s)
+        px = stack.pixel_size * s if stack.pixel_size else None
+        with rep.progress("Subsampling", T) as advance:
+            if str(output).lower().endswith((".tif", ".tiff")):
+                _write_sparse_tiff(output, stack, s, px, force, advance)
+            else:
+                with StackWriter(output, (T, h, w), stack.dtype, px, force) as wr:
+                    for chunk in stack.iter_chunks(8):
+                        wr.write(subsample(chunk, s))
+                        advance(len(chunk))
+    summary = {
+        "input": str(input),
+        "output": str(output),
+        "factor": s,
+        "coverage": f"1/{s * s}",
+        "frames": T,
+        "full_shape": [H, W],
+        "sparse_shape": [h, w],
+        "pixel_size": px,
+        "seconds": round(time.time() - t0, 3),
+    }
+    rep.table("subsample", [(k, str(v)) for k, v in summary.items()])
+    rep.emit_json(summary)
+
+
+@app.command("supersample")
+def supersample_cmd(
+    input: Path = typer.Argument(..., help="Sparse scan: the probe positions actually recorded (h x w per frame)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Full-resolution output (.tif, .mrc, .npy)."),
+    factor: int = typer.Option(None, "--factor", "-s", help="Grid pitch s (default: from emcs subsample metadata)."),
+    coverage: str = typer.Option(None, "--coverage", help="Coverage 1/s^2 instead of --factor, e.g. 1/25."),
+    method: str = typer.Option("net", "--method", "-m", help="net | bilinear | bicubic | nearest | lanczos."),
+    size: tuple[int, int] = typer.Option((0, 0), "--size", help="Full size H W (default: from metadata, else s*h x s*w)."),
+    model_path: Path = typer.Option(None, "--model", help="Network weights (default: models/dlss-unet-s4-10.safetensors)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    tile: int = typer.Option(256, "--tile", help="Tile edge in output pixels (bounds memory)."),
+    force: bool = FORCE_OPTION,
+    quiet: bool = QUIET_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Recover the full-resolution scan from a sparse regular-grid scan.
+
+    Measured probe positions are kept exactly; the pixel size is divided by s and
+    the dtype kept (integers rounded and clipped). The network covers s = 4 ... 10
+    (coverage 1/16 ... 1/100); other pitches fall back to bilinear with a warning.
+    Example: emcs supersample sparse.tif -o full.tif
+    """
+    from emcs.dlss.sampling import check_full_size, default_full_size, grid_offset, validate_factor
+    from emcs.dlss.supersample import cast_like, net_supports, supersample_frame
+    from emcs.io import StackWriter, check_output, open_stack
+
+    rep = Reporter(quiet, as_json)
+    method = method.strip().lower()
+    if method not in _METHODS:
+        raise EmcsError(f"--method must be one of {', '.join(_METHODS)}, got {method!r}")
+    if tile < 32:
+        raise EmcsError(f"--tile must be at least 32 pixels, got {tile}")
+    check_output(output, force)
+    t0 = time.time()
+    with open_stack(input) as stack:
+        T, h, w = stack.shape
+        meta = _read_dlss_meta(str(input))
+        if factor is None and coverage is None and "dlss_factor" in meta:
+            s = int(meta["dlss_factor"])
+        else:
+            s = _pitch(factor, coverage)
+            if "dlss_factor" in meta and int(meta["dlss_factor"]) != s:
+                rep.warn(f"{input} was subsampled with factor {meta['dlss_factor']}, not {s}")
+        validate_factor(s)
+        if size != (0, 0):
+            H, W = int(size[0]), int(size[1])
+            check_full_size(H, h, s, "--size height")
+            check_full_size(W, w, s, "--size width")
+            size_source = "--size"
+        elif "dlss_full_shape" in meta and int(meta.get("dlss_factor", s)) == s:
+            H, W = (int(v) for v in meta["dlss_full_shape"])
+            check_full_size(H, h, s, "recorded height")
+            check_full_size(W, w, s, "recorded width")
+            size_source = "metadata"
+        else:
+            H, W = default_full_size(h, s), default_full_size(w, s)
+            size_source = "default s*n"
+        used = method
+        if method == "net" and not net_supports(s):
+            rep.warn(f"the network covers factors 4..10 (coverage 1/16..1/100); using bilinear for factor {s}")
+            used = "bilinear"
+        model, dev, card = None, None, None
+        if used == "net":
+            import torch
+
+            from emcs.dlss.supersample import load_default_model
+            from emcs.nn.device import pick_device
+
+            dev = pick_device(device)
+            if dev.type == "cpu":
+                torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+            model, card = load_default_model(model_path, device=dev)
+        px = stack.pixel_size / s if stack.pixel_size else None
+        oy, ox = grid_offset(H, s), grid_offset(W, s)
+        with StackWriter(output, (T, H, W), stack.dtype, px, force) as wr, rep.progress(
+            "Supersampling", T
+        ) as advance:
+            for i in range(T):
+                sparse = stack[i]
+                full = supersample_frame(sparse, s, (H, W), used, model, dev, tile=tile)
+                full = cast_like(full, stack.dtype)
+                full[oy::s, ox::s] = sparse  # exact, in the stored dtype
+                wr.write(full)
+                advance(1)
+        dtype = str(stack.dtype)
+    summary = {
+        "input": str(input),
+        "output": str(output),
+        "factor": s,
+        "coverage": f"1/{s * s}",
+        "method": used,
+        "frames": T,
+        "sparse_shape": [h, w],
+        "full_shape": [H, W],
+        "size_from": size_source,
+        "dtype": dtype,
+        "pixel_size": px,
+        "model": None if card is None else str(model_path or "models/dlss-unet-s4-10.safetensors"),
+        "device": None if dev is None else str(dev),
+        "seconds": round(time.time() - t0, 3),
+    }
+    rep.table("supersample", [(k, str(v)) for k, v in summary.items() if v is not None])
+    rep.emit_json(summary)
+
+
+@train_app.command("dlss")
+def train_dlss_cmd(
+    steps: int = typer.Option(4000, "--steps", help="Optimiser steps (total, also when resuming)."),
+    out: Path = typer.Option(Path("models/dlss-unet-s4-10.safetensors"), "--out", "-o", help="Weights to write (.safetensors + .json card)."),
+    data: Path = typer.Option(None, "--data", help="Folder of your own full-resolution scans to fine-tune on."),
+    patch: int = typer.Option(128, "--patch", help="Training patch edge (pixels, multiple of 8)."),
+    batch: int = typer.Option(8, "--batch", help="Patches per step."),
+    resume: Path = typer.Option(None, "--resume", help="Training-state checkpoint to continue from."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Where to save training state (default OUT.ckpt)."),
+    init: Path = typer.Option(None, "--init", help="Start from these weights (fine-tuning), e.g. the shipped model."),
+    width: int = typer.Option(48, "--width", help="Network width (channels at half resolution)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for torch."),
+    save_every: int = typer.Option(200, "--save-every", help="Checkpoint every N steps."),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Stop (with the learning rate decayed) after this much training time."),
+    quiet: bool = QUIET_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Train (or fine-tune with --data/--init) the DLSS supersampling network.
+
+    Example: emcs train dlss --steps 4000 --out models/my-dlss.safetensors
+    """
+    from emcs.dlss.train import train_dlss
+
+    rep = Reporter(quiet, as_json)
+    if out.exists() and resume is None and init is None:
+        rep.warn(f"{out} exists and will be replaced by the new training run")
+    command = "emcs " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    bar = rep.show_progress
+
+    def log(msg: str) -> None:
+        if not bar and not quiet and not as_json:
+            typer.echo(msg, err=True)
+
+    with rep.progress("Training", steps) as advance:
+        card = train_dlss(
+            steps,
+            out,
+            data=data,
+            patch=patch,
+            batch=batch,
+            resume=resume,
+            checkpoint=checkpoint,
+            width=width,
+            lr=lr,
+            seed=seed,
+            threads=threads,
+            save_every=save_every,
+            init=init,
+            max_minutes=max_minutes,
+            command=command,
+            log=log,
+            advance=advance,
+        )
+    summary = {
+        "out": str(out),
+        "steps": card["steps"],
+        "parameters": card["parameters"],
+        "synthetic_validation_rmse": card["synthetic_validation_rmse"],
+    }
+    rep.info(json.dumps(summary))
+    rep.emit_json(summary)

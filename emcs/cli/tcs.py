@@ -1,1 +1,215 @@
-"""Commands of emcs.tcs (being written)."""
+"""Temporal compressive sensing commands: ``encode``, ``decode``, ``info``, ``demo``.
+
+Thin layer: parse and validate options, then delegate to :mod:`emcs.tcs`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from emcs.cli._app import app
+from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
+from emcs.errors import EmcsError
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+@app.command("encode")
+def encode_cmd(
+    inputs: list[str] = typer.Argument(..., help="Image stacks (.tif, .mrc, .npy, 'frames/*.png')."),
+    output: Path = typer.Option(None, "--output", "-o", help="Container to write (only with one input); default <stem>.npz beside the input."),
+    B: int = typer.Option(None, "-B", help="Frames per measurement (default 10, or the --mask's B)."),
+    seed: int = typer.Option(None, "--seed", help="Mask seed, 0 .. 2**32-1 (default: random, recorded)."),
+    density: float = typer.Option(0.5, "--density", help="Fraction of open mask pixels."),
+    mask: Path = typer.Option(None, "--mask", help="Explicit binary (B, H, W) mask (.npy/.tif) instead of generated masks."),
+    force: bool = FORCE_OPTION,
+    quiet: bool = QUIET_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Compress movies: every B frames become one coded measurement (Y = sum C_b X_b)."""
+    from emcs.io import check_output, open_stack
+    from emcs.tcs.encode import default_output, encode_stack, load_mask_file, validate_options
+
+    rep = Reporter(quiet, as_json)
+    if output is not None and len(inputs) > 1:
+        raise EmcsError(f"-o/--output names one file, but {len(inputs)} inputs were given; "
+                        "leave out -o to write <stem>.npz beside each input")
+    validate_options(B, density, seed)
+    masks = None
+    if mask is not None:
+        if seed is not None:
+            raise EmcsError("--seed and --mask exclude each other (an explicit mask has no seed)")
+        masks = load_mask_file(mask)
+        if B is not None and B != masks.shape[0]:
+            raise EmcsError(f"the mask has {masks.shape[0]} frames but -B is {B}", mask)
+    B = 10 if B is None else B
+    outputs = [str(output) if output is not None else default_output(p) for p in inputs]
+    if len(set(map(os.path.abspath, outputs))) != len(outputs):
+        raise EmcsError("two inputs would write the same container; encode them separately with -o")
+    for inp, out in zip(inputs, outputs, strict=True):
+        if os.path.abspath(inp) == os.path.abspath(out):
+            raise EmcsError("the output would overwrite the input", out)
+        check_output(out, force)
+    # open every input first so that a bad file stops the run before any work
+    for inp in inputs:
+        with open_stack(inp) as stack:
+            if masks is not None and masks.shape[1:] != stack.frame_shape:
+                raise EmcsError(
+                    f"the mask has frames of {masks.shape[1:]} but {inp} has {stack.frame_shape}",
+                    mask,
+                )
+    results = []
+    for inp, out in zip(inputs, outputs, strict=True):
+        with open_stack(inp) as stack:
+            n_groups = -(-stack.n_frames // (masks.shape[0] if masks is not None else B))
+        with rep.progress(f"Encoding {os.path.basename(inp)}", n_groups) as advance:
+            res = encode_stack(inp, out, B=B, seed=seed, density=density, masks=masks,
+                               mask_source=None if mask is None else str(mask), force=force,
+                               progress=advance)
+        results.append(res)
+        T, H, W = res["shape"]
+        mask_txt = (f"seed {res['seed']}, density {res['mask']['density']:g}"
+                    if res["mask"]["kind"] == "generated" else f"explicit mask {mask}")
+        rep.info(
+            f"{inp} -> {out}: {T} frames {H}x{W} {res['dtype']}, B={res['B']}, "
+            f"{res['n_measurements']} measurements ({res['measurement_dtype']}), {mask_txt}; "
+            f"{_mb(res['input_bytes'])} -> {_mb(res['output_bytes'])}, ratio {res['ratio']:.2f}, "
+            f"{res['mb_per_s']:.0f} MB/s"
+        )
+    rep.emit_json(results[0] if len(results) == 1 else {"results": results})
+
+
+@app.command("decode")
+def decode_cmd(
+    container: Path = typer.Argument(..., help="Measurement container (.npz) from `emcs encode`."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output stack (.tif, .mrc, .npy); default <stem>.tif beside the container."),
+    method: str = typer.Option("auto", "--method", "-m", help="auto (network if one fits, else GAP-TV), gap-tv or net."),
+    iters: int = typer.Option(40, "--iters", help="GAP-TV iterations."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    noise: str = typer.Option("auto", "--noise", help="GAP-TV settings: auto (from the noise the encoder measured), low or high."),
+    force: bool = FORCE_OPTION,
+    quiet: bool = QUIET_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Reconstruct the movie from a measurement container."""
+    from emcs.tcs.container import load_container
+    from emcs.tcs.decode import METHODS, NOISE_LEVELS, decode_container
+
+    rep = Reporter(quiet, as_json)
+    method = method.strip().lower()
+    if method not in METHODS:
+        raise EmcsError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if iters < 1:
+        raise EmcsError(f"--iters must be at least 1, got {iters}")
+    noise = noise.strip().lower()
+    if noise not in NOISE_LEVELS:
+        raise EmcsError(f"--noise must be one of {', '.join(NOISE_LEVELS)}, got {noise!r}")
+    info = load_container(container, verify=False)
+    total = info.n_measurements
+
+    def note(text: str) -> None:
+        if method == "net" and "using GAP-TV" in text:
+            rep.warn(text)
+        else:
+            rep.info(f"note: {text}")
+
+    with rep.progress(f"Decoding {container.name}", total) as advance:
+        res = decode_container(container, output, method=method, iters=iters, device=device,
+                               force=force, noise=noise, progress=advance, on_note=note)
+    T, H, W = res["shape"]
+    rep.info(
+        f"{container} -> {res['output']}: {T} frames {H}x{W} {res['dtype']} with "
+        f"{', '.join(res['decoders'])}"
+        + (f" (noise {res['noise_level']})" if "gap-tv" in res["decoders"] else "")
+        + f" on {res['device']} in {res['seconds']:.1f} s "
+        f"({res['frames_per_s']:.1f} frames/s)"
+    )
+    rep.emit_json(res)
+
+
+@app.command("info")
+def info_cmd(
+    file: Path = typer.Argument(..., help="A measurement container (.npz) or an image stack."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Describe a container (shape, dtype, B, ratio, seed ...) or an image stack."""
+    from emcs.io import open_stack
+    from emcs.tcs.container import load_container
+
+    rep = Reporter(False, as_json)
+    if str(file).lower().endswith(".npz"):
+        summary = load_container(file).summary()
+        rows = [
+            ("file", str(file)),
+            ("kind", "TCS measurement container, format version " + str(summary["format_version"])),
+            ("input", f"{summary['input_shape'][0]} frames {summary['input_shape'][1]}x"
+                      f"{summary['input_shape'][2]} {summary['input_dtype']}"
+                      + (f" ({summary['source']})" if summary["source"] else "")),
+            ("value range", f"{summary['value_range'][0]:g} .. {summary['value_range'][1]:g}"),
+            ("pixel size", "unknown" if summary["pixel_size"] is None else f"{summary['pixel_size']:g} Å"),
+            ("B", str(summary["B"])),
+            ("measurements", f"{summary['n_measurements']} ({summary['measurement_dtype']}), "
+                             f"last group {summary['counts_last']} frames"),
+            ("masks", f"{summary['mask_kind']}"
+                      + (f", {summary['mask_algorithm']}, seed {summary['seed']}"
+                         if summary["mask_kind"] == "generated" else "")
+                      + f", density {summary['density']:.3f}"),
+            ("size", f"{_mb(summary['input_bytes'])} -> {_mb(summary['file_bytes'])}, "
+                     f"ratio {summary['ratio']:.2f}"),
+            ("emcs version", str(summary["emcs_version"])),
+        ]
+    else:
+        with open_stack(file) as stack:
+            summary = {
+                "path": str(file),
+                "kind": "stack",
+                "format": stack.metadata.get("format"),
+                "shape": list(stack.shape),
+                "dtype": stack.dtype.name,
+                "pixel_size": stack.pixel_size,
+                "bytes": stack.nbytes,
+            }
+        T, H, W = summary["shape"]
+        rows = [
+            ("file", str(file)),
+            ("kind", f"image stack ({summary['format']})"),
+            ("shape", f"{T} frames {H}x{W}"),
+            ("dtype", summary["dtype"]),
+            ("pixel size", "unknown" if summary["pixel_size"] is None else f"{summary['pixel_size']:g} Å"),
+            ("pixel data", _mb(summary["bytes"])),
+        ]
+    rep.table(str(file), rows)
+    rep.emit_json(summary)
+
+
+@app.command("demo")
+def demo_cmd(
+    outdir: Path = typer.Option(Path("emcs-demo"), "--output", "-o", help="Folder for the demo's files."),
+    force: bool = FORCE_OPTION,
+    quiet: bool = QUIET_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Encode and decode the example movie; print quality and timing, write a PNG."""
+    from emcs.tcs.demo import run_demo
+
+    rep = Reporter(quiet, as_json)
+    res = run_demo(outdir, force=force, on_step=rep.info)
+    rows = [
+        ("movie", f"{res['movie']} ({res['shape'][0]} frames {res['shape'][1]}x{res['shape'][2]} {res['dtype']})"),
+        ("B", str(res["B"])),
+        ("compression ratio", f"{res['ratio']:.2f} (input pixel bytes / container bytes)"),
+        ("encode", f"{res['encode_seconds']:.2f} s"),
+        ("decode", f"{res['decode_seconds']:.2f} s ({', '.join(res['decoders'])})"),
+        (f"decoded ({', '.join(res['decoders'])}) vs clean", f"PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.3f}"),
+        ("GAP-TV vs clean", f"PSNR {res['gaptv_psnr']:.2f} dB, SSIM {res['gaptv_ssim']:.3f} ({res['gaptv_seconds']:.2f} s)"),
+        ("naive Y/sum(C) vs clean", f"PSNR {res['naive_psnr']:.2f} dB, SSIM {res['naive_ssim']:.3f}"),
+        ("raw (noisy) vs clean", f"PSNR {res['raw_psnr']:.2f} dB, SSIM {res['raw_ssim']:.3f}"),
+        ("figure", res["png"]),
+    ]
+    rep.table("emcs demo", rows)
+    rep.emit_json(res)

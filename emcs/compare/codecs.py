@@ -41,6 +41,10 @@ Bit depth and stretch (``stretch="auto"``):
 - ``stretch="global"`` uses one ``lo, hi`` for the whole stack (8 bytes),
   ``"frame"`` forces the per-frame stretch, ``"none"`` encodes the data as
   they are (allowed only where the codec takes the dtype).
+- The lossless modes (JPEG 2000, JPEG XL) always get uint8 / uint16 data
+  unstretched (the stretch would only spread the values apart and cost
+  bytes); other data are stretched to 16 bits first, so "lossless" then means
+  lossless on the 16-bit quantized frames.
 
 Decoding inverts the stretch with the same float32 parameters and returns the
 input dtype (rounded and clipped for integer types).
@@ -228,10 +232,15 @@ def _codec_dtype(codec: str, dtype: np.dtype) -> np.dtype:
     return np.dtype(np.uint8) if dtype == np.uint8 else np.dtype(np.uint16)
 
 
+def _takes_as_is(codec: str, dtype: np.dtype) -> bool:
+    """True when the codec can encode this dtype without a stretch."""
+    return dtype == np.uint8 or (dtype == np.uint16 and codec != "jpeg")
+
+
 def _stretch_mode(codec: str, dtype: np.dtype, stretch: str) -> str:
     if stretch not in ("auto", "frame", "global", "none"):
         raise ValueError(f"stretch must be auto, frame, global or none, not {stretch!r}")
-    native = dtype == np.uint8 or (dtype == np.uint16 and codec != "jpeg")
+    native = _takes_as_is(codec, dtype)
     if stretch == "auto":
         return "none" if dtype == np.uint8 else "frame"
     if stretch == "none" and not native:
@@ -299,7 +308,8 @@ def encode_frames(
     setting : float
         The quality knob (see the module table); ignored when ``lossless``.
     lossless : bool
-        Use the codec's lossless mode (JPEG 2000, JPEG XL).
+        Use the codec's lossless mode (JPEG 2000, JPEG XL); with "auto",
+        uint8 / uint16 data are then not stretched.
     stretch : str
         "auto", "frame", "global" or "none" (module notes).
     limit : int, optional
@@ -311,19 +321,36 @@ def encode_frames(
     (codestreams or None, stretch params (T, 2) float32 or None, stretch mode)
     """
     frames = np.asarray(frames)
+    if lossless and stretch == "auto" and _takes_as_is(codec, frames.dtype):
+        stretch = "none"
+    prepared, params, mode = _prepare(frames, codec, stretch)
+    return _encode_prepared(prepared, codec, setting, lossless, mode, limit), params, mode
+
+
+def _prepare(frames: np.ndarray, codec: str, stretch: str):
+    """(frames in the codec's dtype, stretch params or None, stretch mode)."""
     mode = _stretch_mode(codec, frames.dtype, stretch)
     params = _stretch_params(frames, mode)
     cdtype = _codec_dtype(codec, frames.dtype)
-    enc = _encoder(codec, setting, lossless)
-    total = _side_bytes(mode, len(frames))
-    out = []
+    if params is None:
+        return np.ascontiguousarray(frames, dtype=cdtype), None, mode
+    prepared = np.empty(frames.shape, cdtype)
     for i, f in enumerate(frames):
-        b = bytes(enc(_to_codec(f, None if params is None else params[i], cdtype)))
+        prepared[i] = _to_codec(f, params[i], cdtype)
+    return prepared, params, mode
+
+
+def _encode_prepared(prepared, codec, setting, lossless, mode, limit) -> list[bytes] | None:
+    enc = _encoder(codec, setting, lossless)
+    total = _side_bytes(mode, len(prepared))
+    out = []
+    for f in prepared:
+        b = bytes(enc(f))
         out.append(b)
         total += len(b)
         if limit is not None and total > limit:
-            return None, params, mode
-    return out, params, mode
+            return None
+    return out
 
 
 def decode_frames(
@@ -369,6 +396,106 @@ def _setting(codec: str, u: float):
     return float(u)
 
 
+_SUBSET_FRAMES = 8
+_FAIL = "fail"
+
+
+def _search(frames, codec, budget_bytes, mode, progress, guess, coarse=1.0):
+    """Find the best fitting setting.
+
+    Returns ``((u, lossless, streams, stretch params, stretch mode) or None, trials)``.
+
+    Without a guess: lowest setting, then lossless, then highest, then
+    bisection. With a guess ``(u, lossless)`` from a subset of the frames: try
+    it, grow a bracket around it by doubling steps, then bisect; usually fewer
+    encodings of the whole stack.
+    """
+    lo_u, hi_u, tol, integer, has_lossless = _ladder(codec)
+    tol *= coarse
+    trials = 0
+    best = None
+    prepared, params, _ = _prepare(frames, codec, mode)
+    # lossless modes take uint8 / uint16 data as they are: a stretch would only
+    # spread the values apart and cost bytes
+    native = _takes_as_is(codec, frames.dtype)
+    ll_mode = "none" if native else mode
+    ll_prepared, ll_params = (frames, None) if native else (prepared, params)
+
+    def snap(u: float) -> float:
+        u = min(max(u, lo_u), hi_u)
+        return float(round(u)) if integer else u
+
+    def attempt(u: float, lossless: bool = False) -> bool:
+        nonlocal trials, best
+        trials += 1
+        if lossless:
+            streams = _encode_prepared(ll_prepared, codec, None, True, ll_mode, budget_bytes)
+        else:
+            streams = _encode_prepared(
+                prepared, codec, _setting(codec, u), False, mode, budget_bytes
+            )
+        if progress is not None:
+            progress()
+        if streams is None:
+            return False
+        if best is None or lossless or (not best[1] and u > best[0]):
+            best = (u, lossless, streams) + ((ll_params, ll_mode) if lossless else (params, mode))
+        return True
+
+    def bisect(good: float, bad: float) -> None:
+        while bad - good > tol:
+            mid = (good + bad) / 2
+            if integer:
+                mid = float(math.floor(mid))
+                if mid <= good:
+                    break
+            if attempt(mid):
+                good = mid
+            else:
+                bad = mid
+
+    if guess is None:
+        if not attempt(lo_u):
+            return None, trials
+        if has_lossless and attempt(hi_u, lossless=True):
+            return best, trials
+        if not attempt(hi_u):
+            bisect(lo_u, hi_u)
+        return best, trials
+
+    if guess == _FAIL:
+        g = lo_u
+    elif guess[1]:  # lossless fit the subset
+        if attempt(hi_u, lossless=True):
+            return best, trials
+        g = hi_u
+    else:
+        g = snap(guess[0])
+    step = 2 * tol
+    if attempt(g):
+        good = g
+        while True:
+            if good >= hi_u:
+                if has_lossless and guess != _FAIL and not guess[1]:
+                    attempt(hi_u, lossless=True)
+                return best, trials
+            probe = snap(good + step)
+            if attempt(probe):
+                good, step = probe, 2 * step
+            else:
+                bisect(good, probe)
+                return best, trials
+    bad = g
+    while True:
+        if bad <= lo_u:
+            return None, trials
+        probe = snap(bad - step)
+        if attempt(probe):
+            bisect(probe, bad)
+            return best, trials
+        bad, step = probe, 2 * step
+
+
 def encode_at_budget(
     frames,
     codec: str,
@@ -384,6 +511,9 @@ def encode_at_budget(
     total size is <= ``budget_bytes`` are kept, so the result never exceeds
     the budget. Sizes are nearly but not strictly monotonic in the knob, so the
     result is the best setting found by the bisection, within its tolerance.
+    For more than 8 frames a first search on 8 evenly spaced frames (budget
+    scaled to them) gives a starting point, and the search on all frames
+    brackets it with doubling steps; the result is still checked on all frames.
 
     Parameters
     ----------
@@ -434,33 +564,23 @@ def encode_at_budget(
         stretch=mode,
         codec_dtype=str(cdtype),
     )
-    lo_u, hi_u, tol, integer, has_lossless = _ladder(codec)
-    trials = 0
-    best: tuple[float, bool, list[bytes], np.ndarray | None] | None = None
-
-    def attempt(u: float, lossless: bool = False) -> bool:
-        nonlocal trials, best
-        trials += 1
-        streams, params, _ = encode_frames(
-            frames, codec, _setting(codec, u), lossless, mode, limit=budget_bytes
-        )
-        if progress is not None:
-            progress()
-        if streams is None:
-            return False
-        if best is None or lossless or u > best[0]:
-            best = (u, lossless, streams, params)
-        return True
-
-    if not attempt(lo_u):
-        side = _side_bytes(mode, len(frames))
+    guess = None
+    if len(frames) > _SUBSET_FRAMES:
+        # a cheap first search on evenly spaced frames gives a starting point
+        idx = np.linspace(0, len(frames) - 1, _SUBSET_FRAMES).round().astype(int)
+        sub_budget = budget_bytes * _SUBSET_FRAMES // len(frames)
+        guess, _ = _search(frames[idx], codec, sub_budget, mode, None, None, coarse=4.0)
+        guess = _FAIL if guess is None else guess[:2]
+    best, trials = _search(frames, codec, budget_bytes, mode, progress, guess)
+    if best is None:
+        lo_u = _ladder(codec)[0]
         return BaselineResult(
             decoded=None,
             nbytes=0,
             quality=None,
             bits_per_pixel=0.0,
             trials=trials,
-            side_bytes=side,
+            side_bytes=_side_bytes(mode, len(frames)),
             reason=(
                 f"even the lowest {CODEC_LABELS[codec]} setting "
                 f"({PARAMETERS[codec]} = {_setting(codec, lo_u)}) exceeds "
@@ -468,24 +588,13 @@ def encode_at_budget(
             ),
             **base,
         )
-    if not (has_lossless and attempt(hi_u, lossless=True)) and not attempt(hi_u):
-        good, bad = lo_u, hi_u
-        while bad - good > tol:
-            mid = (good + bad) / 2
-            if integer:
-                mid = float(math.floor(mid))
-                if mid <= good:
-                    break
-            if attempt(mid):
-                good = mid
-            else:
-                bad = mid
-
-    u, lossless, streams, params = best
+    u, lossless, streams, params, mode = best
     decoded = decode_frames(streams, codec, params, frames.dtype)
     side = _side_bytes(mode, len(frames))
+    base["stretch"] = mode
     nbytes = sum(len(b) for b in streams) + side
-    assert nbytes <= budget_bytes
+    if nbytes > budget_bytes:  # cannot happen: only fitting trials are kept
+        raise RuntimeError(f"internal error: {nbytes} bytes over a {budget_bytes} budget")
     return BaselineResult(
         decoded=decoded,
         nbytes=nbytes,

@@ -1,1 +1,44 @@
-"""emcs.dlss"""
+"""DLSS-STEM: full-resolution STEM images from sparse regular-grid scans.
+
+- :mod:`emcs.dlss.sampling`: the sparse grid (pitch ``s``, offset ``(N mod s)//2``),
+  :func:`~emcs.dlss.sampling.subsample`, coverage parsing;
+- :mod:`emcs.dlss.interp`: nearest / bilinear / bicubic / Lanczos interpolation
+  from the grid;
+- :mod:`emcs.dlss.net`: the compact U-Net (one network for s = 4 ... 10);
+- :mod:`emcs.dlss.supersample`: tiled inference with data consistency;
+- :mod:`emcs.dlss.train`: synthetic training data and the training loop.
+
+Reference: J. M. Ede, "Deep Learning Supersampled Scanning Transmission
+Electron Microscopy", arXiv 1910.10467.
+
+>>> import numpy as np
+>>> from emcs.dlss import subsample, supersample_frame
+>>> x = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+>>> supersample_frame(subsample(x, 4), 4, x.shape, method="bilinear").shape
+(64, 64)
+"""
+
+from emcs.dlss.interp import METHODS, upsample
+from emcs.dlss.sampling import (
+    NET_FACTORS,
+    grid_offset,
+    grid_positions,
+    parse_coverage,
+    sample_mask,
+    sparse_shape,
+    subsample,
+)
+from emcs.dlss.supersample import supersample_frame
+
+__all__ = [
+    "METHODS",
+    "NET_FACTORS",
+    "grid_offset",
+    "grid_positions",
+    "parse_coverage",
+    "sample_mask",
+    "sparse_shape",
+    "subsample",
+    "supersample_frame",
+    "upsample",
+]

@@ -44,13 +44,16 @@ def _kernel(method: str, t: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown interpolation method {method!r}; choose from {METHODS}")
 
 
-def weight_matrix(n_full: int, n_sparse: int, factor: int, method: str) -> np.ndarray:
+def weight_matrix(
+    n_full: int, n_sparse: int, factor: int, method: str, offset: int | None = None
+) -> np.ndarray:
     """(n_full, n_sparse) matrix mapping samples to the full axis.
 
-    Sample ``j`` sits at full-resolution index ``o + j*factor``; indices outside
-    the sampled range are clamped to the nearest edge sample (edge extension).
+    Sample ``j`` sits at full-resolution index ``o + j*factor`` (``o`` =
+    ``offset``, by default :func:`~emcs.dlss.sampling.grid_offset`); indices
+    outside the sampled range are clamped to the nearest edge sample.
     """
-    o = grid_offset(n_full, factor)
+    o = grid_offset(n_full, factor) if offset is None else int(offset)
     u = (np.arange(n_full) - o) / float(factor)  # position in sample units
     u = np.clip(u, 0.0, n_sparse - 1)
     support = {"nearest": 1, "bilinear": 1, "bicubic": 2, "lanczos": 3}[method]
@@ -68,7 +71,11 @@ def weight_matrix(n_full: int, n_sparse: int, factor: int, method: str) -> np.nd
 
 
 def upsample(
-    sparse: np.ndarray, factor: int, full_shape: tuple[int, int], method: str = "bilinear"
+    sparse: np.ndarray,
+    factor: int,
+    full_shape: tuple[int, int],
+    method: str = "bilinear",
+    offset: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Interpolate a sparse scan (..., h, w) onto the full grid (..., H, W), float32.
 
@@ -82,11 +89,14 @@ def upsample(
         Size of the full scan; must be consistent with ``sparse.shape``.
     method : str
         ``nearest``, ``bilinear``, ``bicubic`` (Keys, a=-0.5) or ``lanczos`` (3 lobes).
+    offset : (int, int), optional
+        Grid offset (oy, ox); default ``(N mod s)//2`` per axis.
     """
+    oy, ox = (None, None) if offset is None else offset
     if method not in METHODS:
         raise ValueError(f"unknown interpolation method {method!r}; choose from {METHODS}")
     h, w = sparse.shape[-2:]
-    wy = weight_matrix(full_shape[0], h, factor, method)
-    wx = weight_matrix(full_shape[1], w, factor, method)
+    wy = weight_matrix(full_shape[0], h, factor, method, oy)
+    wx = weight_matrix(full_shape[1], w, factor, method, ox)
     x = np.asarray(sparse, np.float32)
     return np.matmul(np.matmul(wy, x), wx.T)

@@ -86,9 +86,5 @@ class DLSSNet(nn.Module):
         return x[:, :1] + res
 
 
-def build(config: dict) -> DLSSNet:
-    """Builder for :func:`emcs.nn.weights.load_model`."""
-    return DLSSNet(**config)
-
-
-BUILDERS = {ARCHITECTURE: build}
+#: builders for :func:`emcs.nn.weights.load_model` (called with the card's config)
+BUILDERS = {ARCHITECTURE: DLSSNet}

@@ -104,7 +104,8 @@ def validate_factor(factor: int, full_shape: tuple[int, int] | None = None) -> i
         raise EmcsError(f"--factor must be an integer, got {factor!r}")
     factor = int(factor)
     if factor < 2:
-        raise EmcsError(f"--factor must be an integer >= 2 (got {factor}); 1 keeps every pixel")
+        why = "; 1 keeps every pixel" if factor == 1 else ""
+        raise EmcsError(f"--factor must be an integer >= 2 (got {factor}){why}")
     if full_shape is not None and factor > min(full_shape):
         raise EmcsError(
             f"--factor {factor} is larger than the image ({full_shape[0]}x{full_shape[1]} pixels)"

@@ -54,6 +54,8 @@ def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[str]
     suffix = "".join(s for s in (os.path.splitext(base)[1],))
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{suffix}", dir=folder)
     os.close(fd)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         os.replace(tmp, path)
@@ -61,6 +63,12 @@ def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[str]
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fmt(path: str) -> str:

@@ -31,7 +31,6 @@ Examples
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["apply_dose", "counts_per_pixel", "expected_counts", "mtf_blur", "choose_dtype"]
 
@@ -63,6 +62,8 @@ def mtf_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     if sigma <= 0:
         return images
+    from scipy import ndimage
+
     if images.ndim == 2:
         return ndimage.gaussian_filter(images, sigma, mode="reflect").astype(np.float32)
     out = np.empty_like(images)

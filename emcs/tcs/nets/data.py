@@ -20,7 +20,7 @@ reproducible and held-out sets can use disjoint seeds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class Batch:
     y: np.ndarray
     masks: np.ndarray
     target: np.ndarray
+    sources: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- stand-in movies
@@ -118,33 +119,70 @@ def standin_movie(rng: np.random.Generator, frames: int, size: int) -> np.ndarra
     return (out * gain + rng.uniform(0, 1 - gain)).astype(np.float32)
 
 
+#: simulation kinds used for training; "cells" is kept out for held-out evaluation
+TRAIN_KINDS = ("hrtem-particle", "hrtem-sintering", "haadf-crystal", "haadf-particle", "fibres", "lattice")
+HELDOUT_KINDS = ("cells",)
+#: fraction of training clips drawn from :func:`standin_movie` when the simulator is present
+STANDIN_FRACTION = 0.25
+
+
 def _simulator():
     """``emcs.simulate.sample_movie`` if importable, else None."""
     try:
-        from emcs.simulate import sample_movie  # type: ignore[attr-defined]
-    except ImportError:
+        from emcs.simulate import (
+            fast,  # noqa: F401  (the sampler's implementation)
+            sample_movie,
+        )
+    except Exception:  # absent or broken simulator: the stand-in is used instead
         return None
     return sample_movie
 
 
-def simulated_clip(rng: np.random.Generator, B: int, size: int, use_simulator: bool = True) -> np.ndarray:
+def simulator_description() -> str:
+    """Words for the model card: where simulated training clips come from."""
+    if _simulator() is None:
+        return "procedural stand-in movies (emcs.tcs.nets.data.standin_movie: lattice, particles, texture)"
+    return (f"emcs.simulate.sample_movie kinds {', '.join(TRAIN_KINDS)} ({100 - 100 * STANDIN_FRACTION:.0f} %) "
+            f"+ procedural stand-in movies ({100 * STANDIN_FRACTION:.0f} %); held-out kinds {HELDOUT_KINDS}")
+
+
+def simulated_clip(
+    rng: np.random.Generator,
+    B: int,
+    size: int,
+    use_simulator: bool = True,
+    kinds: tuple[str, ...] | None = TRAIN_KINDS,
+    standin_fraction: float = STANDIN_FRACTION,
+) -> np.ndarray:
     """B clean frames (B, size, size) in [0, 1] from the simulation engine or the stand-in."""
+    return _clip_and_source(rng, B, size, use_simulator, kinds, standin_fraction)[0]
+
+
+def _clip_and_source(rng, B, size, use_simulator=True, kinds=TRAIN_KINDS, standin_fraction=STANDIN_FRACTION):
     sim = _simulator() if use_simulator else None
-    if sim is not None:
-        clip = np.asarray(sim(rng, B, size), dtype=np.float32)
-        if clip.shape == (B, size, size):
-            return np.clip(clip, 0.0, 1.0)
-    return standin_movie(rng, B, size)
+    if sim is not None and rng.random() >= standin_fraction:
+        try:
+            clip = np.asarray(sim(rng, B, (size, size), kinds), dtype=np.float32)
+        except Exception:  # a simulator failure must not end a long training run
+            clip = None
+        if clip is not None and clip.shape == (B, size, size) and np.isfinite(clip).all():
+            return np.clip(clip, 0.0, 1.0), "simulator"
+    return standin_movie(rng, B, size), "standin"
 
 
 def shot_noise(rng: np.random.Generator, clean: np.ndarray, dose: float) -> np.ndarray:
-    """Poisson shot noise at ``dose`` electrons per pixel at intensity 1; same units as ``clean``."""
-    try:
-        from emcs.simulate.detector import apply_dose  # type: ignore[import-not-found]
+    """Poisson shot noise at a mean of ``dose`` counts per pixel, returned in the units of ``clean``.
 
-        return np.asarray(apply_dose(clean, dose, rng=rng), dtype=np.float32)
-    except (ImportError, TypeError):
-        return (rng.poisson(np.clip(clean, 0, None) * dose) / dose).astype(np.float32)
+    Uses ``emcs.simulate.detector.apply_dose`` (a counting camera) when available.
+    """
+    mean = float(max(clean.mean(), 1e-6))
+    try:
+        from emcs.simulate.detector import apply_dose
+
+        counts = apply_dose(clean, dose, rng=rng, dtype=np.uint16)
+    except ImportError:
+        counts = rng.poisson(np.clip(clean, 0, None) / mean * dose)
+    return (np.asarray(counts, dtype=np.float32) * (mean / dose)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- user folders
@@ -208,28 +246,31 @@ def make_batch(
     batch: int,
     *,
     density_range: tuple[float, float] = (0.5, 0.5),
-    dose_range: tuple[float, float] = (2.0, 2000.0),
+    dose_range: tuple[float, float] = (1.0, 1000.0),
     folder: FolderClips | None = None,
     use_simulator: bool = True,
 ) -> Batch:
     """Draw a batch: clips, fresh masks (random seed and density), noisy measurement.
 
     For simulated clips the dose (electrons per pixel at intensity 1) is
-    log-uniform in ``dose_range``; the target is the clean clip. For folder
+    log-uniform in ``dose_range`` (mean counts per pixel); the target is the clean clip. For folder
     clips no noise is added and the target is the raw clip.
     """
     ys, ms, ts = [], [], []
+    sources: dict[str, int] = {}
     for _ in range(batch):
         if folder is not None:
             clean = folder.clip(rng, B, size)
             noisy = clean
+            src = "folder"
         else:
-            clean = simulated_clip(rng, B, size, use_simulator)
+            clean, src = _clip_and_source(rng, B, size, use_simulator)
             dose = math.exp(rng.uniform(math.log(dose_range[0]), math.log(dose_range[1])))
             noisy = shot_noise(rng, clean, dose)
+        sources[src] = sources.get(src, 0) + 1
         density = float(rng.uniform(*density_range))
         masks = make_masks(int(rng.integers(2**32)), B, size, size, density).astype(np.float32)
         ys.append((masks * noisy).sum(0))
         ms.append(masks)
         ts.append(clean)
-    return Batch(np.stack(ys), np.stack(ms), np.stack(ts))
+    return Batch(np.stack(ys), np.stack(ms), np.stack(ts), sources)

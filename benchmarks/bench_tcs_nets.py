@@ -1,0 +1,233 @@
+"""Benchmark the neural TCS decoders against GAP-TV and JPEG / JPEG 2000 / JPEG XL.
+
+Quality (held-out simulated movies: data seeds never used in training, and the
+"cells" kind that training never saw):
+
+    python benchmarks/bench_tcs_nets.py quality --size 128 --json benchmarks/tcs_nets_quality.json
+
+For each B in 10, 20, 30 and each kind, one movie of B frames is simulated
+(clean, then a counting camera at ``--dose`` mean counts/pixel, uint8/uint16
+counts as a camera writes them), TCS-encoded with a fresh mask (density 0.5),
+and decoded by every shipped model, by GAP-TV (default settings), and by the
+three image codecs at equal bytes: the codecs get the bytes that the TCS
+measurement occupies (H*W*itemsize of the smallest integer type holding the
+sums of B camera frames, as ``emcs encode`` stores it). PSNR and SSIM (frame means, data
+range of the whole reference stack; emcs.compare.metrics.score_stack) are scored against the clean truth and against
+the noisy raw frames.
+
+Speed and memory:
+
+    python benchmarks/bench_tcs_nets.py speed --size 1024 --B 10
+    python benchmarks/bench_tcs_nets.py memory --size 4096 --B 10
+
+``speed`` reports reconstructed megapixels (B*H*W) per second; ``memory``
+decodes one measurement in a fresh subprocess and reports its peak resident
+memory (ru_maxrss).
+
+``--update-cards`` writes the quality means into the models' JSON cards
+(the weights' checksum is not affected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+KINDS = ("cells", "hrtem-particle", "hrtem-sintering", "haadf-crystal", "haadf-particle", "fibres", "lattice")
+HELDOUT_SEED = 900_000
+
+
+def simulate(kind: str, B: int, size: int, dose: float, seed: int):
+    """Clean (B,H,W) in [0,1], camera counts (B,H,W) int, scale (counts -> clean units)."""
+    from emcs.simulate import sample_movie
+    from emcs.simulate.detector import apply_dose
+
+    rng = np.random.default_rng(seed)
+    clean = np.asarray(sample_movie(rng, B, (size, size), (kind,)), dtype=np.float32)
+    counts = apply_dose(clean, dose, rng=rng)
+    scale = float(clean.mean()) / dose
+    return clean, counts, scale
+
+
+def tcs_bytes(counts: np.ndarray, B: int) -> int:
+    from emcs.tcs.encode import stored_dtype
+
+    return int(np.prod(counts.shape[1:])) * stored_dtype(counts.dtype, B).itemsize
+
+
+def score(x, clean, noisy) -> dict:
+    from emcs.compare.metrics import score_stack
+
+    a, b = score_stack(x, clean), score_stack(x, noisy)
+    return {
+        "psnr_clean": a["psnr_mean"], "ssim_clean": a["ssim_mean"],
+        "psnr_raw": b["psnr_mean"], "ssim_raw": b["ssim_mean"],
+    }
+
+
+def quality(args) -> dict:
+    import torch
+
+    from emcs.compare.codecs import CODECS, encode_at_budget
+    from emcs.tcs.gaptv import gap_tv
+    from emcs.tcs.masks import make_masks
+    from emcs.tcs.nets.api import decode_measurements, list_models
+
+    torch.set_num_threads(args.threads)
+    models = list_models()
+    rows = []
+    for B in args.B:
+        for k, kind in enumerate(args.kinds):
+            seed = HELDOUT_SEED + 1000 * B + k
+            clean, counts, scale = simulate(kind, B, args.size, args.dose, seed)
+            noisy = counts.astype(np.float32) * scale
+            masks = make_masks(seed, B, args.size, args.size, 0.5)
+            y = (counts.astype(np.int64) * masks).sum(0)[None].astype(np.float32) * scale
+            budget = tcs_bytes(counts, B)
+            res = {}
+            for info in models:
+                t = time.perf_counter()
+                x = decode_measurements(y, masks, info, device="cpu")[0]
+                res[info.name] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
+            t = time.perf_counter()
+            x = gap_tv(y, masks)[0]
+            res["gap-tv"] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
+            for codec in CODECS:
+                r = encode_at_budget(counts, codec, budget)
+                if r.decoded is None:
+                    res[codec] = {"failed": r.reason}
+                    continue
+                res[codec] = dict(score(r.decoded.astype(np.float32) * scale, clean, noisy), bytes=r.nbytes)
+            rows.append({"B": B, "kind": kind, "seed": seed, "bytes": budget, "results": res})
+            line = "  ".join(f"{m}={v.get('psnr_clean', float('nan')):.2f}" for m, v in res.items())
+            print(f"B={B} {kind:16s} {line}", flush=True)
+    return {"rows": rows, "settings": vars(args)}
+
+
+def summarize(result: dict) -> dict:
+    """Mean metrics per B and method."""
+    out: dict = {}
+    for row in result["rows"]:
+        for method, v in row["results"].items():
+            if "psnr_clean" not in v:
+                continue
+            d = out.setdefault(str(row["B"]), {}).setdefault(method, {})
+            for key in ("psnr_clean", "ssim_clean", "psnr_raw", "ssim_raw"):
+                d.setdefault(key, []).append(v[key])
+    return {B: {m: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for m, d in ms.items()}
+            for B, ms in out.items()}
+
+
+def markdown(summary: dict) -> str:
+    lines = []
+    for B, ms in summary.items():
+        lines.append(f"\n**B = {B}** (mean over kinds)\n")
+        lines.append("| method | PSNR vs clean | SSIM vs clean | PSNR vs raw | SSIM vs raw |")
+        lines.append("|---|---|---|---|---|")
+        for m, d in sorted(ms.items(), key=lambda kv: -kv[1]["psnr_clean"]):
+            lines.append(f"| {m} | {d['psnr_clean']:.2f} | {d['ssim_clean']:.3f} | "
+                         f"{d['psnr_raw']:.2f} | {d['ssim_raw']:.3f} |")
+    return "\n".join(lines)
+
+
+def update_cards(summary: dict, settings: dict, command: str) -> None:
+    from emcs.tcs.nets.api import list_models
+
+    for info in list_models():
+        cpath = info.path.with_suffix(".json")
+        card = json.loads(cpath.read_text())
+        per_B = {}
+        for B, ms in summary.items():
+            if info.name in ms:
+                per_B[f"B={B}"] = {m: ms[m] for m in (info.name, "gap-tv", "jpeg", "jpeg2000", "jpegxl") if m in ms}
+        card["metrics"] = {
+            "held_out": per_B,
+            "data": f"held-out simulated movies: kinds {settings['kinds']} ('cells' never seen in "
+                    f"training; others with unseen seeds), {settings['size']}x{settings['size']}, "
+                    f"dose {settings['dose']} counts/pixel, mask density 0.5; codecs at the TCS "
+                    "measurement's bytes",
+            "command": command,
+            "machine": "2-core CPU, no GPU",
+        }
+        cpath.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def speed(args) -> None:
+    import torch
+
+    from emcs.tcs.masks import make_masks
+    from emcs.tcs.nets.api import decode_measurements, list_models
+
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    for B in args.B:
+        masks = make_masks(1, B, args.size, args.size)
+        y = (rng.random((B, args.size, args.size), dtype=np.float32) * masks).sum(0)[None]
+        for info in list_models():
+            decode_measurements(y[:, :64, :64], masks[:, :64, :64], info, device="cpu")  # warm-up
+            t = time.perf_counter()
+            decode_measurements(y, masks, info, device="cpu")
+            dt = time.perf_counter() - t
+            print(f"{info.name} B={B} {args.size}x{args.size}: {dt:.2f} s, "
+                  f"{B * args.size**2 / dt / 1e6:.3f} reconstructed Mpixel/s ({args.threads} threads)", flush=True)
+
+
+def memory(args) -> None:
+    code = (
+        "import resource, time, numpy as np, torch\n"
+        f"torch.set_num_threads({args.threads})\n"
+        "from emcs.tcs.masks import make_masks\n"
+        "from emcs.tcs.nets.api import decode_measurements, list_models\n"
+        f"B, S = {args.B[0]}, {args.size}\n"
+        f"info = [i for i in list_models() if i.name == {args.model!r}][0]\n"
+        "masks = make_masks(1, B, S, S)\n"
+        "y = np.zeros((1, S, S), np.float32)\n"
+        "for b in range(B):\n"
+        "    y[0] += masks[b] * 0.5\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t = time.perf_counter()\n"
+        "out = decode_measurements(y, masks, info, device='cpu')\n"
+        "dt = time.perf_counter() - t\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(f'peak RSS {peak/1024:.0f} MiB (inputs+masks ready: {base/1024:.0f} MiB), output '\n"
+        "      f'{out.nbytes/2**20:.0f} MiB, {dt:.1f} s, {out.size/dt/1e6:.3f} Mpixel/s')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["quality", "speed", "memory"])
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--B", type=lambda s: [int(v) for v in s.split(",")], default=[10, 20, 30])
+    p.add_argument("--kinds", type=lambda s: s.split(","), default=list(KINDS))
+    p.add_argument("--dose", type=float, default=50.0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", default="tcs-unfold")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--update-cards", action="store_true")
+    args = p.parse_args()
+    if args.what == "quality":
+        result = quality(args)
+        summary = summarize(result)
+        result["summary"] = summary
+        print(markdown(summary))
+        command = "python " + " ".join(sys.argv)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        if args.update_cards:
+            update_cards(summary, {k: v for k, v in vars(args).items() if k != "json"}, command)
+    elif args.what == "speed":
+        speed(args)
+    else:
+        memory(args)
+
+
+if __name__ == "__main__":
+    main()

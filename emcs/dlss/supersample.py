@@ -1,0 +1,176 @@
+"""Recover the full scan from a sparse regular-grid STEM scan.
+
+:func:`supersample_frame` interpolates one (h, w) sparse frame to (H, W) with a
+classical kernel or the DLSS network, then pastes the measured values back at
+their probe positions (data consistency: measured pixels are kept exactly).
+
+The network runs on overlapping tiles (:func:`emcs.nn.tiling.tiled_apply`),
+each tile normalised to [0, 1] by the min and max of its measured samples (as
+the network was trained), so any frame size works in bounded memory.
+
+>>> import numpy as np
+>>> from emcs.dlss.sampling import subsample
+>>> x = np.random.default_rng(1).random((30, 31)).astype(np.float32)
+>>> y = supersample_frame(subsample(x, 5), 5, (30, 31), method="bicubic")
+>>> y.shape, bool((subsample(y, 5) == subsample(x, 5)).all())
+((30, 31), True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emcs.dlss.interp import METHODS, upsample
+from emcs.dlss.sampling import NET_FACTORS, grid_offset
+
+DEFAULT_MODEL = "dlss-unet-s4-10"
+
+
+def features(
+    sparse: np.ndarray,
+    factor: int,
+    full_shape: tuple[int, int],
+    offset: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Network input (4, H, W) float32: bilinear, nearest fill, mask, s/10 (unnormalised).
+
+    Parameters
+    ----------
+    sparse : ndarray
+        (h, w) measured samples.
+    factor : int
+        Grid pitch.
+    full_shape : (int, int)
+        (H, W) of the full scan.
+    offset : (int, int), optional
+        Grid offset; default ``(N mod s)//2`` per axis.
+    """
+    H, W = full_shape
+    if offset is None:
+        offset = (grid_offset(H, factor), grid_offset(W, factor))
+    out = np.empty((4, H, W), np.float32)
+    out[0] = upsample(sparse, factor, full_shape, "bilinear", offset)
+    out[1] = upsample(sparse, factor, full_shape, "nearest", offset)
+    out[2] = 0.0
+    oy, ox = offset
+    out[2, oy::factor, ox::factor] = 1.0
+    out[3] = factor / 10.0
+    return out
+
+
+def normalize_tiles(x):
+    """Per-tile min-max normalisation of channels 0-1 of (n, 4, h, w) features.
+
+    The range comes from the nearest-fill channel (= the measured samples that
+    the tile sees). Returns ``(normalised x, lo, scale)`` with ``lo`` and
+    ``scale`` of shape (n, 1, 1, 1); uniform tiles get scale 1.
+    """
+    import torch
+
+    v = x[:, 1].flatten(1)
+    lo = v.min(1).values.view(-1, 1, 1, 1)
+    hi = v.max(1).values.view(-1, 1, 1, 1)
+    scale = hi - lo
+    scale = torch.where(scale > 1e-12 * (1 + hi.abs()), scale, torch.ones_like(scale))
+    xn = torch.cat([(x[:, :2] - lo) / scale, x[:, 2:]], 1)
+    return xn, lo, scale
+
+
+def run_net(model, x):
+    """Apply the network to raw features (n, 4, h, w); returns (n, 1, h, w) in input units."""
+    xn, lo, scale = normalize_tiles(x)
+    return model(xn) * scale + lo
+
+
+def load_default_model(path=None, device=None):
+    """Load ``models/dlss-unet-s4-10.safetensors`` (or ``path``) and its card."""
+    from emcs.dlss.net import BUILDERS
+    from emcs.nn.weights import load_model
+
+    if path is None:
+        path = default_model_path()
+    return load_model(path, BUILDERS, device=device)
+
+
+def default_model_path():
+    """Path of the shipped model (repository ``models/`` folder)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2] / "models" / f"{DEFAULT_MODEL}.safetensors"
+
+
+def supersample_frame(
+    sparse: np.ndarray,
+    factor: int,
+    full_shape: tuple[int, int],
+    method: str = "net",
+    model=None,
+    device=None,
+    tile: int = 256,
+    overlap: int = 48,
+) -> np.ndarray:
+    """Full-resolution (H, W) float32 frame from a sparse (h, w) frame.
+
+    Parameters
+    ----------
+    sparse : ndarray
+        Measured samples on the grid of pitch ``factor`` with offset ``(N mod s)//2``.
+    factor : int
+        Grid pitch ``s``.
+    full_shape : (int, int)
+        Output size (H, W); must give ``sparse.shape`` samples.
+    method : str
+        ``net`` or one of :data:`emcs.dlss.interp.METHODS`.
+    model : torch.nn.Module, optional
+        The DLSS network (needed for ``method='net'``).
+    device : torch.device, optional
+        Where the network runs.
+    tile, overlap : int
+        Tile edge and overlap (pixels of the full-resolution output).
+
+    Returns
+    -------
+    ndarray
+        (H, W) float32 with the measured samples pasted back exactly.
+    """
+    sparse = np.asarray(sparse, np.float32)
+    sparse = np.nan_to_num(sparse, nan=0.0, posinf=0.0, neginf=0.0)
+    H, W = full_shape
+    oy, ox = grid_offset(H, factor), grid_offset(W, factor)
+    if method == "net":
+        import torch
+
+        from emcs.nn.tiling import tiled_apply
+
+        if model is None:
+            raise ValueError("method 'net' needs a model")
+        feats = torch.from_numpy(features(sparse, factor, full_shape))[None]
+        dev = device or torch.device("cpu")
+        ov = min(overlap, tile // 2)
+
+        def fn(t):
+            return run_net(model, t.to(dev)).cpu()
+
+        with torch.no_grad():
+            out = tiled_apply(fn, feats, tile=tile, overlap=ov, batch=4)[0, 0].numpy()
+        out = np.ascontiguousarray(out, np.float32)
+    elif method in METHODS:
+        out = upsample(sparse, factor, full_shape, method)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    out[oy::factor, ox::factor] = sparse  # data consistency
+    return out
+
+
+def cast_like(frame: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast a float frame to ``dtype``: integers are rounded and clipped to the type's range."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(frame), info.min, info.max).astype(dtype)
+    return frame.astype(dtype)
+
+
+def net_supports(factor: int) -> bool:
+    """True if the shipped network was trained for this grid pitch."""
+    return int(factor) in NET_FACTORS

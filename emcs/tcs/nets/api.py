@@ -1,0 +1,202 @@
+"""What ``emcs decode`` uses: pick a shipped model and decode measurements with it.
+
+>>> from emcs.tcs.nets.api import find_model, decode_measurements
+>>> info = find_model(B=10, density=0.5)            # doctest: +SKIP
+>>> frames = decode_measurements(y, masks, info)     # doctest: +SKIP
+
+Models live in the repository's ``models/`` folder (or the folder named by the
+environment variable ``EMCS_MODELS``) as ``tcs-*.safetensors`` with a JSON
+model card each; the card's ``B_range``, ``density_range`` and ``rank`` (lower
+is preferred; the default model has rank 0) decide which model serves a
+request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emcs.errors import EmcsError
+
+#: tile edge and overlap (pixels) for frames larger than one tile
+TILE = 256
+OVERLAP = 48
+
+
+def _build_unfold(**config):
+    from emcs.tcs.nets.unfold import UnfoldNet
+
+    return UnfoldNet(**config)
+
+
+def _build_tcsdl(**config):
+    from emcs.tcs.nets.tcsdl import TcsDlNet
+
+    return TcsDlNet(**config)
+
+
+#: architecture name (model card) -> constructor
+BUILDERS: dict[str, Callable] = {
+    "tcs-unfold-v1": _build_unfold,
+    "tcs-tcsdl-v1": _build_tcsdl,
+}
+
+
+@dataclass
+class ModelInfo:
+    """A shipped model: short name (file stem), weights path and parsed model card."""
+
+    name: str
+    path: Path
+    card: dict = field(repr=False)
+
+
+def models_dir() -> Path:
+    """``$EMCS_MODELS`` if set, else the ``models/`` folder of the repository."""
+    env = os.environ.get("EMCS_MODELS")
+    if env:
+        return Path(env)
+    import emcs
+
+    return Path(emcs.__file__).resolve().parents[1] / "models"
+
+
+def list_models(folder: str | os.PathLike | None = None) -> list[ModelInfo]:
+    """All TCS models (``tcs-*.safetensors`` with a readable card), best rank first."""
+    folder = Path(folder) if folder is not None else models_dir()
+    infos = []
+    for path in sorted(folder.glob("tcs-*.safetensors")):
+        try:
+            card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(card, dict) and card.get("architecture") in BUILDERS:
+            infos.append(ModelInfo(path.stem, path, card))
+    infos.sort(key=lambda i: (i.card.get("rank", 100), i.name))
+    return infos
+
+
+def covers(card: dict, B: int, density: float) -> bool:
+    """Whether a model card's B range and mask-density range include the request."""
+    try:
+        b0, b1 = card["B_range"]
+        d0, d1 = card["density_range"]
+    except (KeyError, TypeError, ValueError):
+        return False
+    return b0 <= B <= b1 and d0 - 1e-9 <= density <= d1 + 1e-9
+
+
+def find_model(B: int, density: float, folder: str | os.PathLike | None = None) -> ModelInfo | None:
+    """The best shipped model whose card covers B frames per measurement at this mask density.
+
+    Returns None when no model covers the request (the caller falls back to GAP-TV).
+    """
+    for info in list_models(folder):
+        if covers(info.card, B, density):
+            return info
+    return None
+
+
+def measurement_scale(y, masks) -> float:
+    """Intensity scale s of one measurement: the mean of Ybar = Y / R (at least 1e-3).
+
+    The networks see ``Y / s`` (frames with a mean of about 1) and their output
+    is multiplied back by s, so they do not depend on how the caller scaled the
+    frames (training uses the same normalisation per sample).
+    """
+    from emcs.tcs.physics import normalized_measurement
+
+    return max(float(normalized_measurement(y, masks).mean()), 1e-3)
+
+
+_CACHE: dict = {}
+
+
+def load(info: ModelInfo, device):
+    """The network of ``info`` on ``device`` (verified by :func:`emcs.nn.weights.load_model`; cached)."""
+    from emcs.nn.weights import load_model
+
+    key = (str(Path(info.path).resolve()), str(device))
+    stat = Path(info.path).stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    model, _ = load_model(info.path, BUILDERS, device=device)
+    _CACHE.clear()
+    _CACHE[key] = (stamp, model)
+    return model
+
+
+def decode_measurements(
+    y: np.ndarray,
+    masks: np.ndarray,
+    model_info: ModelInfo,
+    device: str = "auto",
+    progress: Callable[[int], None] | None = None,
+    tile: int = TILE,
+    overlap: int = OVERLAP,
+) -> np.ndarray:
+    """Reconstruct B frames per measurement with a trained network.
+
+    Parameters
+    ----------
+    y : ndarray, (n, H, W)
+        Measurements, scaled so the frames are in about [0, 1].
+    masks : ndarray of bool, (B, H, W)
+        The masks shared by these measurements.
+    model_info : ModelInfo
+        From :func:`find_model`.
+    device : str
+        ``auto``, ``cpu`` or ``cuda``; fp16 autocast is used on CUDA.
+    progress : callable, optional
+        ``advance(k)`` called once per finished measurement.
+    tile, overlap : int
+        Frames larger than ``tile`` are decoded in overlapping tiles, blended.
+
+    Returns
+    -------
+    ndarray, float32, (n, B, H, W)
+    """
+    import torch
+
+    from emcs.nn.device import pick_device
+    from emcs.nn.tiling import tiled_apply
+    from emcs.tcs.physics import mask_sum
+
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 2:
+        y = y[None]
+    masks = np.asarray(masks)
+    if y.ndim != 3 or masks.ndim != 3 or masks.shape[1:] != y.shape[1:]:
+        raise EmcsError(f"measurements {y.shape} and masks {masks.shape} do not fit together")
+    dev = pick_device(device)
+    model = load(model_info, dev)
+    B = masks.shape[0]
+    b_max = model_info.card.get("config", {}).get("b_max")
+    if b_max is not None and B > b_max:
+        raise EmcsError(f"model {model_info.name} handles at most B={b_max} frames, got {B}")
+    m = torch.from_numpy(masks.astype(np.float32)).to(dev)
+    out = np.empty((y.shape[0], B, *y.shape[1:]), dtype=np.float32)
+    cuda = dev.type == "cuda"
+
+    def run(t):
+        with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+            return model(t[:, 0], t[:, 1:]).float()
+
+    with torch.inference_mode():
+        for i in range(y.shape[0]):
+            yi = torch.from_numpy(y[i]).to(dev)
+            s = max(float((yi / mask_sum(m)).mean()), 1e-3)  # see measurement_scale
+            x = torch.cat([(yi / s)[None, None], m[None]], 1)
+            res = tiled_apply(run, x, tile=tile, overlap=overlap, batch=4 if cuda else 1)
+            out[i] = res[0].cpu().numpy() * s
+            del x, res
+            if progress is not None:
+                progress(1)
+    return out

@@ -1,0 +1,261 @@
+"""Training loop for the neural TCS decoders (``emcs train tcs``).
+
+Every step draws a fresh batch (:func:`emcs.tcs.nets.data.make_batch`) from a
+generator seeded by ``(seed, step)``, so a resumed run sees exactly the data
+an uninterrupted run would have seen. The learning rate follows a cosine
+decay over the run's progress, which is the larger of ``step / steps`` and
+``elapsed / max_minutes``, so a wall-clock budget ends with a cooled-down
+model. Checkpoints (own state dict, ``torch.save``) go to ``workdir`` and are
+loaded with ``weights_only=True``; the loss log is a CSV file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emcs.errors import EmcsError
+
+MODEL_NAMES = ("unfold", "tcsdl")
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training run (see ``emcs train tcs --help``)."""
+
+    model: str = "unfold"
+    Bs: tuple[int, ...] = (10, 20, 30)
+    steps: int = 3000
+    out: str = "models/tcs-unfold.safetensors"
+    data: str | None = None
+    patch: int = 64
+    batch: int = 4
+    lr: float = 1e-3
+    device: str = "cpu"
+    seed: int = 0
+    workdir: str | None = None
+    resume: str | None = None
+    checkpoint_every: int = 100
+    max_minutes: float | None = None
+    density_range: tuple[float, float] = (0.35, 0.65)
+    dose_range: tuple[float, float] = (1.0, 1000.0)
+    model_config: dict = field(default_factory=dict)
+    threads: int | None = None
+
+
+def build_model(name: str, config: dict | None = None):
+    """A fresh network by short name ('unfold' or 'tcsdl') with constructor kwargs."""
+    from emcs.tcs.nets.tcsdl import TcsDlNet
+    from emcs.tcs.nets.unfold import UnfoldNet
+
+    config = dict(config or {})
+    if name == "unfold":
+        return UnfoldNet(**config)
+    if name == "tcsdl":
+        return TcsDlNet(**config)
+    raise EmcsError(f"--model must be one of {', '.join(MODEL_NAMES)}, got {name!r}")
+
+
+def model_loss(model, y, masks, target):
+    """The training loss of a model: its own ``loss`` method if any, else MSE."""
+    import torch.nn.functional as F
+
+    if hasattr(model, "loss"):
+        return model.loss(y, masks, target)
+    return F.mse_loss(model(y, masks), target)
+
+
+def batch_size_for(B: int, batch: int) -> int:
+    """Clips per step for B frames: ``batch`` at B = 10, scaled by 10 / B (same frames per step)."""
+    return max(1, round(batch * 10 / B))
+
+
+def _to_torch(batch, device):
+    import torch
+
+    return tuple(torch.from_numpy(a).to(device) for a in (batch.y, batch.masks, batch.target))
+
+
+def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=print) -> dict:
+    """Run (or resume) a training run; save the final model with its card.
+
+    Returns the card written next to ``cfg.out``.
+    """
+    import torch
+
+    from emcs.nn.device import pick_device
+    from emcs.nn.weights import save_model
+    from emcs.tcs.nets.data import FolderClips, make_batch
+    from emcs.tcs.physics import mask_sum
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    for B in cfg.Bs:
+        if not 2 <= B <= 64:
+            raise EmcsError(f"--B values must be between 2 and 64, got {B}")
+    if cfg.patch < 16 or cfg.patch % 4:
+        raise EmcsError(f"--patch must be a multiple of 4 and at least 16, got {cfg.patch}")
+    device = pick_device(cfg.device)
+    out = Path(cfg.out)
+    if out.suffix != ".safetensors":
+        raise EmcsError("--out must end in .safetensors", out)
+    workdir = Path(cfg.workdir) if cfg.workdir else out.parent / f".{out.stem}-train"
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = workdir / "checkpoint.pt"
+    log_path = workdir / "loss.csv"
+    folder = FolderClips(cfg.data) if cfg.data else None
+    model_config = dict(cfg.model_config)
+    if cfg.model == "tcsdl":
+        model_config.setdefault("b_max", max(cfg.Bs))
+    model = build_model(cfg.model, model_config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, elapsed = 0, 0.0
+    counts: dict[str, int] = {}  # training clips per source
+    first_step: dict[str, int] = {}  # first step that used each source
+    if cfg.resume:
+        rpath = Path(cfg.resume)
+        if rpath.suffix == ".safetensors":  # fine-tune from shipped weights
+            from emcs.nn.weights import load_model
+            from emcs.tcs.nets.api import BUILDERS
+
+            loaded, _ = load_model(rpath, BUILDERS)
+            model.load_state_dict(loaded.state_dict())
+        else:
+            try:
+                state = torch.load(rpath, map_location=device, weights_only=True)
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["opt"])
+            except (OSError, RuntimeError, KeyError) as exc:
+                raise EmcsError(f"cannot resume from this checkpoint ({exc})", rpath) from exc
+            step, elapsed = int(state["step"]), float(state["elapsed"])
+            counts.update(state.get("counts", {}))
+            first_step.update(state.get("first_step", {}))
+    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
+    new_log = not (cfg.resume and log_path.exists())
+    logf = open(log_path, "w" if new_log else "a", newline="")
+    writer = csv.writer(logf)
+    if new_log:
+        writer.writerow(["step", "elapsed_s", "B", "loss", "psnr_db", "lr"])
+    t0 = time.time() - elapsed
+    recent: list[float] = []
+
+    def frac() -> float:
+        p = step / cfg.steps
+        if budget:
+            p = max(p, (time.time() - t0) / budget)
+        return min(p, 1.0)
+
+    def checkpoint():
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+             "elapsed": time.time() - t0, "counts": counts, "first_step": first_step},
+            tmp,
+        )
+        os.replace(tmp, ckpt_path)
+
+    def card():
+        return make_card(cfg, model, out, step, time.time() - t0, counts, first_step)
+
+    model.train()
+    try:
+        while frac() < 1.0:
+            rng = np.random.default_rng([cfg.seed, step])
+            B = int(rng.choice(cfg.Bs))
+            nb = batch_size_for(B, cfg.batch)
+            batch = make_batch(
+                rng, B, cfg.patch, nb, density_range=cfg.density_range,
+                dose_range=cfg.dose_range, folder=folder,
+            )
+            for src, k in batch.sources.items():
+                counts[src] = counts.get(src, 0) + k
+                first_step.setdefault(src, step)
+            y, m, t = _to_torch(batch, device)
+            s = (y / mask_sum(m)).mean(dim=(1, 2)).clamp_min(1e-3)  # as decode_measurements does
+            y, t = y / s[:, None, None], t / s[:, None, None, None]
+            lr = cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac())))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = model_loss(model, y, m, t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            lv = loss.item()
+            recent.append(lv)
+            writer.writerow([step, f"{time.time() - t0:.1f}", B, f"{lv:.6g}",
+                             f"{-10 * math.log10(max(lv, 1e-12)):.3f}", f"{lr:.3g}"])
+            if progress is not None:
+                progress(1)
+            if step % cfg.checkpoint_every == 0:
+                logf.flush()
+                checkpoint()
+                save_model(out, model, card())  # a usable snapshot while training runs
+                model.train()
+                mean = sum(recent) / len(recent)
+                log(f"step {step}: mean loss {mean:.5f} ({-10 * math.log10(max(mean, 1e-12)):.2f} dB), "
+                    f"lr {lr:.2e}, {time.time() - t0:.0f} s")
+                recent.clear()
+    finally:
+        logf.close()
+    checkpoint()
+    model.eval()
+    return save_model(out, model, card())
+
+
+def make_card(cfg: TrainConfig, model, out: Path, step: int, seconds: float, counts: dict,
+              first_step: dict) -> dict:
+    """The model card of a (finished or snapshot) training run; metrics are added by evaluation."""
+    argv = [Path(sys.argv[0]).name, *sys.argv[1:]]
+    return {
+        "architecture": model_architecture(cfg.model),
+        "config": dict(model.config),
+        "name": out.stem,
+        "rank": 0 if cfg.model == "unfold" else 1,  # find_model prefers lower ranks
+        "B_range": [min(cfg.Bs), max(cfg.Bs)],
+        "B_trained": list(cfg.Bs),
+        "density_range": list(cfg.density_range),
+        "training": {
+            "data": training_data_description(cfg),
+            "clips_by_source": dict(counts),
+            "first_step_by_source": dict(first_step),
+            "steps": step,
+            "wall_clock_s": round(seconds, 1),
+            "patch": cfg.patch,
+            "clips_per_step_at_B10": cfg.batch,
+            "optimizer": f"Adam, lr {cfg.lr} cosine-decayed to 2 %, grad-norm clip 1.0",
+            "loss": ("0.5 MSE(forward) + 0.5 MSE(backward)" if cfg.model == "tcsdl" else "MSE")
+            + " on frames divided by the mean of Ybar (as at decode time)",
+            "options": asdict(cfg),
+            "command": " ".join(shlex.quote(a) for a in argv),
+        },
+        "metrics": {},
+    }
+
+
+def model_architecture(name: str) -> str:
+    from emcs.tcs.nets import tcsdl, unfold
+
+    return {"unfold": unfold.ARCHITECTURE, "tcsdl": tcsdl.ARCHITECTURE}[name]
+
+
+def training_data_description(cfg: TrainConfig) -> str:
+    if cfg.data:
+        return (f"user movies in {cfg.data}: random {cfg.patch}x{cfg.patch} crops of B consecutive "
+                "frames, normalised per movie (0.1/99.9 percentiles); target = raw frames")
+    from emcs.tcs.nets.data import simulator_description
+
+    return (f"{simulator_description()}; {cfg.patch}x{cfg.patch} patches, shot noise at a "
+            f"log-uniform mean dose of {cfg.dose_range[0]:g}..{cfg.dose_range[1]:g} counts/pixel; fresh "
+            f"random masks per sample, density uniform in {cfg.density_range}; target = clean frames; "
+            f"data generator seed {cfg.seed} (held-out evaluation uses other seeds)")

@@ -1,0 +1,165 @@
+"""Measurement container: round trip, API for decoders, refusal of bad files."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from emcs.errors import EmcsError
+from emcs.tcs.container import FORMAT_VERSION, load_container, smallest_int_dtype
+from emcs.tcs.encode import encode_stack
+from emcs.tcs.masks import MASK_ALGORITHM, make_masks
+
+
+@pytest.fixture
+def container(write_movie, tmp_path):
+    src, data = write_movie("m.tif", T=13, H=16, W=12, dtype=np.uint16, pixel_size=2.5)
+    out = tmp_path / "m.npz"
+    encode_stack(src, out, B=5, seed=77)
+    return out, data
+
+
+def _rewrite(src, dst, edit_meta=None, drop=(), replace=None):
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    if edit_meta is not None:
+        meta = json.loads(np.load(io.BytesIO(members["meta.npy"])).tobytes())
+        edit_meta(meta)
+        buf = io.BytesIO()
+        np.save(buf, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        members["meta.npy"] = buf.getvalue()
+    members.update(replace or {})
+    with zipfile.ZipFile(dst, "w") as z:
+        for name, raw in members.items():
+            if name not in drop:
+                z.writestr(name, raw)
+    return dst
+
+
+def test_round_trip_attributes(container):
+    path, data = container
+    c = load_container(path)
+    assert c.measurements.shape == (3, 16, 12)
+    assert isinstance(c.measurements, np.memmap)
+    assert c.counts.tolist() == [5, 5, 3]
+    assert c.B == 5 and c.input_dtype == np.uint16 and c.input_shape == (13, 16, 12)
+    assert c.value_range == (float(data.min()), float(data.max()))
+    assert c.pixel_size == pytest.approx(2.5)
+    assert c.format_version == FORMAT_VERSION and c.seed == 77
+    assert c.meta["mask"]["algorithm"] == MASK_ALGORITHM
+    np.testing.assert_array_equal(c.masks(), make_masks(77, 5, 16, 12))
+    np.testing.assert_array_equal(c.masks(rows=(2, 9), cols=(3, 12)), make_masks(77, 5, 16, 12)[:, 2:9, 3:])
+    assert c.group_frames(2) == (10, 13)
+    assert c.ratio == pytest.approx(13 * 16 * 12 * 2 / path.stat().st_size)
+    # a plain numpy user can open it without pickle
+    with np.load(path, allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["measurements"], c.measurements)
+        assert json.loads(z["meta"].tobytes())["B"] == 5
+
+
+def test_explicit_mask_is_stored_packed(write_movie, tmp_path):
+    src, _ = write_movie("e.npy", T=7, H=9, W=11, dtype=np.uint8)
+    mask = np.random.default_rng(3).random((4, 9, 11)) < 0.4
+    encode_stack(src, tmp_path / "e.npz", masks=mask, mask_source="hw.npy")
+    c = load_container(tmp_path / "e.npz")
+    assert c.mask_kind == "explicit" and c.B == 4 and c.counts.tolist() == [4, 3]
+    np.testing.assert_array_equal(c.masks(), mask)
+    assert c.density == pytest.approx(mask.mean())
+
+
+def test_narrowest_dtype():
+    assert smallest_int_dtype(0, 255) == np.uint8
+    assert smallest_int_dtype(0, 2550) == np.uint16
+    assert smallest_int_dtype(-1, 40000) == np.int32
+
+
+def test_refuses_pickled_member(container, tmp_path):
+    path, _ = container
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    bad = _rewrite(path, tmp_path / "p.npz", replace={"measurements.npy": buf.getvalue()})
+    with pytest.raises(EmcsError, match="pickle"):
+        load_container(bad)
+    bad2 = _rewrite(path, tmp_path / "p2.npz", replace={"meta.npy": buf.getvalue()})
+    with pytest.raises(EmcsError, match="pickle"):
+        load_container(bad2)
+
+
+def test_refuses_bad_checksum(write_movie, tmp_path):
+    src, _ = write_movie("big.tif", T=20, H=64, W=64, dtype=np.uint16)
+    path = tmp_path / "big.npz"
+    encode_stack(src, path, B=5, seed=1)
+    c = load_container(path)
+    raw = bytearray(path.read_bytes())
+    offset = c.measurements.offset + 10
+    del c
+    raw[offset] ^= 0xFF
+    bad = tmp_path / "c.npz"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(EmcsError, match="checksum mismatch"):
+        load_container(bad)
+
+
+def test_refuses_corrupted_small_member(container, tmp_path):
+    path, _ = container
+    c = load_container(path)
+    raw = bytearray(path.read_bytes())
+    raw[c.measurements.offset + 3] ^= 0xFF
+    del c
+    bad = tmp_path / "s.npz"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(EmcsError, match="checksum mismatch"):
+        load_container(bad)
+
+
+def test_refuses_newer_version(container, tmp_path):
+    path, _ = container
+    bad = _rewrite(path, tmp_path / "v.npz", edit_meta=lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(EmcsError, match="newer"):
+        load_container(bad)
+
+
+def test_refuses_truncated_and_garbage(container, tmp_path):
+    path, _ = container
+    raw = path.read_bytes()
+    (tmp_path / "t.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(EmcsError, match="corrupt or truncated"):
+        load_container(tmp_path / "t.npz")
+    (tmp_path / "g.npz").write_bytes(b"not a zip at all" * 10)
+    with pytest.raises(EmcsError):
+        load_container(tmp_path / "g.npz")
+    with pytest.raises(EmcsError, match="no such file"):
+        load_container(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("field", ["measurement_sha256", "B", "mask"])
+def test_refuses_missing_field(container, tmp_path, field):
+    path, _ = container
+    bad = _rewrite(path, tmp_path / "f.npz", edit_meta=lambda m: m.pop(field))
+    with pytest.raises(EmcsError, match="lacks"):
+        load_container(bad)
+
+
+def test_refuses_missing_member_and_inconsistency(container, tmp_path):
+    path, _ = container
+    with pytest.raises(EmcsError, match="counts.npy"):
+        load_container(_rewrite(path, tmp_path / "nocounts.npz", drop=("counts.npy",)))
+    bad = _rewrite(path, tmp_path / "i.npz", edit_meta=lambda m: m["input"].update(shape=[99, 16, 12]))
+    with pytest.raises(EmcsError, match="inconsistent"):
+        load_container(bad)
+
+
+def test_deflated_container_still_loads(container, tmp_path):
+    path, _ = container
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    dst = tmp_path / "d.npz"
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, raw in members.items():
+            z.writestr(name, raw)
+    c = load_container(dst)
+    np.testing.assert_array_equal(c.measurements, load_container(path).measurements)

@@ -1,0 +1,236 @@
+"""Tests of emcs subsample / supersample / train dlss (DLSS-STEM)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from emcs.cli import app
+from emcs.dlss.interp import METHODS, upsample
+from emcs.dlss.sampling import (
+    grid_count,
+    grid_offset,
+    parse_coverage,
+    sample_mask,
+    sparse_shape,
+    subsample,
+)
+from emcs.dlss.supersample import default_model_path, supersample_frame
+from emcs.errors import EmcsError
+from emcs.io import read_stack, write_stack
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _assert_user_error(result):
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("emcs: error:"), result.stderr
+    assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- grid
+def test_grid_matches_dlss_protocol():
+    # offsets and sample counts of the DLSS-STEM grid for N = 512 (refs/dlss-stem.md)
+    expected = {4: (0, 128), 5: (1, 103), 6: (1, 86), 7: (0, 74), 8: (0, 64), 9: (4, 57), 10: (1, 52)}
+    for s, (o, n) in expected.items():
+        assert (grid_offset(512, s), grid_count(512, s)) == (o, n)
+        assert sample_mask((512, 512), s).sum() == n * n
+
+
+@pytest.mark.parametrize(
+    "text, s", [("1/16", 4), ("1/25", 5), ("1 / 100", 10), ("0.04", 5), ("4%", 5), ("1/4", 2)]
+)
+def test_parse_coverage(text, s):
+    assert parse_coverage(text) == s
+
+
+@pytest.mark.parametrize("text", ["1/24", "abc", "0", "1", "2", "-0.04", "1/0", ""])
+def test_parse_coverage_rejects(text):
+    with pytest.raises(EmcsError):
+        parse_coverage(text)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_interpolation_keeps_samples(method):
+    rng = np.random.default_rng(3)
+    for s in (2, 3, 5, 10):
+        x = rng.random((41, 37)).astype(np.float32)
+        y = upsample(subsample(x, s), s, x.shape, method)
+        assert y.shape == x.shape
+        np.testing.assert_allclose(subsample(y, s), subsample(x, s), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- CLI round trips
+@pytest.mark.parametrize("shape", [(37, 53), (64, 31)])
+def test_roundtrip_every_factor(tmp_path, shape):
+    rng = np.random.default_rng(0)
+    full = (rng.random((2,) + shape) * 4000).astype(np.uint16)
+    src = tmp_path / "full.tif"
+    write_stack(src, full, pixel_size=1.25)
+    for s in range(2, 13):
+        sp, out = tmp_path / f"sp{s}.tif", tmp_path / f"out{s}.tif"
+        r = _run("subsample", src, "--factor", s, "-o", sp, "--quiet")
+        assert r.exit_code == 0, r.output
+        sdata, sinfo = read_stack(sp)
+        assert sdata.shape == (2,) + sparse_shape(shape, s)
+        assert sdata.dtype == np.uint16
+        assert math.isclose(sinfo.pixel_size, 1.25 * s, rel_tol=1e-6)
+        np.testing.assert_array_equal(sdata, subsample(full, s))
+        method = "net" if s in (4, 10) and shape == (37, 53) else ("bilinear", "bicubic")[s % 2]
+        r = _run("supersample", sp, "-o", out, "--method", method, "--quiet", "--tile", 64)
+        assert r.exit_code == 0, r.output
+        odata, oinfo = read_stack(out)
+        assert odata.shape == full.shape and odata.dtype == np.uint16
+        assert math.isclose(oinfo.pixel_size, 1.25, rel_tol=1e-6)
+        np.testing.assert_array_equal(subsample(odata, s), subsample(full, s))
+
+
+def test_supersample_size_option_and_npy(tmp_path):
+    rng = np.random.default_rng(1)
+    full = rng.random((3, 50, 47)).astype(np.float32)
+    sp = tmp_path / "sp.npy"
+    write_stack(sp, subsample(full, 6))
+    out = tmp_path / "out.npy"
+    r = _run("supersample", sp, "--coverage", "1/36", "--size", 50, 47, "-o", out, "--json", "-m", "bicubic")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["full_shape"] == [50, 47] and summary["size_from"] == "--size"
+    data, _ = read_stack(out)
+    assert data.shape == full.shape and data.dtype == np.float32
+    np.testing.assert_array_equal(subsample(data, 6), subsample(full, 6))
+    # without --size and metadata the output is s*n per axis
+    out2 = tmp_path / "out2.npy"
+    r = _run("supersample", sp, "--factor", 6, "-o", out2, "-q", "-m", "nearest")
+    assert r.exit_code == 0, r.output
+    assert read_stack(out2)[0].shape == (3, 54, 48)
+
+
+def test_uint8_is_clipped_not_wrapped(tmp_path):
+    img = np.zeros((40, 40), np.uint8)
+    img[::2] = 255  # strong edges make Lanczos/bicubic overshoot
+    src, sp, out = tmp_path / "a.tif", tmp_path / "b.tif", tmp_path / "c.tif"
+    write_stack(src, img)
+    assert _run("subsample", src, "-s", 3, "-o", sp, "-q").exit_code == 0
+    assert _run("supersample", sp, "-o", out, "-m", "lanczos", "-q").exit_code == 0
+    data, _ = read_stack(out)
+    assert data.dtype == np.uint8
+    np.testing.assert_array_equal(subsample(data[0], 3), subsample(img, 3))
+
+
+def test_outside_net_range_falls_back_to_bilinear(tmp_path):
+    x = np.random.default_rng(2).random((60, 60)).astype(np.float32)
+    sp, out = tmp_path / "sp.tif", tmp_path / "o.tif"
+    write_stack(sp, subsample(x, 12))
+    r = _run("supersample", sp, "-s", 12, "-o", out, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["method"] == "bilinear"
+    assert "bilinear" in r.stderr
+
+
+# --------------------------------------------------------------------------- the network
+def _fixed_scene():
+    from emcs.dlss.train import degrade, stem_texture
+
+    rng = np.random.default_rng(12345)
+    clean = stem_texture(rng, 192)
+    while np.ptp(clean) == 0:  # pragma: no cover
+        clean = stem_texture(rng, 192)
+    noisy, target = degrade(np.random.default_rng(7), clean)
+    return noisy, target
+
+
+@pytest.mark.skipif(not default_model_path().exists(), reason="shipped model missing")
+def test_shipped_model_beats_bilinear():
+    import torch
+
+    from emcs.dlss.supersample import load_default_model
+
+    model, card = load_default_model()
+    assert card["factors"] == list(range(4, 11))
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    ratios = []
+    for s in (4, 7, 10):
+        rs = []
+        for k in range(3):
+            from emcs.dlss.train import degrade, stem_texture
+
+            noisy, target = degrade(rng, stem_texture(np.random.default_rng(1000 + k), 160))
+            sp = subsample(noisy, s)
+            net = supersample_frame(sp, s, noisy.shape, "net", model, tile=96)
+            bil = supersample_frame(sp, s, noisy.shape, "bilinear")
+            np.testing.assert_array_equal(subsample(net, s), sp.astype(np.float32))
+            rs.append(np.sqrt(np.mean((net - target) ** 2)) / np.sqrt(np.mean((bil - target) ** 2)))
+        ratios.append(float(np.mean(rs)))
+    assert max(ratios) < 0.85, ratios
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--factor", 0],
+        ["--factor", 1],
+        ["--factor", -3],
+        ["--factor", 99],
+        ["--coverage", "1/24"],
+        ["--coverage", "abc"],
+        ["--coverage", "3"],
+        ["--factor", 4, "--coverage", "1/25"],
+        [],
+    ],
+)
+def test_subsample_bad_options(tmp_path, args):
+    src = tmp_path / "a.tif"
+    write_stack(src, np.zeros((20, 20), np.float32))
+    _assert_user_error(_run("subsample", src, "-o", tmp_path / "o.tif", *args))
+
+
+def test_bad_inputs(tmp_path):
+    out = tmp_path / "o.tif"
+    _assert_user_error(_run("subsample", tmp_path / "missing.tif", "-s", 4, "-o", out))
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not an image")
+    _assert_user_error(_run("supersample", bad, "-s", 4, "-o", out))
+    good = tmp_path / "g.tif"
+    write_stack(good, np.zeros((8, 8), np.float32))
+    _assert_user_error(_run("supersample", good, "-s", 4, "-o", out, "-m", "magic"))
+    _assert_user_error(_run("supersample", good, "-s", 4, "-o", out, "--size", 100, 32))
+    _assert_user_error(_run("supersample", good, "-s", 0, "-o", out))
+    _assert_user_error(_run("supersample", good, "-o", out))  # no factor, no metadata
+    write_stack(out, np.zeros((8, 8), np.float32))
+    _assert_user_error(_run("supersample", good, "-s", 4, "-o", out))  # exists, no --force
+    _assert_user_error(_run("supersample", good, "-s", 4, "-o", tmp_path / "x.tif", "--model", tmp_path / "none.safetensors"))
+
+
+# --------------------------------------------------------------------------- training
+def test_train_resume_and_finetune(tmp_path):
+    out = tmp_path / "m.safetensors"
+    ck = tmp_path / "m.ckpt"
+    base = ["train", "dlss", "--patch", 32, "--batch", 1, "--width", 6, "--out", out, "--checkpoint", ck, "-q"]
+    r = _run(*base, "--steps", 2, "--save-every", 1)
+    assert r.exit_code == 0, r.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["steps"] == 2 and card["architecture"] == "dlss-unet-v1"
+    r = _run(*base, "--steps", 3, "--resume", ck)
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["steps"] == 3
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    write_stack(scans / "s.tif", np.random.default_rng(0).random((40, 40)).astype(np.float32))
+    out2 = tmp_path / "ft.safetensors"
+    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 2, "--data", scans, "--init", out,
+             "--out", out2, "-q")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out2.with_suffix(".json").read_text())["config"]["width"] == 6
+    out3 = tmp_path / "new.safetensors"
+    _assert_user_error(_run("train", "dlss", "--steps", 1, "--data", tmp_path / "nope", "--out", out3))

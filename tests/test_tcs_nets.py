@@ -1,0 +1,213 @@
+"""Tests of the neural TCS decoders (emcs.tcs.nets) and `emcs train tcs`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from emcs.cli import app
+from emcs.errors import EmcsError
+from emcs.nn.weights import load_model
+from emcs.tcs.masks import make_masks
+from emcs.tcs.nets.api import BUILDERS, decode_measurements, find_model, list_models, models_dir
+from emcs.tcs.nets.data import make_batch, standin_movie
+from emcs.tcs.nets.tcsdl import TcsDlNet
+from emcs.tcs.nets.train import model_loss
+from emcs.tcs.nets.unfold import UnfoldNet
+from emcs.tcs.physics import forward
+
+
+def _psnr(x, ref):
+    return 10 * np.log10((ref.max() - ref.min()) ** 2 / np.mean((x - ref) ** 2))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    info = find_model(10, 0.5)
+    assert info is not None, f"no shipped TCS model covers B=10 in {models_dir()}"
+    return info
+
+
+def _toy_problem(seed=3, B=4, size=32):
+    rng = np.random.default_rng(seed)
+    b = make_batch(rng, B, size, 2, dose_range=(1000.0, 1000.0), use_simulator=False)
+    return tuple(torch.from_numpy(a) for a in (b.y, b.masks, b.target))
+
+
+@pytest.mark.parametrize(
+    "make_net, size, steps, factor",
+    [
+        (lambda: UnfoldNet(stages=2, width=8), 32, 150, 0.6),
+        (lambda: TcsDlNet(b_max=4, cnn_width=0.125, rnn_width=0.125, window=4), 16, 20, 0.5),
+    ],
+    ids=["unfold", "tcsdl"],
+)
+def test_tiny_model_overfits_toy_movie(make_net, size, steps, factor):
+    torch.manual_seed(0)
+    net = make_net()
+    y, m, t = _toy_problem(size=size)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(steps):
+        loss = model_loss(net, y, m, t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    assert min(losses[-5:]) < factor * losses[0]
+
+
+def test_networks_are_size_and_B_agnostic():
+    net = UnfoldNet(stages=1, width=8)
+    for B, (H, W) in [(3, (17, 30)), (12, (40, 21))]:
+        C = torch.from_numpy(make_masks(1, B, H, W).astype(np.float32))
+        assert net(torch.rand(2, H, W), C[None]).shape == (2, B, H, W)
+    tiny = TcsDlNet(b_max=8, cnn_width=0.125, rnn_width=0.25, window=4)
+    C = torch.from_numpy(make_masks(2, 5, 19, 26).astype(np.float32))
+    assert tiny(torch.rand(1, 19, 26), C[None]).shape == (1, 5, 19, 26)
+
+
+def _movie(B, size=64, seed=11, dose=100.0):
+    from emcs.simulate import sample_movie
+    from emcs.tcs.nets.data import shot_noise
+
+    rng = np.random.default_rng(seed)
+    clean = sample_movie(rng, B, (size, size), ("cells",))  # a kind kept out of training
+    noisy = shot_noise(rng, clean, dose)
+    masks = make_masks(1234, B, size, size, 0.5)
+    return clean, forward(noisy, masks)[None].astype(np.float32), masks
+
+
+def test_shipped_default_model_beats_gap_tv(default_model):
+    from emcs.tcs.gaptv import gap_tv
+
+    assert default_model.card["architecture"] == "tcs-unfold-v1"
+    clean, y, masks = _movie(10)
+    net = decode_measurements(y, masks, default_model, device="cpu")[0]
+    tv = gap_tv(y, masks)[0]
+    assert net.shape == clean.shape and net.dtype == np.float32
+    p_net, p_tv = _psnr(net, clean), _psnr(tv, clean)
+    assert p_net > p_tv + 2.0, (p_net, p_tv)
+
+
+def test_tiled_decode_matches_untiled(default_model):
+    clean, y, masks = _movie(10, size=160, seed=5)
+    whole = decode_measurements(y, masks, default_model, device="cpu", tile=256)
+    calls = []
+    tiled = decode_measurements(y, masks, default_model, device="cpu", tile=96, overlap=48,
+                                progress=calls.append)
+    assert calls == [1]
+    diff = np.abs(whole - tiled)
+    assert diff.mean() < 2e-3 * clean.mean() + 1e-4
+    assert _psnr(tiled, whole) > 40
+
+
+def test_last_group_with_fewer_frames(default_model):
+    clean, y, masks = _movie(10, size=48)
+    part = forward(clean[:4], masks[:4])[None].astype(np.float32)
+    out = decode_measurements(part, masks[:4], default_model, device="cpu")
+    assert out.shape == (1, 4, 48, 48) and np.isfinite(out).all()
+
+
+def test_find_model_coverage(default_model):
+    assert find_model(64, 0.5) is None
+    assert find_model(10, 0.95) is None
+    assert find_model(20, 0.5).name == default_model.name
+    names = [i.name for i in list_models()]
+    assert "tcs-unfold" in names and "tcs-tcsdl" in names
+
+
+def _copy_model(info, folder):
+    dst = folder / info.path.name
+    shutil.copy(info.path, dst)
+    shutil.copy(info.path.with_suffix(".json"), dst.with_suffix(".json"))
+    return dst
+
+
+def test_corrupt_weights_are_refused(default_model, tmp_path):
+    dst = _copy_model(default_model, tmp_path)
+    data = bytearray(dst.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    info = find_model(10, 0.5, folder=tmp_path)
+    with pytest.raises(EmcsError, match="checksum"):
+        decode_measurements(np.zeros((1, 32, 32), np.float32), make_masks(1, 10, 32, 32), info)
+
+
+def test_mismatched_card_is_refused(default_model, tmp_path):
+    dst = _copy_model(default_model, tmp_path)
+    card = json.loads(dst.with_suffix(".json").read_text())
+    card["config"]["width"] = card["config"]["width"] + 8
+    dst.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(EmcsError, match="do not fit"):
+        load_model(dst, BUILDERS)
+    card["architecture"] = "tcs-nonexistent"
+    dst.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(EmcsError, match="architecture"):
+        load_model(dst, BUILDERS)
+
+
+def test_standin_movie_range():
+    m = standin_movie(np.random.default_rng(0), 5, 32)
+    assert m.shape == (5, 32, 32) and m.dtype == np.float32
+    assert 0.0 <= m.min() and m.max() <= 1.0
+
+
+def test_train_cli_runs_resumes_and_fine_tunes_on_a_folder(tmp_path):
+    from emcs.io import write_stack
+
+    runner = CliRunner()
+    out = tmp_path / "tcs-tiny.safetensors"
+    base = ["train", "tcs", "--model", "unfold", "--B", "4", "--patch", "32", "--batch", "2",
+            "--width", "8", "--stages", "1", "--checkpoint-every", "2", "--device", "cpu", "--quiet"]
+    res = runner.invoke(app, [*base, "--steps", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["steps"] == 2 and card["B_range"] == [4, 4]
+    ckpt = tmp_path / ".tcs-tiny-train" / "checkpoint.pt"
+    res = runner.invoke(app, [*base, "--steps", "3", "--out", str(out), "--resume", str(ckpt)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["steps"] == 3
+    lines = (tmp_path / ".tcs-tiny-train" / "loss.csv").read_text().splitlines()
+    assert lines[0].startswith("step") and len(lines) == 4
+    movies = tmp_path / "movies"
+    movies.mkdir()
+    write_stack(movies / "m.tif", (np.random.default_rng(0).random((6, 40, 40)) * 1000).astype(np.uint16))
+    out2 = tmp_path / "tcs-mine.safetensors"
+    res = runner.invoke(app, [*base, "--steps", "1", "--out", str(out2), "--data", str(movies),
+                              "--resume", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "user movies" in json.loads(out2.with_suffix(".json").read_text())["training"]["data"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "resnet"], "--model"),
+        (["--B", "ten"], "--B"),
+        (["--data", "/nonexistent/folder"], "folder"),
+        (["--resume", "/nonexistent/ckpt.pt"], "no such checkpoint"),
+        (["--density", "0.7,0.2"], "--density"),
+    ],
+)
+def test_train_cli_bad_input(tmp_path, args, message):
+    res = CliRunner().invoke(
+        app, ["train", "tcs", "--steps", "1", "--out", str(tmp_path / "m.safetensors"), *args]
+    )
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
