@@ -179,11 +179,26 @@ def speed(args) -> None:
 
 
 def memory(args) -> None:
+    """Peak RSS of one decode in a fresh subprocess.
+
+    With ``--cheap-net`` the network is replaced by a pointwise stand-in
+    (Ybar in every frame), which measures the buffers and the tiling machinery
+    of a large frame without hours of CPU convolutions; the activations of
+    one real tile are measured by a real run at ``--size`` = the tile edge.
+    """
+    cheap = (
+        "import emcs.tcs.nets.api as api\n"
+        "class Cheap(torch.nn.Module):\n"
+        "    def forward(self, y, m):\n"
+        "        return (y / m.sum(1).clamp_min(1))[:, None] * torch.ones_like(m)\n"
+        "api.load = lambda info, dev: Cheap()\n"
+    ) if args.cheap_net else ""
     code = (
         "import resource, time, numpy as np, torch\n"
         f"torch.set_num_threads({args.threads})\n"
         "from emcs.tcs.masks import make_masks\n"
         "from emcs.tcs.nets.api import decode_measurements, list_models\n"
+        + cheap +
         f"B, S = {args.B[0]}, {args.size}\n"
         f"info = [i for i in list_models() if i.name == {args.model!r}][0]\n"
         "masks = make_masks(1, B, S, S)\n"
@@ -195,8 +210,8 @@ def memory(args) -> None:
         "out = decode_measurements(y, masks, info, device='cpu')\n"
         "dt = time.perf_counter() - t\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(f'peak RSS {peak/1024:.0f} MiB (inputs+masks ready: {base/1024:.0f} MiB), output '\n"
-        "      f'{out.nbytes/2**20:.0f} MiB, {dt:.1f} s, {out.size/dt/1e6:.3f} Mpixel/s')\n"
+        "print(f'{info.name} B={B} {S}x{S}: peak RSS {peak/1024:.0f} MiB (before decoding: {base/1024:.0f} MiB), '\n"
+        "      f'output {out.nbytes/2**20:.0f} MiB, {dt:.1f} s')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -211,6 +226,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--model", default="tcs-unfold")
     p.add_argument("--json", type=Path)
+    p.add_argument("--cheap-net", action="store_true", help="memory: pointwise stand-in network")
     p.add_argument("--update-cards", action="store_true")
     args = p.parse_args()
     if args.what == "quality":

@@ -116,15 +116,51 @@ def test_decode_and_info_bad_inputs(write_movie, tmp_path):
     assert not (tmp_path / "r.tif").exists()
 
 
-def test_decode_net_falls_back_with_warning(write_movie, tmp_path):
+def test_decode_net_falls_back_with_warning(write_movie, tmp_path, monkeypatch):
+    import emcs.tcs.decode as dec
+
+    monkeypatch.setattr(dec, "_net_api", lambda: ((lambda B, density: None, None), None))
     src, _ = write_movie("n.tif", T=4, H=8, W=8)
     assert _run("encode", src, "-B", 7, "-o", tmp_path / "n.npz").exit_code == 0
     r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec.npy", "--method", "net",
              "--iters", 2, "--json")
     assert r.exit_code == 0, r.stderr
-    assert "warning" in r.stderr and "GAP-TV" in r.stderr
+    assert "warning" in r.stderr and "GAP-TV" in r.stderr and "B=7" in r.stderr
     out = json.loads(r.stdout)
     assert out["decoders"] == ["gap-tv"] and out["shape"] == [4, 8, 8]
+    monkeypatch.setattr(dec, "_net_api", lambda: (None, "the neural decoders are not available (test)"))
+    r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec2.npy", "--iters", 2)
+    assert r.exit_code == 0 and "not available" in r.stderr and "warning" not in r.stderr
+
+
+def test_decode_uses_a_network_when_one_covers_B(write_movie, tmp_path, monkeypatch):
+    """auto: a covering network decodes the full groups, GAP-TV the short last one."""
+    import emcs.tcs.decode as dec
+    from emcs.tcs.gaptv import naive_estimate
+
+    calls = []
+
+    def find_model(B, density):
+        return "fake-net" if B == 5 else None
+
+    def decode_measurements(y, masks, info, device, progress=None):
+        calls.append((y.shape, masks.shape, info, device))
+        assert y.dtype == np.float32 and masks.dtype == bool
+        return naive_estimate(y, masks)
+
+    monkeypatch.setattr(dec, "_net_api", lambda: ((find_model, decode_measurements), None))
+    src, data = write_movie("f.tif", T=12, H=8, W=6, dtype=np.uint8)
+    assert _run("encode", src, "-B", 5, "--seed", 2).exit_code == 0
+    r = _run("decode", tmp_path / "f.npz", "-o", tmp_path / "f.npy", "--device", "cpu", "--iters", 2, "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["decoders"] == ["gap-tv", "net:fake-net"]
+    assert calls == [((2, 8, 6), (5, 8, 6), "fake-net", "cpu")]
+    rec = np.load(tmp_path / "f.npy")
+    assert rec.shape == data.shape and rec.dtype == data.dtype
+    c = load_container(tmp_path / "f.npz")
+    naive = np.repeat(c.measurements[0][None] / np.maximum(c.masks().sum(0), 1), 5, 0)
+    np.testing.assert_allclose(rec[:5], np.clip(np.rint(naive), data.min(), data.max()), atol=1)
 
 
 def _standin_example(folder):

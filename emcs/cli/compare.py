@@ -127,7 +127,9 @@ def _write_plot(path: str, force: bool, comparison, summary: dict) -> None:
     labels = {"emcs": "emcs"} | {k: CODEC_LABELS[k] for k in summary["results"] if k != "emcs"}
     if best is not None:
         entry = summary["results"][best]
-        panels.append((f"{labels[best]} ({entry['setting']})", comparison.panels[labels[best]]))
+        panels.append(
+            (f"best codec: {labels[best]}\n({entry['setting']})", comparison.panels[labels[best]])
+        )
     which = ("vs_reference", "vs_truth") if summary["truth"] else ("vs_reference",)
     names = {"vs_reference": "vs reference", "vs_truth": "vs truth"}
     scores = {}

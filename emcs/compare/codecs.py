@@ -7,18 +7,18 @@ whose TOTAL size over all frames does not exceed a byte budget. The result
 never exceeds the budget; if even the lowest quality does, the result says so
 (``decoded is None`` and ``reason`` explains).
 
-Quality knobs (higher quality = more bytes):
+Quality knobs (``BaselineResult.quality``; higher quality = more bytes):
 
-========== ============================ ===================================
-codec      knob (``BaselineResult.quality``)  range searched
-========== ============================ ===================================
-jpeg       libjpeg quality (integer)    1 .. 100 (baseline, 4:4:4 gray,
-                                        optimized Huffman tables)
-jpeg2000   OpenJPEG PSNR target, dB     1 .. 100 dB (0.25 dB steps), then
-                                        lossless (reversible 5/3), J2K codestream
-jpegxl     libjxl butteraugli distance  25 .. 0.05 (lower is better, 2 %
-                                        steps), then lossless; effort 7
-========== ============================ ===================================
+- ``jpeg``: libjpeg quality, integer 1 .. 100 (baseline JPEG, 8-bit grey,
+  optimized Huffman tables);
+- ``jpeg2000``: OpenJPEG's PSNR target in dB, 1 .. 100 (0.25 dB steps), then
+  lossless (reversible 5/3 wavelet); raw J2K codestream;
+- ``jpegxl``: libjxl butteraugli distance, 25 .. 0.05 (lower is better, 2 %
+  steps), then lossless; effort 7 (the libjxl default).
+
+Search: the lowest setting, lossless, the highest setting, then bisection;
+for more than 8 frames a coarse search on 8 evenly spaced frames gives a
+starting point that is bracketed on all frames (3-5 encodings of the stack).
 
 What is counted in ``nbytes``: the sum of the per-frame codestreams (no file
 container around them) plus the stretch parameters below (8 bytes per frame,

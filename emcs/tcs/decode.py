@@ -112,8 +112,10 @@ def plan_methods(container: Container, method: str) -> tuple[dict[int, tuple[str
         if info is not None:
             plan[n] = ("net", info)
         else:
-            why = reason or f"no trained network for B={n} at mask density {container.density:.2f}"
-            notes.append(f"{why}; using GAP-TV for groups of {n} frames")
+            what = (f"B={n}" if n == container.B
+                    else f"the short last group ({n} frames of B={container.B})")
+            why = reason or f"no trained network for {what} at mask density {container.density:.2f}"
+            notes.append(f"{why}; using GAP-TV for {'it' if n != container.B else 'these groups'}")
     return plan, notes
 
 
@@ -144,9 +146,10 @@ def iter_decoded(
         y = scale_measurements(container.measurements[k:stop], c.sum(0), container.value_range)
         kind, info = plan[n]
         if kind == "net":
-            from emcs.tcs.nets.api import decode_measurements
-
-            x = decode_measurements(y, c, info, str(device), progress=progress)
+            api, reason = _net_api()
+            if api is None:
+                raise EmcsError(reason)
+            x = api[1](y, c, info, str(device), progress=progress)
         else:
             x = gap_tv(y, c, iters=iters, device=device, max_elements=max_elements, progress=progress,
                        **GAPTV_SETTINGS[noise])

@@ -6,12 +6,17 @@ form (Yuan, ICIP 2016) with a total-variation denoiser, as in PnP-SCI:
     theta_0 = Ybar (the normalized measurement, paper Eq. 2), y_acc = 0
     repeat `iters` times:
         y_hat  = A(theta)                        (A = forward model, Eq. 1)
-        y_acc += y - y_hat                       (acceleration)
+        y_acc += y - y_hat                       (acceleration; plain GAP uses y)
         x      = theta + A^T((y_acc - y_hat) / R)     (R = sum_b C_b)
-        theta  = TV-denoise(x, w_k)              (isotropic 2-D TV per frame,
-                                                  Chambolle's projection, 5 steps)
+        theta  = TV-denoise(x, w_k)              (isotropic TV, Chambolle's
+                                                  projection, 5 steps)
 
-All operations are elementwise or 3x3 stencils in torch, batched over
+The defaults (accelerated, per-frame 2-D TV, w = 0.3, 40 iterations) are the
+published PnP-SCI settings. For shot-noise-limited movies, plain GAP with a
+spatio-temporal TV (``accelerate=False, temporal=1``) is far more robust; see
+:data:`emcs.tcs.decode.GAPTV_SETTINGS` and ``benchmarks/encode.md``.
+
+All operations are elementwise or stencils in torch, batched over
 measurements, on CPU or CUDA. Large frames are split into overlapping spatial
 tiles (blended linearly) so that memory stays bounded. Values are in the
 scaled units of the caller (typically frames in [0, 1]).

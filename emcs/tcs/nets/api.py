@@ -23,8 +23,10 @@ import numpy as np
 
 from emcs.errors import EmcsError
 
-#: tile edge and overlap (pixels) for frames larger than one tile
-TILE = 256
+#: tile edge and overlap (pixels) for frames larger than one tile; 48 px of overlap
+#: covers the receptive field of tcs-unfold's learned stages (measured: tiled and
+#: untiled results agree to ~1e-5, tests/test_tcs_nets.py)
+TILE = 512
 OVERLAP = 48
 
 
@@ -167,7 +169,6 @@ def decode_measurements(
 
     from emcs.nn.device import pick_device
     from emcs.nn.tiling import tiled_apply
-    from emcs.tcs.physics import mask_sum
 
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 2:
@@ -177,12 +178,15 @@ def decode_measurements(
         raise EmcsError(f"measurements {y.shape} and masks {masks.shape} do not fit together")
     dev = pick_device(device)
     model = load(model_info, dev)
-    B = masks.shape[0]
+    B, H, W = masks.shape
     b_max = model_info.card.get("config", {}).get("b_max")
     if b_max is not None and B > b_max:
         raise EmcsError(f"model {model_info.name} handles at most B={b_max} frames, got {B}")
-    m = torch.from_numpy(masks.astype(np.float32)).to(dev)
-    out = np.empty((y.shape[0], B, *y.shape[1:]), dtype=np.float32)
+    r = np.maximum(masks.sum(0, dtype=np.int32), 1)  # mask_sum
+    # one input tensor (1, 1 + B, H, W): the scaled measurement, then the masks
+    x = torch.empty((1, 1 + B, H, W), dtype=torch.float32, device=dev)
+    x[0, 1:] = torch.from_numpy(masks)
+    out = np.empty((y.shape[0], B, H, W), dtype=np.float32)
     cuda = dev.type == "cuda"
 
     def run(t):
@@ -191,12 +195,11 @@ def decode_measurements(
 
     with torch.inference_mode():
         for i in range(y.shape[0]):
-            yi = torch.from_numpy(y[i]).to(dev)
-            s = max(float((yi / mask_sum(m)).mean()), 1e-3)  # see measurement_scale
-            x = torch.cat([(yi / s)[None, None], m[None]], 1)
+            s = max(float((y[i] / r).mean()), 1e-3)  # see measurement_scale
+            x[0, 0] = torch.from_numpy(y[i] / s)
             res = tiled_apply(run, x, tile=tile, overlap=overlap, batch=4 if cuda else 1)
-            out[i] = res[0].cpu().numpy() * s
-            del x, res
+            np.multiply(res[0].cpu().numpy(), s, out=out[i])
+            del res
             if progress is not None:
                 progress(1)
     return out
