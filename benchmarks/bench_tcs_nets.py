@@ -5,13 +5,17 @@ Quality (held-out simulated movies: data seeds never used in training, and the
 
     python benchmarks/bench_tcs_nets.py quality --size 128 --json benchmarks/tcs_nets_quality.json
 
+(several ``quality --json`` runs, e.g. one per B in parallel, are merged by
+``report FILE.json ... [--update-cards]``).
+
 For each B in 10, 20, 30 and each kind, one movie of B frames is simulated
 (clean, then a counting camera at ``--dose`` mean counts/pixel, uint8/uint16
 counts as a camera writes them), TCS-encoded with a fresh mask (density 0.5),
 and decoded by every shipped model, by GAP-TV (default settings), and by the
 three image codecs at equal bytes: the codecs get the bytes that the TCS
-measurement occupies (H*W*itemsize of the smallest integer type holding the
-sums of B camera frames, as ``emcs encode`` stores it). PSNR and SSIM (frame means, data
+measurement occupies in an ``emcs encode`` container (H*W*itemsize of the
+smallest integer type holding the measured sums; the container's few hundred
+bytes of metadata are not counted). PSNR and SSIM (frame means, data
 range of the whole reference stack; emcs.compare.metrics.score_stack) are scored against the clean truth and against
 the noisy raw frames.
 
@@ -55,10 +59,12 @@ def simulate(kind: str, B: int, size: int, dose: float, seed: int):
     return clean, counts, scale
 
 
-def tcs_bytes(counts: np.ndarray, B: int) -> int:
-    from emcs.tcs.encode import stored_dtype
+def tcs_bytes(y_counts: np.ndarray) -> int:
+    """Bytes of the measurement as ``emcs encode`` stores it (narrowed to the smallest int type)."""
+    from emcs.tcs.container import smallest_int_dtype
 
-    return int(np.prod(counts.shape[1:])) * stored_dtype(counts.dtype, B).itemsize
+    dt = smallest_int_dtype(int(y_counts.min()), int(y_counts.max()))
+    return int(y_counts.size) * dt.itemsize
 
 
 def score(x, clean, noisy) -> dict:
@@ -88,8 +94,9 @@ def quality(args) -> dict:
             clean, counts, scale = simulate(kind, B, args.size, args.dose, seed)
             noisy = counts.astype(np.float32) * scale
             masks = make_masks(seed, B, args.size, args.size, 0.5)
-            y = (counts.astype(np.int64) * masks).sum(0)[None].astype(np.float32) * scale
-            budget = tcs_bytes(counts, B)
+            y_counts = (counts.astype(np.int64) * masks).sum(0)[None]
+            y = y_counts.astype(np.float32) * scale
+            budget = tcs_bytes(y_counts)
             res = {}
             for info in models:
                 t = time.perf_counter()
@@ -138,6 +145,7 @@ def markdown(summary: dict) -> str:
 
 def update_cards(summary: dict, settings: dict, command: str) -> None:
     from emcs.tcs.nets.api import list_models
+    from emcs.tcs.nets.train import DESCRIPTIONS
 
     for info in list_models():
         cpath = info.path.with_suffix(".json")
@@ -146,6 +154,8 @@ def update_cards(summary: dict, settings: dict, command: str) -> None:
         for B, ms in summary.items():
             if info.name in ms:
                 per_B[f"B={B}"] = {m: ms[m] for m in (info.name, "gap-tv", "jpeg", "jpeg2000", "jpegxl") if m in ms}
+        short = "unfold" if "unfold" in card["architecture"] else "tcsdl"
+        card.setdefault("description", DESCRIPTIONS[short])
         card["metrics"] = {
             "held_out": per_B,
             "data": f"held-out simulated movies: kinds {settings['kinds']} ('cells' never seen in "
@@ -218,7 +228,8 @@ def memory(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["quality", "speed", "memory"])
+    p.add_argument("what", choices=["quality", "report", "speed", "memory"])
+    p.add_argument("inputs", nargs="*", type=Path, help="report: quality JSON files to merge")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--B", type=lambda s: [int(v) for v in s.split(",")], default=[10, 20, 30])
     p.add_argument("--kinds", type=lambda s: s.split(","), default=list(KINDS))
@@ -239,6 +250,14 @@ def main() -> None:
             args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
         if args.update_cards:
             update_cards(summary, {k: v for k, v in vars(args).items() if k != "json"}, command)
+    elif args.what == "report":
+        parts = [json.loads(f.read_text()) for f in args.inputs]
+        result = {"rows": [r for part in parts for r in part["rows"]], "settings": parts[0]["settings"]}
+        summary = summarize(result)
+        print(markdown(summary))
+        if args.update_cards:
+            settings = dict(result["settings"], B=sorted({r["B"] for r in result["rows"]}))
+            update_cards(summary, settings, "python " + " ".join(sys.argv))
     elif args.what == "speed":
         speed(args)
     else:

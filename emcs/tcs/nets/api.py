@@ -155,7 +155,7 @@ def decode_measurements(
     model_info : ModelInfo
         From :func:`find_model`.
     device : str
-        ``auto``, ``cpu`` or ``cuda``; fp16 autocast is used on CUDA.
+        ``auto`` (or None), ``cpu`` or ``cuda``; fp16 autocast is used on CUDA.
     progress : callable, optional
         ``advance(k)`` called once per finished measurement.
     tile, overlap : int
@@ -176,7 +176,7 @@ def decode_measurements(
     masks = np.asarray(masks)
     if y.ndim != 3 or masks.ndim != 3 or masks.shape[1:] != y.shape[1:]:
         raise EmcsError(f"measurements {y.shape} and masks {masks.shape} do not fit together")
-    dev = pick_device(device)
+    dev = pick_device("auto" if device in (None, "None", "") else device)
     model = load(model_info, dev)
     B, H, W = masks.shape
     b_max = model_info.card.get("config", {}).get("b_max")

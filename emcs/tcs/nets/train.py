@@ -27,6 +27,27 @@ from emcs.errors import EmcsError
 
 MODEL_NAMES = ("unfold", "tcsdl")
 
+#: one-paragraph description of each architecture for the model card
+DESCRIPTIONS = {
+    "unfold": (
+        "Deep-unfolded GAP (emcs.tcs.nets.unfold): start from Ybar = Y / sum_b C_b in every frame, "
+        "then K stages of [GAP data-consistency step x += lambda_k C (Y - A x) / R with the real masks "
+        "(learned lambda_k), residual CNN denoiser]. Each denoiser sees (x_b, C_b, Ybar) per frame at half "
+        "resolution (2x2 pixel-unshuffle), frames folded into the batch for 3x3 convs, mixed along time by "
+        "(3,1,1) convs plus a frame-mean context branch. Mask-, B- and frame-size-agnostic."
+    ),
+    "tcsdl": (
+        "TCS-DL = BIRNAT (Zheng et al. 2021, Patterns 2:100292; Cheng et al. ECCV 2020) as in the paper's "
+        "Methods: first-frame CNN on [Ybar, Ybar*C_1..C_B] (5x5, 3x3, 1x1, 3x3/2 convs, 3 residual groups, "
+        "SAGAN self-attention, transposed conv decoder), forward RNN fed by Eq. 3 and backward RNN fed by "
+        "Eq. 4, LeakyReLU 0.01, loss 0.5 MSE(fwd) + 0.5 MSE(bwd). Changes for our budget and for bounded "
+        "memory: widths scaled by cnn_width (first-frame CNN; 0.25 = 8/16/32 channels instead of 32/64/128) "
+        "and rnn_width (RNN cells; 0.5 = 5/10/10 instead of 10/20/20); self-attention within "
+        "window x window blocks of the half-resolution map instead of globally; the first layer takes "
+        "b_max + 1 channels, zero-padded for smaller B, so one network serves B <= b_max."
+    ),
+}
+
 
 @dataclass
 class TrainConfig:
@@ -127,8 +148,11 @@ def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=p
             from emcs.nn.weights import load_model
             from emcs.tcs.nets.api import BUILDERS
 
-            loaded, _ = load_model(rpath, BUILDERS)
-            model.load_state_dict(loaded.state_dict())
+            loaded, card = load_model(rpath, BUILDERS)
+            if card["architecture"] != model_architecture(cfg.model):
+                raise EmcsError(f"these weights are {card['architecture']!r}, not --model {cfg.model}", rpath)
+            model = loaded.to(device)  # the shipped network with its own config
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         else:
             try:
                 state = torch.load(rpath, map_location=device, weights_only=True)
@@ -221,6 +245,7 @@ def make_card(cfg: TrainConfig, model, out: Path, step: int, seconds: float, cou
         "architecture": model_architecture(cfg.model),
         "config": dict(model.config),
         "name": out.stem,
+        "description": DESCRIPTIONS[cfg.model],
         "rank": 0 if cfg.model == "unfold" else 1,  # find_model prefers lower ranks
         "B_range": [min(cfg.Bs), max(cfg.Bs)],
         "B_trained": list(cfg.Bs),
