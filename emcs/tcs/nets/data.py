@@ -199,6 +199,7 @@ class FolderClips:
         from emcs.io import open_stack
 
         folder = Path(folder)
+        self.folder = folder
         if not folder.is_dir():
             raise EmcsError("not a folder of training movies", folder)
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in MOVIE_SUFFIXES)
@@ -217,13 +218,21 @@ class FolderClips:
             self.stacks.append(st)
             self.norms.append((float(lo), float(max(hi - lo, 1e-8))))
 
+    def check(self, B: int, size: int) -> None:
+        """Keep only movies with at least B frames of size x size; error if none is left."""
+        keep = [i for i, st in enumerate(self.stacks)
+                if st.shape[0] >= B and st.shape[1] >= size and st.shape[2] >= size]
+        if not keep:
+            raise EmcsError(f"no movie here has {B} frames of at least {size}x{size} pixels "
+                            "(use a smaller --B or --patch)", self.folder)
+        self.stacks = [self.stacks[i] for i in keep]
+        self.norms = [self.norms[i] for i in keep]
+
     def clip(self, rng: np.random.Generator, B: int, size: int) -> np.ndarray:
         """B consecutive frames (B, size, size) from a random movie and position."""
         k = int(rng.integers(len(self.stacks)))
         st, (lo, span) = self.stacks[k], self.norms[k]
         T, H, W = st.shape
-        if T < B or H < size or W < size:
-            raise EmcsError(f"movie is smaller than B={B} frames of {size}x{size}", st.path if hasattr(st, "path") else None)
         t0 = int(rng.integers(0, T - B + 1))
         i0 = int(rng.integers(0, H - size + 1))
         j0 = int(rng.integers(0, W - size + 1))

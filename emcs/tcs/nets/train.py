@@ -134,6 +134,8 @@ def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=p
     ckpt_path = workdir / "checkpoint.pt"
     log_path = workdir / "loss.csv"
     folder = FolderClips(cfg.data) if cfg.data else None
+    if folder is not None:
+        folder.check(max(cfg.Bs), cfg.patch)
     model_config = dict(cfg.model_config)
     if cfg.model == "tcsdl":
         model_config.setdefault("b_max", max(cfg.Bs))
