@@ -153,7 +153,7 @@ def update_cards(summary: dict, settings: dict, command: str) -> None:
         per_B = {}
         for B, ms in summary.items():
             if info.name in ms:
-                per_B[f"B={B}"] = {m: ms[m] for m in (info.name, "gap-tv", "jpeg", "jpeg2000", "jpegxl") if m in ms}
+                per_B[f"B={B}"] = ms  # this model, the other TCS models, GAP-TV and the codecs
         short = "unfold" if "unfold" in card["architecture"] else "tcsdl"
         card.setdefault("description", DESCRIPTIONS[short])
         card["metrics"] = {

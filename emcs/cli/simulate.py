@@ -49,7 +49,7 @@ def simulate_command(
     output: Path = typer.Option(..., "--output", "-o", help="Output stack (.tif, .mrc or .npy).",
                                 show_default=False),
     frames: int = typer.Option(None, "--frames", "-t",
-                               help="Number of frames (default 20; 1 for haadf-*; 9 for sim)."),
+                               help="Number of frames (default 20; 1 for haadf-*; for sim: time points, each 9 raw frames, default 1)."),
     size: tuple[int, int] = typer.Option((256, 256), "--size", help="Frame height and width in pixels."),
     dose: float = typer.Option(None, "--dose", help="Electron dose per frame in e/Å² "
                                "(mean counts per pixel = dose x pixel size²)."),
@@ -169,7 +169,7 @@ def _simulate_sim(rep, output, frames, size, seed, dose, counts, truth, force) -
     except ImportError:
         raise EmcsError("kind 'sim' is not available: emcs.sim.simulate.write_sim_data is missing") from None
     t0 = time.time()
-    summary = write_sim_data(str(output), frames=9 if frames is None else frames, size=tuple(size), seed=seed,
+    summary = write_sim_data(str(output), frames=1 if frames is None else frames, size=tuple(size), seed=seed,
                              counts=counts, truth=None if truth is None else str(truth), force=force)
     summary = dict(summary or {})
     summary.setdefault("kind", "sim")
