@@ -1,11 +1,11 @@
 """Benchmark the codec baselines of ``emcs compare``: speed, ratio and quality.
 
 Data:
-- real serial-section TEM, ``/work/shared/data/isbi2012-sstem/sstem_30x512x512_uint8.tif``
+- real serial-section TEM, ``../shared/data/isbi2012-sstem/sstem_30x512x512_uint8.tif``
   (ISBI 2012 challenge, Cardona et al., PLoS Biol 8:e1000502, 2010), the first
   ``--frames`` frames, uint8;
 - a 16-bit simulated HAADF-STEM series: the real 512x512 STEM crop
-  ``/work/shared/data/stem-partial-scan/truth-2.tif`` (MIT, J. Ede) as the
+  ``../shared/data/stem-partial-scan/truth-2.tif`` (MIT, J. Ede) as the
   clean signal, turned into detector counts ``Poisson(2000 + 6000 * x)``
   (uint16, a narrow part of the 16-bit range like a real STEM detector),
   ``--frames`` independent noise realisations.
@@ -34,14 +34,17 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
 from emcs.compare.codecs import CODEC_LABELS, CODECS, decode_frames, encode_at_budget, encode_frames
 from emcs.compare.metrics import score_stack
 
-SSTEM = "/work/shared/data/isbi2012-sstem/sstem_30x512x512_uint8.tif"
-STEM = "/work/shared/data/stem-partial-scan/truth-2.tif"
+# real data live beside the checkout in ../shared/data; EMCS_SHARED_DATA overrides
+SHARED_DATA = Path(os.environ.get("EMCS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SSTEM = str(SHARED_DATA / "isbi2012-sstem" / "sstem_30x512x512_uint8.tif")
+STEM = str(SHARED_DATA / "stem-partial-scan" / "truth-2.tif")
 
 SETTINGS = {
     "jpeg": [("q 50", 50, False), ("q 75", 75, False), ("q 90", 90, False), ("q 95", 95, False)],

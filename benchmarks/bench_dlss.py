@@ -1,7 +1,7 @@
 """Benchmark DLSS supersampling: quality per coverage and CPU speed.
 
 Held-out images:
-- the five real 512x512 STEM crops in ``/work/shared/data/stem-partial-scan``
+- the five real 512x512 STEM crops in ``../shared/data/stem-partial-scan``
   (MIT, Jeffrey Ede; never used in training);
 - ``--n-sim`` simulated 512x512 images (procedural textures from
   ``emcs.dlss.train.stem_texture`` with a seed range disjoint from training,
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from emcs.dlss.sampling import subsample
 from emcs.dlss.supersample import load_default_model, supersample_frame
 from emcs.dlss.train import degrade, stem_texture
 
-REAL = [Path(f"/work/shared/data/stem-partial-scan/truth-{i}.tif") for i in range(1, 6)]
+# real data live beside the checkout in ../shared/data; EMCS_SHARED_DATA overrides
+SHARED_DATA = Path(os.environ.get("EMCS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+REAL = [SHARED_DATA / "stem-partial-scan" / f"truth-{i}.tif" for i in range(1, 6)]
 FACTORS = (4, 5, 6, 7, 8, 9, 10)
 METHODS = ("net", "bilinear", "bicubic", "nearest")
 

@@ -17,7 +17,7 @@ encodes the same frames with
 
 and reports MB/s of input pixels, the compression ratio (input pixel bytes /
 output bytes) and the speed ratios measured in the same run. The frames are the
-real serial-section TEM stack shipped in ``/work/shared/data`` (ISBI 2012,
+real serial-section TEM stack shipped in ``../shared/data`` (ISBI 2012,
 uint8, 30 sections played forwards and backwards to 120 frames), and a
 low-dose uint16 "counts" version of it (Poisson, mean about 4 counts).
 
@@ -41,10 +41,13 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-SSTEM = "/work/shared/data/isbi2012-sstem/sstem_30x512x512_uint8.tif"
+# real data live beside the checkout in ../shared/data; EMCS_SHARED_DATA overrides
+SHARED_DATA = Path(os.environ.get("EMCS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SSTEM = str(SHARED_DATA / "isbi2012-sstem" / "sstem_30x512x512_uint8.tif")
 
 
 def _best(fn, repeats=3):

@@ -1,17 +1,24 @@
 """The ``emcs`` command line: a thin Typer layer that parses and delegates.
 
 One module per capability registers its commands on the shared app:
-``tcs`` (encode, decode, info, demo, train tcs), ``simulate``, ``compare``,
-``dlss`` (subsample, supersample, train dlss) and ``sim`` (sim-recon,
-resolution, train sim).
+``tcs`` (encode, decode, info, demo), ``tcs_train`` (train tcs), ``simulate``,
+``compare``, ``dlss`` (subsample, supersample, train dlss) and ``sim``
+(sim-recon, resolution, train sim).
 """
 
 from __future__ import annotations
 
-# import order = order in `emcs --help`
-from emcs.cli import tcs  # noqa: I001,F401  (encode, decode, info, demo)
-from emcs.cli import simulate, compare, dlss, sim, tcs_train  # noqa: F401
+from emcs.cli import compare, dlss, sim, simulate, tcs, tcs_train  # noqa: F401  (register commands)
 from emcs.cli._app import app
+
+# the order of `emcs --help`: the main job first, then by capability
+_HELP_ORDER = (
+    "encode", "decode", "info", "demo", "simulate", "compare",
+    "subsample", "supersample", "sim-recon", "resolution",
+)
+app.registered_commands.sort(
+    key=lambda c: _HELP_ORDER.index(c.name) if c.name in _HELP_ORDER else len(_HELP_ORDER)
+)
 
 
 def main() -> None:

@@ -235,8 +235,10 @@ def sample_movie(
     return fast.sample_movie(rng, frames, size, kinds)
 
 
-def sample_stem(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+def sample_stem(rng: np.random.Generator, size: int | tuple[int, int]) -> np.ndarray:
     """A fresh clean HAADF-STEM-like image (H, W) float32 in [0, 1].
+
+    ``size`` is (H, W), or one int for a square image.
 
     Incoherent Z^1.7 model of crystals (grain boundaries, defects) or Au
     particles on amorphous carbon, convolved with a probe intensity (abTEM's
@@ -245,7 +247,9 @@ def sample_stem(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """
     from emcs.simulate.stem import sample_stem as _sample
 
-    return _sample(rng, size)
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    return _sample(rng, tuple(size))
 
 
 def build_cache(n: int = 16, seed: int = 0, path=None, progress=None) -> str:
