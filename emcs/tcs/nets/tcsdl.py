@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emcs.tcs.nets.unfold import pad_even
 from emcs.tcs.physics import mask_sum
 
 ARCHITECTURE = "tcs-tcsdl-v1"
@@ -161,11 +162,7 @@ class TcsDlNet(nn.Module):
 
     def _both(self, y: torch.Tensor, masks: torch.Tensor):
         n, H, W = y.shape
-        ph, pw = H % 2, W % 2
-        if ph or pw:
-            y = F.pad(y[:, None], (0, pw, 0, ph), mode="replicate")[:, 0]
-            masks = F.pad(masks, (0, pw, 0, ph))
-        masks = masks.expand(n, -1, -1, -1)
+        y, masks = pad_even(y, masks)
         B = masks.shape[1]
         if B > self.b_max:
             raise ValueError(f"this tcsdl network handles B <= {self.b_max}, got {B}")

@@ -26,6 +26,20 @@ from emcs.tcs.physics import mask_sum
 ARCHITECTURE = "tcs-unfold-v1"
 
 
+
+def pad_even(y: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad y (n, H, W) and masks (n or 1, B, H, W) to even H, W; expand masks to n.
+
+    Both decoders halve the resolution once; callers crop their output back
+    to the original (H, W).
+    """
+    n, H, W = y.shape
+    ph, pw = H % 2, W % 2
+    if ph or pw:
+        y = F.pad(y[:, None], (0, pw, 0, ph), mode="replicate")[:, 0]
+        masks = F.pad(masks, (0, pw, 0, ph))
+    return y, masks.expand(n, -1, -1, -1)
+
 class TemporalMix(nn.Module):
     """Mix features across the B frames: (3,1,1) convolution + frame-mean context."""
 
@@ -94,11 +108,7 @@ class UnfoldNet(nn.Module):
     def forward(self, y: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Reconstruct (n, B, H, W) from y (n, H, W) and masks (n or 1, B, H, W) (0/1 floats)."""
         n, H, W = y.shape
-        ph, pw = H % 2, W % 2
-        if ph or pw:
-            y = F.pad(y[:, None], (0, pw, 0, ph), mode="replicate")[:, 0]
-            masks = F.pad(masks, (0, pw, 0, ph))
-        masks = masks.expand(n, -1, -1, -1)
+        y, masks = pad_even(y, masks)
         B = masks.shape[1]
         r = mask_sum(masks)
         ybar = y / r
