@@ -247,7 +247,7 @@ def sample_stem(rng: np.random.Generator, size: int | tuple[int, int]) -> np.nda
     """
     from emcs.simulate.stem import sample_stem as _sample
 
-    if isinstance(size, (int, np.integer)):
+    if not isinstance(size, (tuple, list)):
         size = (int(size), int(size))
     return _sample(rng, tuple(size))
 
