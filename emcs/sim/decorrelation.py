@@ -28,23 +28,14 @@ from __future__ import annotations
 import numpy as np
 
 from emcs.errors import EmcsError
+from emcs.sim.otf import cosine_taper
 
 
 def _apodise(im: np.ndarray, n: int) -> np.ndarray:
     """Cosine edge apodisation over ``n`` pixels towards the image mean."""
     out = im.astype(np.float64)
     mean = out.mean()
-
-    def ramp(length):
-        w = np.ones(length)
-        e = min(n, length // 4)
-        if e > 0:
-            t = 0.5 - 0.5 * np.cos(np.pi * (np.arange(e) + 0.5) / e)
-            w[:e], w[length - e:] = t, t[::-1]
-        return w
-
-    mask = ramp(out.shape[0])[:, None] * ramp(out.shape[1])[None, :]
-    return (out - mean) * mask + mean
+    return (out - mean) * cosine_taper(out.shape, n, max_fraction=0.25) + mean
 
 
 def _peak(d: np.ndarray, dt: float = 1e-3) -> tuple[int, float]:

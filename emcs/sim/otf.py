@@ -77,3 +77,22 @@ def otf(
     ky, kx = freq_grid(shape, pixel_nm)
     r = np.sqrt((ky + shift[0]) ** 2 + (kx + shift[1]) ** 2) / cutoff
     return otf_profile(r) * (r < 1.0)
+
+
+def cosine_taper(shape: tuple[int, int], edge: int, max_fraction: float = 0.5) -> np.ndarray:
+    """Separable raised-cosine window: 0 -> 1 over ``edge`` pixels at each border.
+
+    The ramp is capped at ``max_fraction`` of each axis length. Used to taper
+    images before FFTs (Wiener SIM, decorrelation analysis) so edges do not leak
+    into the spectrum.
+    """
+
+    def ramp(n: int) -> np.ndarray:
+        w = np.ones(n)
+        e = min(edge, int(n * max_fraction))
+        if e > 0:
+            t = 0.5 - 0.5 * np.cos(np.pi * (np.arange(e) + 0.5) / e)
+            w[:e], w[n - e :] = t, t[::-1]
+        return w
+
+    return ramp(shape[0])[:, None] * ramp(shape[1])[None, :]

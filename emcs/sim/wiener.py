@@ -27,7 +27,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from emcs.errors import EmcsError
-from emcs.sim.otf import Optics, freq_grid, otf, otf_profile
+from emcs.sim.otf import Optics, cosine_taper, freq_grid, otf, otf_profile
 from emcs.sim.simulate import Pattern
 
 
@@ -49,17 +49,6 @@ class WienerSettings:
     edge: int | None = None
 
 
-def _taper(shape, edge):
-    def ramp(n):
-        w = np.ones(n)
-        e = min(edge, n // 2)
-        if e > 0:
-            t = 0.5 - 0.5 * np.cos(np.pi * (np.arange(e) + 0.5) / e)
-            w[:e], w[n - e:] = t, t[::-1]
-        return w
-
-    return ramp(shape[0])[:, None] * ramp(shape[1])[None, :]
-
 
 def preprocess(raw: np.ndarray, settings: WienerSettings) -> np.ndarray:
     """Background-subtracted, edge-tapered float64 frames (A, P, H, W)."""
@@ -67,7 +56,7 @@ def preprocess(raw: np.ndarray, settings: WienerSettings) -> np.ndarray:
     background = np.percentile(raw.mean(axis=(0, 1)), 1.0)
     H, W = raw.shape[-2:]
     edge = settings.edge if settings.edge is not None else max(2, int(0.08 * min(H, W)))
-    return (raw - background) * _taper((H, W), edge)
+    return (raw - background) * cosine_taper((H, W), edge)
 
 
 def separate_bands(frames: np.ndarray, phase_offsets=None) -> np.ndarray:
