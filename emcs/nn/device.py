@@ -1,17 +1,51 @@
-"""Resolve the ``--device`` option."""
+"""Resolve the ``--device`` option and prepare the process for tensor work."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
+
 from emcs.errors import EmcsError
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Stop glibc from handing large freed blocks straight back to the kernel.
+
+    Tiled inference allocates and frees the same few hundred MB of activations
+    for every tile. By default glibc serves such blocks with ``mmap`` and
+    unmaps them on ``free``, so every tile page-faults its memory in again:
+    decoding a 1024 x 1024, B = 10 measurement spent 58 of 104 CPU seconds in
+    the kernel (26 M minor faults). Serving them from the heap and not trimming
+    it (``M_MMAP_MAX = 0``, ``M_TRIM_THRESHOLD = 2**31 - 1``) keeps the pages:
+    the same decode ran 2.5x faster (55 s -> 22 s wall, identical output) with
+    a peak RSS of 1.18 GB instead of 0.91 GB.
+
+    Best effort: does nothing (and returns False) off glibc. Called once per
+    process by :func:`pick_device`.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
 
 
 def pick_device(name: str = "auto"):
     """Return a ``torch.device`` for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     ``auto`` picks CUDA when a GPU is visible and the CPU otherwise. Asking for
-    CUDA on a machine without one is a user error (:class:`EmcsError`).
+    CUDA on a machine without one is a user error (:class:`EmcsError`). The
+    first call also tunes the C allocator for tiled tensor work
+    (:func:`keep_freed_memory`).
     """
     import torch
+
+    keep_freed_memory()
 
     name = (name or "auto").strip().lower()
     if name == "auto":
