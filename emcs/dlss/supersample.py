@@ -93,10 +93,10 @@ def load_default_model(path=None, device=None):
 
 
 def default_model_path():
-    """Path of the shipped model (repository ``models/`` folder)."""
-    from pathlib import Path
+    """Path of the shipped model (``$EMCS_MODELS`` or the repository's ``models/``)."""
+    from emcs.nn.weights import models_dir
 
-    return Path(__file__).resolve().parents[2] / "models" / f"{DEFAULT_MODEL}.safetensors"
+    return models_dir() / f"{DEFAULT_MODEL}.safetensors"
 
 
 def supersample_frame(

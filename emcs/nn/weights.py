@@ -30,6 +30,14 @@ from emcs.io import atomic_output
 CARD_FORMAT_VERSION = 1
 
 
+def models_dir() -> Path:
+    """Where shipped weights live: ``$EMCS_MODELS`` if set, else the repository's ``models/``."""
+    env = os.environ.get("EMCS_MODELS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "models"
+
+
 def card_path(weights_path: str | os.PathLike) -> Path:
     """The model card that belongs to a weights file (same stem, ``.json``)."""
     return Path(weights_path).with_suffix(".json")

@@ -20,8 +20,10 @@ DEFAULT_WEIGHTS = "vdlsim-32.safetensors"
 
 
 def default_weights() -> Path:
-    """The shipped 32-channel VDL-SIM weights (``models/vdlsim-32.safetensors``)."""
-    return Path(__file__).resolve().parents[2] / "models" / DEFAULT_WEIGHTS
+    """The shipped 32-channel VDL-SIM weights (``$EMCS_MODELS`` or ``models/``)."""
+    from emcs.nn.weights import models_dir
+
+    return models_dir() / DEFAULT_WEIGHTS
 
 
 def load_network(path: str | os.PathLike | None = None, device=None):

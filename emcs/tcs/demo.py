@@ -35,16 +35,7 @@ def examples_dir() -> Path:
 
 
 def _metrics():
-    try:
-        from emcs.compare.metrics import psnr, ssim
-    except ImportError:  # pragma: no cover - the compare package is part of emcs
-        from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-        def psnr(x, ref, data_range=None):
-            return float(peak_signal_noise_ratio(ref, x, data_range=data_range))
-
-        def ssim(x, ref, data_range=None):
-            return float(structural_similarity(x, ref, data_range=data_range))
+    from emcs.compare.metrics import psnr, ssim
 
     return psnr, ssim
 

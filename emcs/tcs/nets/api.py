@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from emcs.errors import EmcsError
+from emcs.nn.weights import models_dir
 
 #: tile edge and overlap (pixels) for frames larger than one tile; 48 px of overlap
 #: covers the receptive field of tcs-unfold's learned stages (measured: tiled and
@@ -58,14 +59,6 @@ class ModelInfo:
     card: dict = field(repr=False)
 
 
-def models_dir() -> Path:
-    """``$EMCS_MODELS`` if set, else the ``models/`` folder of the repository."""
-    env = os.environ.get("EMCS_MODELS")
-    if env:
-        return Path(env)
-    import emcs
-
-    return Path(emcs.__file__).resolve().parents[1] / "models"
 
 
 def list_models(folder: str | os.PathLike | None = None) -> list[ModelInfo]:
