@@ -5,8 +5,11 @@ Quality (held-out simulated movies: data seeds never used in training, and the
 
     python benchmarks/bench_tcs_nets.py quality --size 128 --json benchmarks/tcs_nets_quality.json
 
-(several ``quality --json`` runs, e.g. one per B in parallel, are merged by
-``report FILE.json ... [--update-cards]``).
+(several ``quality --json`` runs, e.g. one per B in parallel, or the baselines
+(``--only gap-tv,jpeg,jpeg2000,jpegxl``) and the networks (``--only
+tcs-unfold,tcs-tcsdl``) run separately, are merged movie by movie by
+``report FILE.json ... [--update-cards]``). ``--repeats N`` simulates N
+movies per kind and B (data seeds HELDOUT_SEED + 1000 B + 100 r + k).
 
 For each B in 10, 20, 30 and each kind, one movie of B frames is simulated
 (clean, then a counting camera at ``--dose`` mean counts/pixel, uint8/uint16
@@ -67,6 +70,15 @@ def tcs_bytes(y_counts: np.ndarray) -> int:
     return int(y_counts.size) * dt.itemsize
 
 
+def packed_bytes(y_counts: np.ndarray) -> int:
+    """Bytes of the measurement in an ``emcs encode --pack jpegxl`` container (lossless codes)."""
+    from emcs.tcs.container import _JXL_DTYPES, encode_measurement, smallest_int_dtype
+
+    dt = smallest_int_dtype(int(y_counts.min()), int(y_counts.max()))
+    codec = "jpegxl-lossless" if dt in _JXL_DTYPES else "zstd"
+    return sum(len(encode_measurement(y.astype(dt), codec)) for y in y_counts)
+
+
 def score(x, clean, noisy) -> dict:
     from emcs.compare.metrics import score_stack
 
@@ -86,32 +98,42 @@ def quality(args) -> dict:
     from emcs.tcs.nets.api import decode_measurements, list_models
 
     torch.set_num_threads(args.threads)
-    models = list_models()
+    only = set(args.only) if args.only else None
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
+    models = [m for m in list_models() if wanted(m.name)]
     rows = []
     for B in args.B:
-        for k, kind in enumerate(args.kinds):
-            seed = HELDOUT_SEED + 1000 * B + k
+        for r_, (k, kind) in ((r_, kk) for r_ in range(args.repeats) for kk in enumerate(args.kinds)):
+            seed = HELDOUT_SEED + 1000 * B + 100 * r_ + k
             clean, counts, scale = simulate(kind, B, args.size, args.dose, seed)
             noisy = counts.astype(np.float32) * scale
             masks = make_masks(seed, B, args.size, args.size, 0.5)
             y_counts = (counts.astype(np.int64) * masks).sum(0)[None]
             y = y_counts.astype(np.float32) * scale
-            budget = tcs_bytes(y_counts)
+            budget = packed_bytes(y_counts) if args.pack else tcs_bytes(y_counts)
             res = {}
             for info in models:
+                for ens in args.ensemble:
+                    t = time.perf_counter()
+                    x = decode_measurements(y, masks, info, device="cpu", ensemble=ens)[0]
+                    name = info.name if ens == 1 else f"{info.name} (ensemble {ens})"
+                    res[name] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
+            if wanted("gap-tv"):
                 t = time.perf_counter()
-                x = decode_measurements(y, masks, info, device="cpu")[0]
-                res[info.name] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
-            t = time.perf_counter()
-            x = gap_tv(y, masks)[0]
-            res["gap-tv"] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
-            for codec in CODECS:
+                x = gap_tv(y, masks)[0]
+                res["gap-tv"] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
+            for codec in (c for c in CODECS if wanted(c)):
                 r = encode_at_budget(counts, codec, budget)
+                name = f"{codec} @ packed bytes" if args.pack else codec
                 if r.decoded is None:
-                    res[codec] = {"failed": r.reason}
+                    res[name] = {"failed": r.reason}
                     continue
-                res[codec] = dict(score(r.decoded.astype(np.float32) * scale, clean, noisy), bytes=r.nbytes)
-            rows.append({"B": B, "kind": kind, "seed": seed, "bytes": budget, "results": res})
+                res[name] = dict(score(r.decoded.astype(np.float32) * scale, clean, noisy), bytes=r.nbytes)
+            rows.append({"B": B, "kind": kind, "seed": seed, ("packed_bytes" if args.pack else "bytes"): budget,
+                         "results": res})
             line = "  ".join(f"{m}={v.get('psnr_clean', float('nan')):.2f}" for m, v in res.items())
             print(f"B={B} {kind:16s} {line}", flush=True)
     return {"rows": rows, "settings": vars(args)}
@@ -158,7 +180,8 @@ def update_cards(summary: dict, settings: dict, command: str) -> None:
         card.setdefault("description", DESCRIPTIONS[short])
         card["metrics"] = {
             "held_out": per_B,
-            "data": f"held-out simulated movies: kinds {settings['kinds']} ('cells' never seen in "
+            "data": f"held-out simulated movies ({settings.get('repeats', 1)} per kind and B): "
+                    f"kinds {settings['kinds']} ('cells' never seen in "
                     f"training; others with unseen seeds), {settings['size']}x{settings['size']}, "
                     f"dose {settings['dose']} counts/pixel, mask density 0.5; codecs at the TCS "
                     "measurement's bytes",
@@ -236,6 +259,13 @@ def main() -> None:
     p.add_argument("--dose", type=float, default=50.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--model", default="tcs-unfold")
+    p.add_argument("--only", type=lambda s: s.split(","), help="quality: methods to run (default all)")
+    p.add_argument("--repeats", type=int, default=1, help="quality: movies per kind and B")
+    p.add_argument("--pack", action="store_true",
+                   help="quality: give the codecs the bytes of the losslessly packed measurement "
+                        "(emcs encode --pack jpegxl) instead of the plain one")
+    p.add_argument("--ensemble", type=lambda s: [int(v) for v in s.split(",")], default=[1],
+                   help="quality: self-ensemble sizes to run for each network, e.g. 1,8")
     p.add_argument("--json", type=Path)
     p.add_argument("--cheap-net", action="store_true", help="memory: pointwise stand-in network")
     p.add_argument("--update-cards", action="store_true")
@@ -252,7 +282,14 @@ def main() -> None:
             update_cards(summary, {k: v for k, v in vars(args).items() if k != "json"}, command)
     elif args.what == "report":
         parts = [json.loads(f.read_text()) for f in args.inputs]
-        result = {"rows": [r for part in parts for r in part["rows"]], "settings": parts[0]["settings"]}
+        merged: dict = {}  # the results of one movie (B, kind, seed) from every run
+        for part in parts:
+            for r in part["rows"]:
+                key = (r["B"], r["kind"], r["seed"])
+                row = merged.setdefault(key, dict(r, results={}))
+                row.update({k: v for k, v in r.items() if k.endswith("bytes")})
+                row["results"].update(r["results"])
+        result = {"rows": list(merged.values()), "settings": parts[0]["settings"]}
         summary = summarize(result)
         print(markdown(summary))
         if args.update_cards:

@@ -55,6 +55,11 @@ def test_encode_json_several_inputs_and_info(write_movie, tmp_path):
     info = json.loads(_run("info", tmp_path / "a.npz", "--json").stdout)
     assert info["B"] == 4 and info["input_shape"] == [7, 8, 8] and info["ratio"] > 0
     assert info["format_version"] == 1 and info["seed"] == payload["results"][0]["seed"]
+    r = _run("encode", a, "-o", tmp_path / "a-packed.npz", "--pack", "jpegxl", "--json", "-B", 4)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["measurement_codec"] == "jpegxl-lossless"
+    packed = json.loads(_run("info", tmp_path / "a-packed.npz", "--json").stdout)
+    assert packed["format_version"] == 2 and packed["measurement_codec"] == "jpegxl-lossless"
     stack = json.loads(_run("info", a, "--json").stdout)
     assert stack["shape"] == [7, 8, 8] and stack["dtype"] == "uint16"
     r = _run("info", tmp_path / "a.npz")
@@ -108,6 +113,8 @@ def test_decode_and_info_bad_inputs(write_movie, tmp_path):
     _one_line_error(_run("decode", c), "d.tif", "--force")
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--method", "magic"), "--method")
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--iters", 0), "--iters")
+    _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--ensemble", 3), "--ensemble")
+    _one_line_error(_run("encode", src, "-o", tmp_path / "p.npz", "--pack", "gzip"), "--pack")
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.png"), "r.png")
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 truncated")
     _one_line_error(_run("decode", tmp_path / "junk.npz", "-o", tmp_path / "r.tif"), "junk.npz")
@@ -143,19 +150,20 @@ def test_decode_uses_a_network_when_one_covers_B(write_movie, tmp_path, monkeypa
     def find_model(B, density):
         return "fake-net" if B == 5 else None
 
-    def decode_measurements(y, masks, info, device, progress=None):
-        calls.append((y.shape, masks.shape, info, device))
+    def decode_measurements(y, masks, info, device, progress=None, ensemble=1):
+        calls.append((y.shape, masks.shape, info, device, ensemble))
         assert y.dtype == np.float32 and masks.dtype == bool
         return naive_estimate(y, masks)
 
     monkeypatch.setattr(dec, "_net_api", lambda: ((find_model, decode_measurements), None))
     src, data = write_movie("f.tif", T=12, H=8, W=6, dtype=np.uint8)
     assert _run("encode", src, "-B", 5, "--seed", 2).exit_code == 0
-    r = _run("decode", tmp_path / "f.npz", "-o", tmp_path / "f.npy", "--device", "cpu", "--iters", 2, "--json")
+    r = _run("decode", tmp_path / "f.npz", "-o", tmp_path / "f.npy", "--device", "cpu", "--iters", 2, "--json",
+             "--ensemble", 4)
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["decoders"] == ["gap-tv", "net:fake-net"]
-    assert calls == [((2, 8, 6), (5, 8, 6), "fake-net", "cpu")]
+    assert out["decoders"] == ["gap-tv", "net:fake-net"] and out["ensemble"] == 4
+    assert calls == [((2, 8, 6), (5, 8, 6), "fake-net", "cpu", 4)]
     rec = np.load(tmp_path / "f.npy")
     assert rec.shape == data.shape and rec.dtype == data.dtype
     c = load_container(tmp_path / "f.npz")

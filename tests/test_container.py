@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from emcs.errors import EmcsError
-from emcs.tcs.container import FORMAT_VERSION, load_container, smallest_int_dtype
+from emcs.io import write_stack
+from emcs.tcs.container import FORMAT_VERSION, UNPACKED_VERSION, load_container, smallest_int_dtype
 from emcs.tcs.encode import encode_stack
 from emcs.tcs.masks import MASK_ALGORITHM, make_masks
 
@@ -49,7 +50,7 @@ def test_round_trip_attributes(container):
     assert c.B == 5 and c.input_dtype == np.uint16 and c.input_shape == (13, 16, 12)
     assert c.value_range == (float(data.min()), float(data.max()))
     assert c.pixel_size == pytest.approx(2.5)
-    assert c.format_version == FORMAT_VERSION and c.seed == 77
+    assert c.format_version == UNPACKED_VERSION and c.seed == 77
     assert c.meta["mask"]["algorithm"] == MASK_ALGORITHM
     np.testing.assert_array_equal(c.masks(), make_masks(77, 5, 16, 12))
     np.testing.assert_array_equal(c.masks(rows=(2, 9), cols=(3, 12)), make_masks(77, 5, 16, 12)[:, 2:9, 3:])
@@ -163,3 +164,66 @@ def test_deflated_container_still_loads(container, tmp_path):
             z.writestr(name, raw)
     c = load_container(dst)
     np.testing.assert_array_equal(c.measurements, load_container(path).measurements)
+
+
+# --------------------------------------------------------------------------- packed (format version 2)
+@pytest.mark.parametrize(
+    "dtype, scale, codec",
+    [
+        (np.uint8, 20, "jpegxl-lossless"),  # sums fit uint8/uint16: lossless JPEG XL
+        (np.uint16, 60000, "zstd"),  # sums need uint32: zstd
+        (np.float32, 1.0, "zstd"),
+    ],
+)
+def test_packed_round_trip_is_exact(write_movie, tmp_path, dtype, scale, codec):
+    rng = np.random.default_rng(4)
+    data = (rng.poisson(3.0, (13, 24, 20)) * scale / 10).astype(dtype)
+    src = tmp_path / "p.tif"
+    write_stack(src, data)
+    plain, packed = tmp_path / "plain.npz", tmp_path / "packed.npz"
+    encode_stack(src, plain, B=5, seed=9)
+    res = encode_stack(src, packed, B=5, seed=9, pack="jpegxl")
+    a, b = load_container(plain), load_container(packed)  # verify=True checks the sha256 of the decoded bytes
+    assert b.format_version == 2 and b.meta["measurement_codec"] == codec == res["measurement_codec"]
+    assert a.meta["measurement_sha256"] == b.meta["measurement_sha256"]
+    assert b.measurements.shape == a.measurements.shape and b.measurements.dtype == a.measurements.dtype
+    np.testing.assert_array_equal(np.asarray(b.measurements), a.measurements)
+    np.testing.assert_array_equal(b.measurements[1:3], a.measurements[1:3])
+    np.testing.assert_array_equal(b.measurements[-1], a.measurements[-1])
+    assert b.summary()["measurement_codec"] == codec
+
+
+def test_packed_counts_are_smaller_and_decode_identically(write_movie, tmp_path):
+    from emcs.tcs.decode import decode_container
+
+    rng = np.random.default_rng(5)
+    data = rng.poisson(40.0, (20, 64, 64)).astype(np.uint16)  # noisy camera counts
+    src = tmp_path / "c.tif"
+    write_stack(src, data)
+    plain, packed = tmp_path / "plain.npz", tmp_path / "packed.npz"
+    encode_stack(src, plain, B=10, seed=3)
+    encode_stack(src, packed, B=10, seed=3, pack="jpegxl")
+    assert load_container(packed).ratio > 1.25 * load_container(plain).ratio
+    for p in (plain, packed):
+        decode_container(p, tmp_path / f"{p.stem}.npy", method="gap-tv", iters=3)
+    np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), np.load(tmp_path / "packed.npy"))
+
+
+def test_packed_refuses_corrupt_or_missing_members(write_movie, tmp_path):
+    src, _ = write_movie("q.tif", T=10, H=16, W=16, dtype=np.uint8)
+    path = tmp_path / "q.npz"
+    encode_stack(src, path, B=5, seed=1, pack="zstd")
+    member = "measurements/00000001.zst"
+    with zipfile.ZipFile(path) as z:
+        good = z.read(member)
+    bad = _rewrite(path, tmp_path / "bad.npz", replace={member: good[:-5] + b"xxxxx"})
+    with pytest.raises(EmcsError, match="corrupt|checksum"):
+        load_container(bad)
+    gone = _rewrite(path, tmp_path / "gone.npz", drop=(member,))
+    with pytest.raises(EmcsError, match="missing"):
+        load_container(gone)
+    odd = _rewrite(path, tmp_path / "odd.npz", edit_meta=lambda m: m.update(measurement_codec="lzma"))
+    with pytest.raises(EmcsError, match="codec"):
+        load_container(odd)
+    with pytest.raises(EmcsError, match="--pack"):
+        encode_stack(src, tmp_path / "x.npz", B=5, pack="gzip")

@@ -224,3 +224,69 @@ def test_train_resume_and_finetune(tmp_path):
     assert json.loads(out2.with_suffix(".json").read_text())["config"]["width"] == 6
     out3 = tmp_path / "new.safetensors"
     _assert_user_error(_run("train", "dlss", "--steps", 1, "--data", tmp_path / "nope", "--out", out3))
+
+
+def test_context_branch_starts_as_the_plain_network():
+    import torch
+
+    from emcs.dlss.net import DLSSNet
+
+    torch.manual_seed(0)
+    plain = DLSSNet(width=12)
+    for p in plain.parameters():  # a non-trivial plain net (the head starts at zero)
+        torch.nn.init.normal_(p, std=0.05)
+    grown = DLSSNet(width=12, context=1)
+    missing = grown.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("ctx_") for k in missing)
+    x = torch.rand(2, 4, 72, 56)
+    with torch.no_grad():
+        np.testing.assert_allclose(grown(x).numpy(), plain(x).numpy(), atol=1e-6)
+        assert not torch.allclose(plain(x), x[:, :1])  # the comparison is not vacuous
+
+
+def test_finetune_grows_context_branch_and_counts_measured_pixels(tmp_path):
+    base = tmp_path / "base.safetensors"
+    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 1, "--width", 6, "--out", base, "-q")
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "ctx.safetensors"
+    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 1, "--init", base, "--context", 1,
+             "--out", out, "-q")
+    assert r.exit_code == 0, r.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["config"] == {"width": 6, "blocks": 2, "context": 1}
+    assert "all pixels" in card["loss"] and card["fine_tuned_from"]["steps"] == 1
+    _assert_user_error(_run("train", "dlss", "--steps", 1, "--loss-pixels", "some", "--out", tmp_path / "z.safetensors"))
+
+
+def test_masked_loss_all_pixels_counts_measured_errors():
+    import torch
+
+    from emcs.dlss.supersample import features
+    from emcs.dlss.train import masked_loss
+
+    rng = np.random.default_rng(0)
+    target = rng.random((32, 32)).astype(np.float32)
+    noisy = target + 0.1 * rng.standard_normal((32, 32)).astype(np.float32)
+    feats = torch.from_numpy(features(subsample(noisy, 4), 4, (32, 32)))[None]
+    t = torch.from_numpy(target)[None, None]
+    pred = t.clone()
+    mask = feats[:, 2:3] > 0
+    pred[mask] += 0.5  # wrong only at the measured pixels
+    _, per_free = masked_loss(pred, t, feats, None)
+    _, per_all = masked_loss(pred, t, feats, None, all_pixels=True)
+    assert float(per_free) == 0.0 and float(per_all) > 0.0
+
+
+@pytest.mark.skipif(not default_model_path().exists(), reason="shipped model missing")
+def test_denoise_measured_option(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.random((48, 48)).astype(np.float32)
+    sp, out, out2 = tmp_path / "sp.tif", tmp_path / "o.tif", tmp_path / "o2.tif"
+    write_stack(sp, subsample(x, 4))
+    r = _run("supersample", sp, "-s", 4, "-o", out, "--denoise-measured", "--json", "--tile", 48)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["measured_samples"] == "denoised"
+    y, _ = read_stack(out)
+    assert y.shape == (1, 48, 48)
+    assert not np.array_equal(subsample(y[0], 4), subsample(x, 4))  # the samples were re-estimated
+    _assert_user_error(_run("supersample", sp, "-s", 4, "-o", out2, "--denoise-measured", "-m", "bicubic"))

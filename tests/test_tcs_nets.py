@@ -121,6 +121,22 @@ def test_tiled_decode_matches_untiled(default_model):
     assert _psnr(tiled, whole) > 40
 
 
+def test_self_ensemble_averages_transformed_decodes(default_model):
+    from emcs.tcs.nets.api import _dihedral
+
+    clean, y, masks = _movie(10, size=40, seed=8)
+    for t in range(8):  # each transform is undone exactly
+        np.testing.assert_array_equal(_dihedral(_dihedral(clean, t), t, inverse=True), clean)
+    calls = []
+    ens = decode_measurements(y, masks, default_model, device="cpu", ensemble=2, progress=calls.append)
+    flipped = decode_measurements(y[..., ::-1].copy(), masks[..., ::-1].copy(), default_model, device="cpu")
+    plain = decode_measurements(y, masks, default_model, device="cpu")
+    np.testing.assert_allclose(ens, (plain + flipped[..., ::-1]) / 2, rtol=1e-5, atol=1e-6)
+    assert calls == [1] and _psnr(ens, clean) > _psnr(plain, clean) - 0.2
+    with pytest.raises(EmcsError, match="ensemble"):
+        decode_measurements(y, masks, default_model, device="cpu", ensemble=3)
+
+
 def test_last_group_with_fewer_frames(default_model):
     clean, y, masks = _movie(10, size=48)
     part = forward(clean[:4], masks[:4])[None].astype(np.float32)
@@ -196,7 +212,21 @@ def test_train_cli_runs_resumes_and_fine_tunes_on_a_folder(tmp_path):
     res = runner.invoke(app, [*base, "--steps", "1", "--out", str(out2), "--data", str(movies),
                               "--resume", str(out)])
     assert res.exit_code == 0, res.output
-    assert "user movies" in json.loads(out2.with_suffix(".json").read_text())["training"]["data"]
+    card2 = json.loads(out2.with_suffix(".json").read_text())
+    assert "user movies" in card2["training"]["data"]
+    assert card2["training"]["fine_tuned_from"]["steps"] == 3  # the lineage of a fine-tune is kept
+    assert card2["training"]["cpu_s"] >= 0
+
+
+def test_train_cpu_time_budget_stops_the_run(tmp_path):
+    out = tmp_path / "tcs-cpu.safetensors"
+    res = CliRunner().invoke(app, [
+        "train", "tcs", "--model", "unfold", "--B", "4", "--patch", "32", "--batch", "1", "--width", "8",
+        "--stages", "1", "--steps", "100000", "--max-cpu-minutes", "0.02", "--device", "cpu", "--quiet",
+        "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert 1 <= training["steps"] < 100000 and training["cpu_s"] >= 1.2
 
 
 @pytest.mark.parametrize(

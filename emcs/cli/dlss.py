@@ -141,13 +141,16 @@ def supersample_cmd(
     model_path: Path = typer.Option(None, "--model", help="Network weights (default: models/dlss-unet-s4-10.safetensors)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     tile: int = typer.Option(256, "--tile", help="Tile edge in output pixels (bounds memory)."),
+    denoise_measured: bool = typer.Option(
+        False, "--denoise-measured",
+        help="net only: replace the measured samples by the network's denoised estimate (noisy low-dose scans)."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Recover the full-resolution scan from a sparse regular-grid scan.
 
-    Measured probe positions are kept exactly; the pixel size is divided by s and
+    Measured probe positions are kept exactly (unless --denoise-measured); the pixel size is divided by s and
     the dtype kept (integers rounded and clipped). The network covers s = 4 ... 10
     (coverage 1/16 ... 1/100); other pitches fall back to bilinear with a warning.
     Example: emcs supersample sparse.tif -o full.tif
@@ -188,6 +191,8 @@ def supersample_cmd(
             H, W = default_full_size(h, s), default_full_size(w, s)
             size_source = "default s*n"
         used = method
+        if denoise_measured and method != "net":
+            raise EmcsError("--denoise-measured needs --method net (classical kernels keep the samples)")
         if method == "net" and not net_supports(s):
             rep.warn(f"the network covers factors 4..10 (coverage 1/16..1/100); using bilinear for factor {s}")
             used = "bilinear"
@@ -209,9 +214,11 @@ def supersample_cmd(
         ) as advance:
             for i in range(T):
                 sparse = stack[i]
-                full = supersample_frame(sparse, s, (H, W), used, model, dev, tile=tile)
+                keep = not (denoise_measured and used == "net")
+                full = supersample_frame(sparse, s, (H, W), used, model, dev, tile=tile, keep_measured=keep)
                 full = cast_like(full, stack.dtype)
-                full[oy::s, ox::s] = sparse  # exact, in the stored dtype
+                if keep:
+                    full[oy::s, ox::s] = sparse  # exact, in the stored dtype
                 wr.write(full)
                 advance(1)
         dtype = str(stack.dtype)
@@ -221,6 +228,7 @@ def supersample_cmd(
         "factor": s,
         "coverage": f"1/{s * s}",
         "method": used,
+        "measured_samples": "denoised" if denoise_measured and used == "net" else "kept exactly",
         "frames": T,
         "sparse_shape": [h, w],
         "full_shape": [H, W],
@@ -246,6 +254,8 @@ def train_dlss_cmd(
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Where to save training state (default OUT.ckpt)."),
     init: Path = typer.Option(None, "--init", help="Start from these weights (fine-tuning), e.g. the shipped model."),
     width: int = typer.Option(48, "--width", help="Network width (channels at half resolution)."),
+    context: int = typer.Option(None, "--context", min=0, help="Residual blocks of the wide context branch (0: none)."),
+    loss_pixels: str = typer.Option("all", "--loss-pixels", help="Pixels in the loss: all (also denoise measured ones) or unmeasured."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch."),
@@ -260,6 +270,8 @@ def train_dlss_cmd(
     """
     from emcs.dlss.train import train_dlss
 
+    if loss_pixels not in ("all", "unmeasured"):
+        raise EmcsError(f"--loss-pixels must be all or unmeasured, got {loss_pixels!r}")
     rep = Reporter(quiet, as_json)
     if out.exists() and resume is None and init is None:
         rep.warn(f"{out} exists and will be replaced by the new training run")
@@ -285,6 +297,8 @@ def train_dlss_cmd(
             threads=threads,
             save_every=save_every,
             init=init,
+            context=context,
+            all_pixels=loss_pixels == "all",
             max_minutes=max_minutes,
             command=command,
             log=log,

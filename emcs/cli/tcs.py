@@ -27,6 +27,9 @@ def encode_cmd(
     seed: int = typer.Option(None, "--seed", help="Mask seed, 0 .. 2**32-1 (default: random, recorded)."),
     density: float = typer.Option(0.5, "--density", help="Fraction of open mask pixels."),
     mask: Path = typer.Option(None, "--mask", help="Explicit binary (B, H, W) mask (.npy/.tif) instead of generated masks."),
+    pack: str = typer.Option(
+        "none", "--pack",
+        help="Lossless coding of the measurements: none (memory-mappable, fastest), zstd, or jpegxl (smallest)."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -40,6 +43,11 @@ def encode_cmd(
         raise EmcsError(f"-o/--output names one file, but {len(inputs)} inputs were given; "
                         "leave out -o to write <stem>.npz beside each input")
     validate_options(B, density, seed)
+    from emcs.tcs.container import PACK_CHOICES
+
+    pack = pack.strip().lower()
+    if pack not in PACK_CHOICES:
+        raise EmcsError(f"--pack must be one of {', '.join(PACK_CHOICES)}, got {pack!r}")
     masks = None
     if mask is not None:
         if seed is not None:
@@ -70,14 +78,15 @@ def encode_cmd(
         with rep.progress(f"Encoding {os.path.basename(inp)}", n_groups) as advance:
             res = encode_stack(inp, out, B=B, seed=seed, density=density, masks=masks,
                                mask_source=None if mask is None else str(mask), force=force,
-                               progress=advance)
+                               progress=advance, pack=pack)
         results.append(res)
         T, H, W = res["shape"]
         mask_txt = (f"seed {res['seed']}, density {res['mask']['density']:g}"
                     if res["mask"]["kind"] == "generated" else f"explicit mask {mask}")
         rep.info(
             f"{inp} -> {out}: {T} frames {H}x{W} {res['dtype']}, B={res['B']}, "
-            f"{res['n_measurements']} measurements ({res['measurement_dtype']}), {mask_txt}; "
+            f"{res['n_measurements']} measurements ({res['measurement_dtype']}"
+            + (f", {res['measurement_codec']}" if res.get("measurement_codec") else "") + f"), {mask_txt}; "
             f"{_mb(res['input_bytes'])} -> {_mb(res['output_bytes'])}, ratio {res['ratio']:.2f}, "
             f"{res['mb_per_s']:.0f} MB/s"
         )
@@ -92,13 +101,15 @@ def decode_cmd(
     iters: int = typer.Option(40, "--iters", help="GAP-TV iterations."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     noise: str = typer.Option("auto", "--noise", help="GAP-TV settings: auto (from the noise the encoder measured), low or high."),
+    ensemble: int = typer.Option(
+        1, "--ensemble", help="Network: average over 1, 2, 4 or 8 flips/rotations (N x slower, a little sharper)."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Reconstruct the movie from a measurement container."""
     from emcs.tcs.container import load_container
-    from emcs.tcs.decode import METHODS, NOISE_LEVELS, decode_container
+    from emcs.tcs.decode import ENSEMBLE_SIZES, METHODS, NOISE_LEVELS, decode_container
 
     rep = Reporter(quiet, as_json)
     method = method.strip().lower()
@@ -109,6 +120,8 @@ def decode_cmd(
     noise = noise.strip().lower()
     if noise not in NOISE_LEVELS:
         raise EmcsError(f"--noise must be one of {', '.join(NOISE_LEVELS)}, got {noise!r}")
+    if ensemble not in ENSEMBLE_SIZES:
+        raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {ensemble}")
     info = load_container(container, verify=False)
     total = info.n_measurements
 
@@ -120,7 +133,7 @@ def decode_cmd(
 
     with rep.progress(f"Decoding {container.name}", total) as advance:
         res = decode_container(container, output, method=method, iters=iters, device=device,
-                               force=force, noise=noise, progress=advance, on_note=note)
+                               force=force, noise=noise, ensemble=ensemble, progress=advance, on_note=note)
     T, H, W = res["shape"]
     rep.info(
         f"{container} -> {res['output']}: {T} frames {H}x{W} {res['dtype']} with "
@@ -155,6 +168,7 @@ def info_cmd(
             ("B", str(summary["B"])),
             ("measurements", f"{summary['n_measurements']} ({summary['measurement_dtype']}), "
                              f"last group {summary['counts_last']} frames"),
+            ("coding", summary["measurement_codec"]),
             ("masks", f"{summary['mask_kind']}"
                       + (f", {summary['mask_algorithm']}, seed {summary['seed']}"
                          if summary["mask_kind"] == "generated" else "")

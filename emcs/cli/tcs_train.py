@@ -48,6 +48,8 @@ def train_tcs(
     workdir: Path = typer.Option(None, "--workdir", help="Checkpoints and loss.csv (default: next to --out)."),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Wall-clock budget; stops early, cosine follows it."),
+    max_cpu_minutes: float = typer.Option(
+        None, "--max-cpu-minutes", help="CPU-time budget (all threads of this process); fair on a shared machine."),
     density: str = typer.Option("0.35,0.65", "--density", help="Mask density range LO,HI."),
     dose: str = typer.Option("1,1000", "--dose", help="Mean counts/pixel range LO,HI for simulated shot noise."),
     width: int = typer.Option(None, "--width", help="unfold: denoiser channels (default 32)."),
@@ -75,7 +77,7 @@ def train_tcs(
         data=str(data) if data else None, patch=patch, batch=batch, lr=lr, device=device,
         seed=seed, workdir=str(workdir) if workdir else None,
         resume=str(resume) if resume else None, checkpoint_every=checkpoint_every,
-        max_minutes=max_minutes, density_range=_parse_range(density, "--density"),
+        max_minutes=max_minutes, max_cpu_minutes=max_cpu_minutes, density_range=_parse_range(density, "--density"),
         dose_range=_parse_range(dose, "--dose"), model_config=model_config, threads=threads,
     )
     rep = Reporter(quiet, as_json)

@@ -108,6 +108,7 @@ def supersample_frame(
     device=None,
     tile: int = 256,
     overlap: int = 48,
+    keep_measured: bool = True,
 ) -> np.ndarray:
     """Full-resolution (H, W) float32 frame from a sparse (h, w) frame.
 
@@ -127,11 +128,17 @@ def supersample_frame(
         Where the network runs.
     tile, overlap : int
         Tile edge and overlap (pixels of the full-resolution output).
+    keep_measured : bool
+        Paste the measured samples back exactly (data consistency, default).
+        ``False`` keeps the network's estimate there too, i.e. denoises the
+        measured pixels of a noisy scan; only meaningful for ``method='net'``
+        (classical kernels pass through the samples anyway).
 
     Returns
     -------
     ndarray
-        (H, W) float32 with the measured samples pasted back exactly.
+        (H, W) float32, with the measured samples pasted back exactly unless
+        ``keep_measured`` is False.
     """
     sparse = np.asarray(sparse, np.float32)
     sparse = np.nan_to_num(sparse, nan=0.0, posinf=0.0, neginf=0.0)
@@ -158,7 +165,8 @@ def supersample_frame(
         out = upsample(sparse, factor, full_shape, method)
     else:
         raise ValueError(f"unknown method {method!r}")
-    out[oy::factor, ox::factor] = sparse  # data consistency
+    if keep_measured or method != "net":
+        out[oy::factor, ox::factor] = sparse  # data consistency
     return out
 
 

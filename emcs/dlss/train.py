@@ -272,18 +272,24 @@ def user_crop_source(folder: str | os.PathLike, patch: int) -> Callable:
 
 
 # --------------------------------------------------------------------------- training
-def masked_loss(pred, target, feats, pitches, floor: float = 1e-3):
-    """Relative MSE over unmeasured pixels, in per-patch [0, 1] units.
+def masked_loss(pred, target, feats, pitches, floor: float = 1e-3, all_pixels: bool = False):
+    """Relative MSE over unmeasured pixels (or every pixel), in per-patch [0, 1] units.
 
     Each patch's MSE is divided by (the bilinear MSE of that patch + ``floor``), so
     clean, easy patches count as much as noisy ones (the network must not do
     worse than bilinear where bilinear is already good) and every pitch counts
-    alike. Returns ``(loss, per-patch MSE)``.
+    alike. With ``all_pixels`` the measured pixels count too (their target is
+    the noise-free signal, so the network learns to denoise them for
+    ``emcs supersample --denoise-measured``). Returns ``(loss, per-patch MSE)``.
     """
+    import torch
+
     from emcs.dlss.supersample import normalize_tiles
 
     _, lo, scale = normalize_tiles(feats)
     free = 1 - feats[:, 2:3]
+    if all_pixels:
+        free = torch.ones_like(free)
     n = free.flatten(1).sum(1)
     per = (((pred - target) / scale) ** 2 * free).flatten(1).sum(1) / n
     per_bl = (((feats[:, :1] - target) / scale) ** 2 * free).flatten(1).sum(1) / n
@@ -311,6 +317,8 @@ def train_dlss(
     threads: int = 1,
     save_every: int = 200,
     init: str | os.PathLike | None = None,
+    context: int | None = None,
+    all_pixels: bool = True,
     max_minutes: float | None = None,
     command: str = "",
     log: Callable[[str], None] = print,
@@ -337,7 +345,13 @@ def train_dlss(
     lr : float
         Peak Adam learning rate (cosine decay to 1 % of it).
     init : path, optional
-        Start from these shipped weights (fine-tuning); the card's config wins.
+        Start from these shipped weights (fine-tuning); the card's config wins,
+        except ``context``.
+    context : int, optional
+        Residual blocks of the context branch (:class:`emcs.dlss.net.DLSSNet`);
+        with ``init`` a branch is added to (or kept from) the initial weights.
+    all_pixels : bool
+        Count the measured pixels in the loss too (see :func:`masked_loss`).
     max_minutes : float, optional
         Wall-clock budget (training time, summed over resumes). The learning-rate
         schedule follows whichever of steps or time runs out first, and training
@@ -369,11 +383,20 @@ def train_dlss(
     simulated = _sample_stem_source()
 
     config = {"width": int(width), "blocks": int(blocks)}
+    if context:
+        config["context"] = int(context)
     if init:
         from emcs.dlss.net import BUILDERS
 
         model, init_card = load_model(init, BUILDERS)
         config = dict(init_card["config"])
+        if context is not None and int(context) != int(config.get("context", 0)):
+            config["context"] = int(context)  # grow (zero-initialised) or drop the branch
+            grown = DLSSNet(**config)
+            grown.load_state_dict({k: v.float() for k, v in model.state_dict().items()
+                                   if not k.startswith("ctx_") or context}, strict=False)
+            model = grown
+        model = model.float()
         model.train()
     else:
         torch.manual_seed(seed)
@@ -457,7 +480,12 @@ def train_dlss(
                 + "; Poisson noise 2-2000 counts/px, read noise, detector lag, scan-line offsets"
             ),
             "target": "noise-free signal (synthetic); recorded scan (user data)",
-            "loss": "per-patch MSE over unmeasured pixels / (bilinear MSE + 1e-3) (1e-4 before step 1800)",
+            "loss": (f"per-patch MSE over {'all' if all_pixels else 'unmeasured'} pixels / "
+                     "(bilinear MSE + 1e-3)"),
+            "fine_tuned_from": (None if not init else
+                                {"path": str(init), "steps": init_card.get("steps"),
+                                 "training_minutes": init_card.get("training_minutes"),
+                                 "loss": init_card.get("loss"), "command": init_card.get("command")}),
             "steps": step,
             "training_minutes": round((elapsed0 + time.time() - t0) / 60, 1),
             "batch": batch,
@@ -483,7 +511,7 @@ def train_dlss(
         x, y, s = make_batch(rng, batch, patch, NET_FACTORS, simulated, user_crops)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         pred = model_run(xt)
-        loss, _ = masked_loss(pred, yt, xt, s)
+        loss, _ = masked_loss(pred, yt, xt, s, all_pixels=all_pixels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -14,7 +14,11 @@ allow_pickle=False)`` opens it) holding:
     only for explicit masks: the (B, H, W) binary mask, bit-packed.
 
 Members are stored uncompressed, so the measurements can be memory-mapped.
-:func:`load_container` validates everything and refuses (with
+With ``pack`` (format version 2) the measurements are instead coded
+losslessly one per member, ``measurements/00000000.jxl`` ... (lossless JPEG
+XL for uint8/uint16 sums, zstd otherwise) and decoded on access
+(:class:`PackedMeasurements`): about 1.3-1.9x smaller files for noisy
+camera counts, at the cost of codec time. :func:`load_container` validates everything and refuses (with
 :class:`~emcs.errors.EmcsError`) newer format versions, bad checksums, missing
 fields, corrupt archives and pickled (object) arrays. :class:`ContainerWriter`
 writes a container while the measurements are being produced.
@@ -37,7 +41,14 @@ from emcs.errors import EmcsError
 from emcs.tcs.masks import MASK_ALGORITHM, make_masks, pack_masks, unpack_masks
 
 FORMAT_NAME = "emcs-tcs-measurements"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # newest version this emcs reads; unpacked containers are still written as 1
+UNPACKED_VERSION = 1
+PACKED_VERSION = 2
+#: lossless codecs for packed measurements: name -> member suffix
+CODECS = {"jpegxl-lossless": ".jxl", "zstd": ".zst"}
+#: ``emcs encode --pack`` choices
+PACK_CHOICES = ("none", "zstd", "jpegxl")
+PACKED_PREFIX = "measurements/"
 MEAS_MEMBER = "measurements.npy"
 COUNTS_MEMBER = "counts.npy"
 META_MEMBER = "meta.npy"
@@ -96,6 +107,103 @@ def smallest_int_dtype(lo: int, hi: int) -> np.dtype:
     raise ValueError(f"no integer dtype holds [{lo}, {hi}]")
 
 
+# ----------------------------------------------------------------------------- packed measurements
+_JXL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+def packed_member(k: int, codec: str) -> str:
+    """Member name of packed measurement ``k``."""
+    return f"{PACKED_PREFIX}{int(k):08d}{CODECS[codec]}"
+
+
+def encode_measurement(y: np.ndarray, codec: str) -> bytes:
+    """Losslessly code one (H, W) measurement."""
+    import imagecodecs
+
+    if codec == "jpegxl-lossless":
+        return bytes(imagecodecs.jpegxl_encode(np.ascontiguousarray(y), lossless=True, effort=1))
+    if codec == "zstd":
+        return bytes(imagecodecs.zstd_encode(np.ascontiguousarray(y, y.dtype.newbyteorder("<")).tobytes(), level=3))
+    raise ValueError(f"unknown codec {codec!r}")
+
+
+def decode_measurement(data: bytes, codec: str, dtype: np.dtype, shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`encode_measurement`; raises ValueError on corrupt data."""
+    import imagecodecs
+
+    try:
+        if codec == "jpegxl-lossless":
+            y = np.asarray(imagecodecs.jpegxl_decode(data))
+        else:
+            raw = imagecodecs.zstd_decode(data)
+            if len(raw) != int(np.prod(shape)) * dtype.itemsize:
+                raise ValueError(f"{len(raw)} bytes")
+            y = np.frombuffer(raw, dtype.newbyteorder("<")).reshape(shape)
+    except Exception as exc:  # the codecs raise their own error types
+        raise ValueError(str(exc) or type(exc).__name__) from exc
+    if y.shape != tuple(shape) or y.dtype.newbyteorder("=") != dtype.newbyteorder("="):
+        raise ValueError(f"decoded {y.dtype} {y.shape}, expected {dtype} {tuple(shape)}")
+    return y.astype(dtype, copy=False)
+
+
+class PackedMeasurements:
+    """The (N, H, W) measurements of a packed container, decoded on access.
+
+    Indexing with an integer or a slice (step 1) reads and decodes just those
+    members; ``np.asarray`` decodes all of them. Picklable (it opens the
+    archive per access), so a Dask task can carry it.
+    """
+
+    def __init__(self, path: str, codec: str, dtype: np.dtype, shape: tuple[int, int, int]):
+        self.path, self.codec = path, codec
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(int(v) for v in shape)
+        self.ndim = 3
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def _read(self, zf: zipfile.ZipFile, k: int) -> np.ndarray:
+        name = packed_member(k, self.codec)
+        try:
+            return decode_measurement(zf.read(name), self.codec, self.dtype, self.shape[1:])
+        except KeyError as exc:
+            raise EmcsError(f"member {name} is missing", self.path) from exc
+        except (ValueError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            raise EmcsError(f"checksum mismatch: member {name} is corrupt ({exc})", self.path) from exc
+
+    def __getitem__(self, key):
+        N = self.shape[0]
+        if isinstance(key, (int, np.integer)):
+            k = int(key) + (N if key < 0 else 0)
+            if not 0 <= k < N:
+                raise IndexError(key)
+            with zipfile.ZipFile(self.path) as zf:
+                return self._read(zf, k)
+        if isinstance(key, slice):
+            start, stop, step = key.indices(N)
+            if step != 1:
+                raise IndexError("packed measurements support slices with step 1 only")
+            out = np.empty((max(0, stop - start), *self.shape[1:]), self.dtype)
+            with zipfile.ZipFile(self.path) as zf:
+                for i, k in enumerate(range(start, stop)):
+                    out[i] = self._read(zf, k)
+            return out
+        raise IndexError(f"unsupported index {key!r}")
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+    def __iter__(self):
+        for k in range(self.shape[0]):
+            yield self[k]
+
+
 # ----------------------------------------------------------------------------- writing
 class ContainerWriter:
     """Write a container while its measurements are produced (bounded memory).
@@ -115,9 +223,17 @@ class ContainerWriter:
         Dtype the measurements are produced in (the worst case for the input).
     narrow : bool
         Rewrite in the smallest integer dtype holding the actual sums.
+    pack : {"none", "zstd", "jpegxl"}
+        Code the finished measurements losslessly, one member each (format
+        version 2); ``jpegxl`` falls back to zstd for dtypes other than
+        uint8/uint16.
     """
 
-    def __init__(self, path: str, n: int, H: int, W: int, stream_dtype, narrow: bool = True):
+    def __init__(self, path: str, n: int, H: int, W: int, stream_dtype, narrow: bool = True,
+                 pack: str = "none"):
+        if pack not in PACK_CHOICES:
+            raise EmcsError(f"--pack must be one of {', '.join(PACK_CHOICES)}, got {pack!r}")
+        self.pack = pack
         self.path = os.fspath(path)
         self.shape = (int(n), int(H), int(W))
         self.stream_dtype = np.dtype(stream_dtype)
@@ -163,11 +279,18 @@ class ContainerWriter:
         if self.narrow:
             tight = smallest_int_dtype(int(lo), int(hi))
             if tight.itemsize < dtype.itemsize:
-                self._zf.close()
-                sha = self._rewrite(tight)
                 dtype = tight
-                self._zf = zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True)
+        codec = None
+        if self.pack != "none":
+            codec = "jpegxl-lossless" if self.pack == "jpegxl" and dtype in _JXL_DTYPES else "zstd"
+        if dtype != self.stream_dtype or codec:
+            self._zf.close()
+            sha = self._rewrite(dtype, codec)
+            self._zf = zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True)
         meta = dict(meta)
+        if codec:
+            meta["format_version"] = PACKED_VERSION
+            meta["measurement_codec"] = codec
         meta["measurement_dtype"] = dtype.name
         meta["measurement_sha256"] = sha
         if dtype.kind in "iu":
@@ -181,19 +304,23 @@ class ContainerWriter:
         self._zf.close()
         return meta
 
-    def _rewrite(self, dtype: np.dtype) -> str:
-        """Copy the measurement member into a fresh archive in ``dtype``; return its sha256."""
+    def _rewrite(self, dtype: np.dtype, codec: str | None = None) -> str:
+        """Copy the measurements into a fresh archive in ``dtype`` (coded one per member
+        with ``codec`` if given); return the sha256 of their raw little-endian bytes."""
         tmp = self.path + ".narrow"
         sha = hashlib.sha256()
         n, H, W = self.shape
-        per = max(1, _CHUNK_BYTES // max(1, H * W * self.stream_dtype.itemsize))
+        per = 1 if codec else max(1, _CHUNK_BYTES // max(1, H * W * self.stream_dtype.itemsize))
         try:
             with zipfile.ZipFile(self.path) as src, zipfile.ZipFile(
                 tmp, "w", zipfile.ZIP_STORED, allowZip64=True
-            ) as dst, src.open(MEAS_MEMBER) as fin, dst.open(MEAS_MEMBER, "w", force_zip64=True) as fout:
+            ) as dst, src.open(MEAS_MEMBER) as fin:
                 np.lib.format.read_magic(fin)
                 np.lib.format.read_array_header_1_0(fin)
-                np.lib.format.write_array_header_1_0(fout, _npy_header(dtype, self.shape))
+                fout = None
+                if not codec:
+                    fout = dst.open(MEAS_MEMBER, "w", force_zip64=True)
+                    np.lib.format.write_array_header_1_0(fout, _npy_header(dtype, self.shape))
                 for start in range(0, n, per):
                     m = min(per, n - start)
                     raw = fin.read(m * H * W * self.stream_dtype.itemsize)
@@ -202,7 +329,12 @@ class ContainerWriter:
                     )
                     buf = memoryview(block).cast("B")
                     sha.update(buf)
-                    fout.write(buf)
+                    if fout is not None:
+                        fout.write(buf)
+                    else:
+                        dst.writestr(packed_member(start, codec), encode_measurement(block.reshape(H, W), codec))
+                if fout is not None:
+                    fout.close()
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):
@@ -226,8 +358,9 @@ class Container:
     Attributes
     ----------
     path : str
-    measurements : ndarray
-        (N, H, W), memory-mapped (read-only) when the member is stored uncompressed.
+    measurements : ndarray or PackedMeasurements
+        (N, H, W), memory-mapped (read-only) when the member is stored uncompressed,
+        decoded on access when packed.
     counts : ndarray
         (N,) int64, frames in each group.
     B : int
@@ -244,7 +377,7 @@ class Container:
     """
 
     path: str
-    measurements: np.ndarray
+    measurements: np.ndarray | PackedMeasurements
     counts: np.ndarray
     B: int
     input_dtype: np.dtype
@@ -328,6 +461,7 @@ class Container:
             "n_measurements": self.n_measurements,
             "counts_last": int(self.counts[-1]) if len(self.counts) else 0,
             "measurement_dtype": self.measurements.dtype.name,
+            "measurement_codec": self.meta.get("measurement_codec", "none (memory-mappable)"),
             "mask_kind": m["kind"],
             "mask_algorithm": m.get("algorithm"),
             "seed": m.get("seed"),
@@ -400,6 +534,12 @@ def _check_meta(meta: dict, path: str) -> None:
             f"({FORMAT_VERSION}); upgrade emcs",
             path,
         )
+    codec = meta.get("measurement_codec")
+    if codec is not None and codec not in CODECS:
+        raise EmcsError(f"unknown measurement codec {codec!r} (this emcs knows {', '.join(CODECS)}); "
+                        "upgrade emcs", path)
+    if codec is not None and version < PACKED_VERSION:
+        raise EmcsError(f"a format version {version} container cannot have packed measurements", path)
     missing = [k for k in _REQUIRED if k not in meta]
     missing += [f"input.{k}" for k in _REQUIRED_INPUT if k not in meta.get("input", {})]
     if missing:
@@ -465,7 +605,7 @@ def load_container(path: str | os.PathLike, verify: bool = True, mmap: bool = Tr
         raise EmcsError(f"not a valid measurement container (corrupt or truncated archive: {exc})", path) from exc
     with zf:
         names = set(zf.namelist())
-        for member in (META_MEMBER, MEAS_MEMBER, COUNTS_MEMBER):
+        for member in (META_MEMBER, COUNTS_MEMBER):
             if member not in names:
                 raise EmcsError(f"not an emcs measurement container (no {member} member)", path)
         raw = _read_small_member(zf, META_MEMBER, path)
@@ -484,7 +624,22 @@ def load_container(path: str | os.PathLike, verify: bool = True, mmap: bool = Tr
             if MASK_MEMBER not in names:
                 raise EmcsError(f"the explicit mask member {MASK_MEMBER} is missing", path)
             packed = _read_small_member(zf, MASK_MEMBER, path)
-        y = _open_measurements(zf, path, mmap)
+        codec = meta.get("measurement_codec")
+        if codec is None:
+            if MEAS_MEMBER not in names:
+                raise EmcsError(f"not an emcs measurement container (no {MEAS_MEMBER} member)", path)
+            y = _open_measurements(zf, path, mmap)
+        else:
+            N, (H, W) = meta["n_measurements"], meta["frame_shape"]
+            absent = [k for k in range(N) if packed_member(k, codec) not in names]
+            if absent:
+                raise EmcsError(f"{len(absent)} of {N} packed measurements are missing "
+                                f"(first: {packed_member(absent[0], codec)})", path)
+            try:
+                dt = np.dtype(meta["measurement_dtype"])
+            except TypeError as exc:
+                raise EmcsError(f"bad measurement dtype {meta['measurement_dtype']!r}", path) from exc
+            y = PackedMeasurements(path, codec, dt, (N, H, W))
 
     B = meta["B"]
     H, W = (int(s) for s in meta["frame_shape"])
@@ -516,11 +671,15 @@ def load_container(path: str | os.PathLike, verify: bool = True, mmap: bool = Tr
         raise EmcsError("inconsistent container: " + "; ".join(problems), path)
     if verify:
         sha = hashlib.sha256()
-        flat = y.reshape(-1)
-        step = max(1, _CHUNK_BYTES // y.dtype.itemsize)
-        for start in range(0, flat.size, step):
-            block = np.ascontiguousarray(flat[start : start + step], dtype=y.dtype.newbyteorder("<"))
-            sha.update(memoryview(block).cast("B"))
+        if isinstance(y, PackedMeasurements):
+            for block in y:  # decodes every member once
+                sha.update(memoryview(np.ascontiguousarray(block, y.dtype.newbyteorder("<"))).cast("B"))
+        else:
+            flat = y.reshape(-1)
+            step = max(1, _CHUNK_BYTES // y.dtype.itemsize)
+            for start in range(0, flat.size, step):
+                block = np.ascontiguousarray(flat[start : start + step], dtype=y.dtype.newbyteorder("<"))
+                sha.update(memoryview(block).cast("B"))
         if sha.hexdigest() != meta["measurement_sha256"]:
             raise EmcsError("checksum mismatch: the measurements are corrupt or were modified", path)
     return Container(
@@ -551,7 +710,7 @@ def base_meta(
 
     return {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": UNPACKED_VERSION,  # finish() raises it when the measurements are packed
         "emcs_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "B": int(B),
@@ -565,10 +724,13 @@ def base_meta(
 
 
 __all__ = [
+    "CODECS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "PACK_CHOICES",
     "Container",
     "ContainerWriter",
+    "PackedMeasurements",
     "base_meta",
     "load_container",
     "pack_masks",

@@ -26,6 +26,8 @@ from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS, gap_tv
 
 METHODS = ("auto", "gap-tv", "net")
 NOISE_LEVELS = ("auto", "low", "high")
+#: self-ensemble sizes of the network decoder (emcs.tcs.nets.api.ENSEMBLE_TRANSFORMS)
+ENSEMBLE_SIZES = (1, 2, 4, 8)
 #: scaled noise sigma (noise / (max - min) of the input) from which the noisy-data settings are used
 NOISE_THRESHOLD = 0.055
 #: GAP-TV settings per noise level. "low" is published accelerated GAP-TV (PnP-SCI: w 0.3,
@@ -128,6 +130,7 @@ def iter_decoded(
     progress: Callable[[int], None] | None = None,
     max_elements: int = MAX_ELEMENTS,
     noise: str = "low",
+    ensemble: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_frame, frames)`` in the input dtype, a batch of groups at a time."""
     masks = container.masks()
@@ -149,7 +152,7 @@ def iter_decoded(
             api, reason = _net_api()
             if api is None:
                 raise EmcsError(reason)
-            x = api[1](y, c, info, str(device), progress=progress)
+            x = api[1](y, c, info, str(device), progress=progress, ensemble=ensemble)
         else:
             x = gap_tv(y, c, iters=iters, device=device, max_elements=max_elements, progress=progress,
                        **GAPTV_SETTINGS[noise])
@@ -167,6 +170,7 @@ def decode_container(
     device: str = "auto",
     force: bool = False,
     noise: str = "auto",
+    ensemble: int = 1,
     progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> dict:
@@ -190,6 +194,9 @@ def decode_container(
     noise : {"auto", "low", "high"}
         GAP-TV settings (:data:`GAPTV_SETTINGS`); ``auto`` follows the noise
         level the encoder measured (:func:`choose_noise_level`).
+    ensemble : {1, 2, 4, 8}
+        Network only: average over this many flips/rotations
+        (:func:`emcs.tcs.nets.api.decode_measurements`).
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional
@@ -207,6 +214,8 @@ def decode_container(
         raise EmcsError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if iters < 1:
         raise EmcsError(f"--iters must be at least 1, got {iters}")
+    if ensemble not in ENSEMBLE_SIZES:
+        raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {ensemble}")
     path = os.fspath(path)
     output = default_output(path) if output is None else os.fspath(output)
     t0 = time.perf_counter()
@@ -227,7 +236,7 @@ def decode_container(
             on_note(f"noisy input (noise ~{sigma:.3f} of the range): GAP-TV with temporal TV, "
                     "no acceleration" if sigma is not None else "GAP-TV settings for noisy input")
         for _start, frames in iter_decoded(container, plan, iters=iters, device=dev, progress=progress,
-                                           noise=level):
+                                           noise=level, ensemble=ensemble):
             writer.write(frames)
     seconds = time.perf_counter() - t0
     used = sorted({("net:" + str(getattr(info, "name", info))) if kind == "net" else "gap-tv"
@@ -244,6 +253,7 @@ def decode_container(
         "decoders": used,
         "iters": int(iters),
         "noise_level": level,
+        "ensemble": int(ensemble),
         "noise_sigma_scaled": sigma,
         "device": str(dev),
         "notes": notes,
@@ -253,6 +263,7 @@ def decode_container(
 
 
 __all__ = [
+    "ENSEMBLE_SIZES",
     "GAPTV_SETTINGS",
     "METHODS",
     "NOISE_LEVELS",

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from emcs.errors import EmcsError
-from emcs.tcs.container import ContainerWriter, base_meta, smallest_int_dtype
+from emcs.tcs.container import PACK_CHOICES, ContainerWriter, base_meta, smallest_int_dtype
 from emcs.tcs.masks import MASK_ALGORITHM, make_masks, pack_masks
 
 MAX_B = 4096
@@ -190,6 +190,7 @@ def encode_stack(
     force: bool = False,
     progress: Callable[[int], None] | None = None,
     narrow: bool = True,
+    pack: str = "none",
 ) -> dict:
     """Encode an image stack into a measurement container.
 
@@ -215,6 +216,9 @@ def encode_stack(
         Called with the number of groups done after each group.
     narrow : bool
         Store integer sums in the smallest dtype holding the actual values.
+    pack : {"none", "zstd", "jpegxl"}
+        Code the measurements losslessly (smaller file, no memory-mapping; see
+        :class:`emcs.tcs.container.ContainerWriter`).
 
     Returns
     -------
@@ -227,6 +231,8 @@ def encode_stack(
     input_path = os.fspath(input_path)
     output_path = os.fspath(output_path)
     validate_options(None if masks is not None else B, density, seed)
+    if pack not in PACK_CHOICES:
+        raise EmcsError(f"--pack must be one of {', '.join(PACK_CHOICES)}, got {pack!r}")
     eio.check_output(output_path, force)
     t0 = time.perf_counter()
     with eio.open_stack(input_path) as stack:
@@ -265,7 +271,7 @@ def encode_stack(
         sigmas = []
         noise_every = max(1, N // 8)  # noise estimate from the first frame of <= ~8 groups
         with eio.atomic_output(output_path, force) as tmp:
-            writer = ContainerWriter(tmp, N, H, W, out_dtype, narrow=narrow)
+            writer = ContainerWriter(tmp, N, H, W, out_dtype, narrow=narrow, pack=pack)
             try:
                 for k in range(N):
                     frames = stack.read(k * B, k * B + int(counts[k]))
@@ -318,6 +324,7 @@ def encode_stack(
         "mask": mask_meta,
         "seed": mask_meta.get("seed"),
         "measurement_dtype": meta["measurement_dtype"],
+        "measurement_codec": meta.get("measurement_codec"),
         "noise_sigma": input_info["noise_sigma"],
         "input_bytes": input_bytes,
         "output_bytes": int(out_bytes),

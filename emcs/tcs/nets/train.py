@@ -3,9 +3,10 @@
 Every step draws a fresh batch (:func:`emcs.tcs.nets.data.make_batch`) from a
 generator seeded by ``(seed, step)``, so a resumed run sees exactly the data
 an uninterrupted run would have seen. The learning rate follows a cosine
-decay over the run's progress, which is the larger of ``step / steps`` and
-``elapsed / max_minutes``, so a wall-clock budget ends with a cooled-down
-model. Checkpoints (own state dict, ``torch.save``) go to ``workdir`` and are
+decay over the run's progress, which is the largest of ``step / steps``,
+``elapsed / max_minutes`` and ``cpu time / max_cpu_minutes``, so a wall-clock
+or CPU-time budget ends with a cooled-down model (a CPU-time budget is fair
+between runs that share a machine). Checkpoints (own state dict, ``torch.save``) go to ``workdir`` and are
 loaded with ``weights_only=True``; the loss log is a CSV file.
 """
 
@@ -67,6 +68,7 @@ class TrainConfig:
     resume: str | None = None
     checkpoint_every: int = 100
     max_minutes: float | None = None
+    max_cpu_minutes: float | None = None
     density_range: tuple[float, float] = (0.35, 0.65)
     dose_range: tuple[float, float] = (1.0, 1000.0)
     model_config: dict = field(default_factory=dict)
@@ -141,7 +143,8 @@ def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=p
         model_config.setdefault("b_max", max(cfg.Bs))
     model = build_model(cfg.model, model_config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, elapsed = 0, 0.0
+    step, elapsed, cpu_elapsed = 0, 0.0, 0.0
+    init_from: dict | None = None  # the shipped weights a fine-tune started from
     counts: dict[str, int] = {}  # training clips per source
     first_step: dict[str, int] = {}  # first step that used each source
     if cfg.resume:
@@ -155,6 +158,10 @@ def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=p
                 raise EmcsError(f"these weights are {card['architecture']!r}, not --model {cfg.model}", rpath)
             model = loaded.to(device)  # the shipped network with its own config
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+            prev = card.get("training", {})
+            init_from = {"name": card.get("name"), "steps": prev.get("steps"),
+                         "wall_clock_s": prev.get("wall_clock_s"), "cpu_s": prev.get("cpu_s"),
+                         "command": prev.get("command")}
         else:
             try:
                 state = torch.load(rpath, map_location=device, weights_only=True)
@@ -163,9 +170,13 @@ def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=p
             except (OSError, RuntimeError, KeyError) as exc:
                 raise EmcsError(f"cannot resume from this checkpoint ({exc})", rpath) from exc
             step, elapsed = int(state["step"]), float(state["elapsed"])
+            cpu_elapsed = float(state.get("cpu_elapsed", 0.0))
+            init_from = state.get("init_from") or None
             counts.update(state.get("counts", {}))
             first_step.update(state.get("first_step", {}))
     budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
+    cpu_budget = cfg.max_cpu_minutes * 60.0 if cfg.max_cpu_minutes else None
+    c0 = time.process_time() - cpu_elapsed
     new_log = not (cfg.resume and log_path.exists())
     logf = open(log_path, "w" if new_log else "a", newline="")
     writer = csv.writer(logf)
@@ -178,19 +189,23 @@ def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=p
         p = step / cfg.steps
         if budget:
             p = max(p, (time.time() - t0) / budget)
+        if cpu_budget:
+            p = max(p, (time.process_time() - c0) / cpu_budget)
         return min(p, 1.0)
 
     def checkpoint():
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(
             {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-             "elapsed": time.time() - t0, "counts": counts, "first_step": first_step},
+             "elapsed": time.time() - t0, "cpu_elapsed": time.process_time() - c0,
+             "counts": counts, "first_step": first_step, "init_from": init_from},
             tmp,
         )
         os.replace(tmp, ckpt_path)
 
     def card():
-        return make_card(cfg, model, out, step, time.time() - t0, counts, first_step)
+        return make_card(cfg, model, out, step, time.time() - t0, counts, first_step,
+                         cpu_seconds=time.process_time() - c0, init_from=init_from)
 
     model.train()
     try:
@@ -240,10 +255,10 @@ def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=p
 
 
 def make_card(cfg: TrainConfig, model, out: Path, step: int, seconds: float, counts: dict,
-              first_step: dict) -> dict:
+              first_step: dict, cpu_seconds: float | None = None, init_from: dict | None = None) -> dict:
     """The model card of a (finished or snapshot) training run; metrics are added by evaluation."""
     argv = [Path(sys.argv[0]).name, *sys.argv[1:]]
-    return {
+    card = {
         "architecture": model_architecture(cfg.model),
         "config": dict(model.config),
         "name": out.stem,
@@ -258,6 +273,7 @@ def make_card(cfg: TrainConfig, model, out: Path, step: int, seconds: float, cou
             "first_step_by_source": dict(first_step),
             "steps": step,
             "wall_clock_s": round(seconds, 1),
+            "cpu_s": None if cpu_seconds is None else round(cpu_seconds, 1),
             "patch": cfg.patch,
             "clips_per_step_at_B10": cfg.batch,
             "optimizer": f"Adam, lr {cfg.lr} cosine-decayed to 2 %, grad-norm clip 1.0",
@@ -268,6 +284,9 @@ def make_card(cfg: TrainConfig, model, out: Path, step: int, seconds: float, cou
         },
         "metrics": {},
     }
+    if init_from:
+        card["training"]["fine_tuned_from"] = init_from
+    return card
 
 
 def model_architecture(name: str) -> str:
