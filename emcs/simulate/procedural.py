@@ -82,6 +82,22 @@ def _edge_dislocation(points: np.ndarray, core: np.ndarray, b: float, angle: flo
     return np.stack([s * ux + c * uy, c * ux - s * uy], axis=1)
 
 
+def grain_columns(pts: np.ndarray, wts: np.ndarray, shape, margin: float, tree=None, grain: int = 0):
+    """Keep the columns inside the field (plus ``margin`` pixels) that belong to ``grain``.
+
+    ``tree`` is a ``cKDTree`` of the grain seeds (None for a single grain): a
+    column belongs to the grain whose seed is nearest (a Voronoi polycrystal).
+    Returns the kept ``(pts, wts)``.
+    """
+    inside = ((pts[:, 0] > -margin) & (pts[:, 0] < shape[0] + margin)
+              & (pts[:, 1] > -margin) & (pts[:, 1] < shape[1] + margin))
+    pts, wts = pts[inside], wts[inside]
+    if tree is not None:
+        own = tree.query(pts)[1] == grain
+        pts, wts = pts[own], wts[own]
+    return pts, wts
+
+
 def lattice_scene(rng: np.random.Generator, shape: tuple[int, int], a_px: float | None = None):
     """Atomic-column image of a polycrystal with defects, in [0, 1].
 
@@ -117,11 +133,7 @@ def lattice_scene(rng: np.random.Generator, shape: tuple[int, int], a_px: float 
         th = rng.uniform(0, np.pi)
         rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
         pts = pts @ rot.T + np.array([h / 2, w / 2]) + rng.uniform(-a_px, a_px, 2)
-        inside = (pts[:, 0] > -3) & (pts[:, 0] < h + 3) & (pts[:, 1] > -3) & (pts[:, 1] < w + 3)
-        pts, wts = pts[inside], wts[inside]
-        if n_grains > 1:
-            own = tree.query(pts)[1] == g
-            pts, wts = pts[own], wts[own]
+        pts, wts = grain_columns(pts, wts, (h, w), 3, tree if n_grains > 1 else None, g)
         all_pts.append(pts)
         all_w.append(wts)
     pts = np.concatenate(all_pts)

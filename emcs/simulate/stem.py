@@ -32,6 +32,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from emcs.simulate.motion import smooth_noise, smooth_path
+from emcs.simulate.procedural import _edge_dislocation, grain_columns
 from emcs.simulate.render import normalize, splat
 
 __all__ = [
@@ -243,16 +244,11 @@ def crystal_scene(rng: np.random.Generator, shape: tuple[int, int], pixel_size: 
         names.append(gname)
         p, wt = _grain_columns(rng, gname, ext, ext / 2 + rng.uniform(-3, 3, 2), rng.uniform(0, np.pi), n_exp,
                                thickness)
-        inside = (p[:, 0] > -2) & (p[:, 0] < ext[0] + 2) & (p[:, 1] > -2) & (p[:, 1] < ext[1] + 2)
-        p, wt = p[inside], wt[inside]
-        if n_grains > 1:
-            own = tree.query(p)[1] == g
-            p, wt = p[own], wt[own]
+        p, wt = grain_columns(p, wt, ext, 2, tree if n_grains > 1 else None, g)
         all_p.append(p)
         all_w.append(wt)
     pts = np.concatenate(all_p) / pixel_size
     wts = np.concatenate(all_w)
-    from emcs.simulate.procedural import _edge_dislocation
 
     n_disl = int(rng.choice([0, 0, 1, 2]))
     for _ in range(n_disl):
