@@ -50,36 +50,6 @@ def _read_dlss_meta(path: str) -> dict:
         return {}
 
 
-def _write_sparse_tiff(path, stack, factor: int, pixel_size, force: bool, advance) -> None:
-    """Stream sparse frames into a TIFF whose metadata records the full size."""
-    import tifffile
-
-    from emcs.dlss.sampling import sparse_shape, subsample
-    from emcs.io import atomic_output
-
-    T, H, W = stack.shape
-    h, w = sparse_shape((H, W), factor)
-    meta = {
-        "axes": "TYX",
-        "shape": [T, h, w],
-        "dlss_full_shape": [H, W],
-        "dlss_factor": factor,
-    }
-    kwargs = {"contiguous": True, "photometric": "minisblack"}
-    if pixel_size:
-        meta["pixel_size_A"] = float(pixel_size)
-        kwargs["resolution"] = (1e8 / pixel_size, 1e8 / pixel_size)
-        kwargs["resolutionunit"] = "CENTIMETER"
-    big = T * h * w * stack.dtype.itemsize > 2**31
-    with atomic_output(path, force) as tmp, tifffile.TiffWriter(tmp, bigtiff=big) as tw:
-        first = True
-        for chunk in stack.iter_chunks(8):
-            for frame in subsample(chunk, factor):
-                tw.write(frame, metadata=meta if first else None, **kwargs)
-                first = False
-                advance(1)
-
-
 @app.command("subsample")
 def subsample_cmd(
     input: Path = typer.Argument(..., help="Full-resolution scan (.tif, .mrc, .npy, image); stacks frame by frame."),
@@ -107,14 +77,13 @@ def subsample_cmd(
         validate_factor(s, (H, W))
         h, w = sparse_shape((H, W), s)
         px = stack.pixel_size * s if stack.pixel_size else None
-        with rep.progress("Subsampling", T) as advance:
-            if str(output).lower().endswith((".tif", ".tiff")):
-                _write_sparse_tiff(output, stack, s, px, force, advance)
-            else:
-                with StackWriter(output, (T, h, w), stack.dtype, px, force) as wr:
-                    for chunk in stack.iter_chunks(8):
-                        wr.write(subsample(chunk, s))
-                        advance(len(chunk))
+        meta = {"dlss_full_shape": [H, W], "dlss_factor": s}  # read back by supersample (TIFF)
+        with rep.progress("Subsampling", T) as advance, StackWriter(
+            output, (T, h, w), stack.dtype, px, force, metadata=meta
+        ) as wr:
+            for chunk in stack.iter_chunks(8):
+                wr.write(subsample(chunk, s))
+                advance(len(chunk))
     summary = {
         "input": str(input),
         "output": str(output),

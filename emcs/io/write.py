@@ -99,6 +99,10 @@ class StackWriter:
         Å per pixel, kept in the file's metadata.
     force : bool
         Overwrite an existing file.
+    metadata : dict, optional
+        Extra JSON-serialisable fields for the TIFF's shaped metadata (read back
+        by ``tifffile.TiffFile(...).shaped_metadata``); MRC and npy have no place
+        for them and ignore them.
 
     Examples
     --------
@@ -109,8 +113,10 @@ class StackWriter:
     ...     w.write(np.zeros((2, 8, 8), np.float32))
     """
 
-    def __init__(self, path, shape, dtype, pixel_size: float | None = None, force: bool = False):
+    def __init__(self, path, shape, dtype, pixel_size: float | None = None, force: bool = False,
+                 metadata: dict | None = None):
         self.path = os.fspath(path)
+        self.metadata = dict(metadata or {})
         self.format = _fmt(self.path)
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) != 3:
@@ -196,7 +202,7 @@ class StackWriter:
     def _write_tiff_page(self, frame: np.ndarray) -> None:
         kwargs = {"contiguous": True, "photometric": "minisblack"}
         if self._written == 0:
-            meta = {"axes": "TYX", "shape": list(self.shape)}
+            meta = {"axes": "TYX", "shape": list(self.shape), **self.metadata}
             if self.pixel_size:
                 meta["pixel_size_A"] = float(self.pixel_size)
                 kwargs["resolution"] = (1e8 / self.pixel_size, 1e8 / self.pixel_size)
