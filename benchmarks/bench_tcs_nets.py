@@ -165,6 +165,20 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def targets(summary: dict, default: str = "tcs-unfold") -> str:
+    """The issue's bars: PSNR (vs clean) of ``default`` minus each other method, per B."""
+    others = sorted({m for ms in summary.values() for m in ms if m != default})
+    lines = ["\n**PSNR vs clean of " + default + " minus each method (dB)**\n",
+             "| B | " + " | ".join(others) + " |", "|---" * (len(others) + 1) + "|"]
+    for B, ms in summary.items():
+        if default not in ms:
+            continue
+        ref = ms[default]["psnr_clean"]
+        cells = [f"{ref - ms[m]['psnr_clean']:+.2f}" if m in ms else "" for m in others]
+        lines.append(f"| {B} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def update_cards(summary: dict, settings: dict, command: str) -> None:
     from emcs.tcs.nets.api import list_models
     from emcs.tcs.nets.train import DESCRIPTIONS
@@ -292,6 +306,7 @@ def main() -> None:
         result = {"rows": list(merged.values()), "settings": parts[0]["settings"]}
         summary = summarize(result)
         print(markdown(summary))
+        print(targets(summary))
         if args.update_cards:
             settings = dict(result["settings"], B=sorted({r["B"] for r in result["rows"]}))
             update_cards(summary, settings, "python " + " ".join(sys.argv))

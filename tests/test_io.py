@@ -200,9 +200,16 @@ def test_truncated_tiff_is_refused(tmp_path):
 
 
 def test_written_files_get_normal_permissions(tmp_path):
+    from emcs.io import atomic_output
+
     mask = os.umask(0o022)
     try:
         write_stack(tmp_path / "p.tif", _data("uint8"))
+        with atomic_output(tmp_path / "q.bin") as tmp:  # a writer that replaces the file it is given
+            os.unlink(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
     finally:
         os.umask(mask)
     assert (os.stat(tmp_path / "p.tif").st_mode & 0o777) == 0o644
+    assert (os.stat(tmp_path / "q.bin").st_mode & 0o777) == 0o644

@@ -55,9 +55,11 @@ def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[str]
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{suffix}", dir=folder)
     os.close(fd)
     # mkstemp creates 0600 files; give the result the permissions a plain open() would
-    os.chmod(tmp, 0o666 & ~_current_umask())
+    mode = 0o666 & ~_current_umask()
+    os.chmod(tmp, mode)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # again: some writers (e.g. safetensors) replace the file they are given
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
