@@ -72,10 +72,10 @@ def tcs_bytes(y_counts: np.ndarray) -> int:
 
 def packed_bytes(y_counts: np.ndarray) -> int:
     """Bytes of the measurement in an ``emcs encode --pack jpegxl`` container (lossless codes)."""
-    from emcs.tcs.container import _JXL_DTYPES, encode_measurement, smallest_int_dtype
+    from emcs.tcs.container import encode_measurement, packed_codec, smallest_int_dtype
 
     dt = smallest_int_dtype(int(y_counts.min()), int(y_counts.max()))
-    codec = "jpegxl-lossless" if dt in _JXL_DTYPES else "zstd"
+    codec = packed_codec("jpegxl", dt)
     return sum(len(encode_measurement(y.astype(dt), codec)) for y in y_counts)
 
 

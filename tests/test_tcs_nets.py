@@ -122,11 +122,11 @@ def test_tiled_decode_matches_untiled(default_model):
 
 
 def test_self_ensemble_averages_transformed_decodes(default_model):
-    from emcs.tcs.nets.api import _dihedral
+    from emcs.tcs.physics import dihedral
 
     clean, y, masks = _movie(10, size=40, seed=8)
     for t in range(8):  # each transform is undone exactly
-        np.testing.assert_array_equal(_dihedral(_dihedral(clean, t), t, inverse=True), clean)
+        np.testing.assert_array_equal(dihedral(dihedral(clean, t), t, inverse=True), clean)
     calls = []
     ens = decode_measurements(y, masks, default_model, device="cpu", ensemble=2, progress=calls.append)
     flipped = decode_measurements(y[..., ::-1].copy(), masks[..., ::-1].copy(), default_model, device="cpu")

@@ -178,12 +178,12 @@ def supersample_cmd(
             model, card = load_default_model(model_path, device=dev)
         px = stack.pixel_size / s if stack.pixel_size else None
         oy, ox = grid_offset(H, s), grid_offset(W, s)
+        keep = not (denoise_measured and used == "net")
         with StackWriter(output, (T, H, W), stack.dtype, px, force) as wr, rep.progress(
             "Supersampling", T
         ) as advance:
             for i in range(T):
                 sparse = stack[i]
-                keep = not (denoise_measured and used == "net")
                 full = supersample_frame(sparse, s, (H, W), used, model, dev, tile=tile, keep_measured=keep)
                 full = cast_like(full, stack.dtype)
                 if keep:
@@ -197,7 +197,7 @@ def supersample_cmd(
         "factor": s,
         "coverage": f"1/{s * s}",
         "method": used,
-        "measured_samples": "denoised" if denoise_measured and used == "net" else "kept exactly",
+        "measured_samples": "kept exactly" if keep else "denoised",
         "frames": T,
         "sparse_shape": [h, w],
         "full_shape": [H, W],

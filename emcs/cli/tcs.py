@@ -43,11 +43,9 @@ def encode_cmd(
         raise EmcsError(f"-o/--output names one file, but {len(inputs)} inputs were given; "
                         "leave out -o to write <stem>.npz beside each input")
     validate_options(B, density, seed)
-    from emcs.tcs.container import PACK_CHOICES
+    from emcs.tcs.container import check_pack
 
-    pack = pack.strip().lower()
-    if pack not in PACK_CHOICES:
-        raise EmcsError(f"--pack must be one of {', '.join(PACK_CHOICES)}, got {pack!r}")
+    pack = check_pack(pack)
     masks = None
     if mask is not None:
         if seed is not None:

@@ -111,6 +111,25 @@ def smallest_int_dtype(lo: int, hi: int) -> np.dtype:
 _JXL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 
+def check_pack(pack: str) -> str:
+    """Validate an ``emcs encode --pack`` choice (case and spaces ignored); returns it normalised."""
+    norm = str(pack).strip().lower()
+    if norm not in PACK_CHOICES:
+        raise EmcsError(f"--pack must be one of {', '.join(PACK_CHOICES)}, got {pack!r}")
+    return norm
+
+
+def packed_codec(pack: str, dtype) -> str | None:
+    """The codec ``pack`` uses for measurements of ``dtype`` (None: stored plain).
+
+    ``jpegxl`` codes uint8/uint16 losslessly with JPEG XL and falls back to zstd
+    for other dtypes (JPEG XL has no lossless integer mode beyond 16 bits).
+    """
+    if pack == "none":
+        return None
+    return "jpegxl-lossless" if pack == "jpegxl" and np.dtype(dtype) in _JXL_DTYPES else "zstd"
+
+
 def packed_member(k: int, codec: str) -> str:
     """Member name of packed measurement ``k``."""
     return f"{PACKED_PREFIX}{int(k):08d}{CODECS[codec]}"
@@ -200,8 +219,9 @@ class PackedMeasurements:
         return a if dtype is None else a.astype(dtype)
 
     def __iter__(self):
-        for k in range(self.shape[0]):
-            yield self[k]
+        with zipfile.ZipFile(self.path) as zf:  # one open archive for the whole pass
+            for k in range(self.shape[0]):
+                yield self._read(zf, k)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -231,9 +251,7 @@ class ContainerWriter:
 
     def __init__(self, path: str, n: int, H: int, W: int, stream_dtype, narrow: bool = True,
                  pack: str = "none"):
-        if pack not in PACK_CHOICES:
-            raise EmcsError(f"--pack must be one of {', '.join(PACK_CHOICES)}, got {pack!r}")
-        self.pack = pack
+        self.pack = check_pack(pack)
         self.path = os.fspath(path)
         self.shape = (int(n), int(H), int(W))
         self.stream_dtype = np.dtype(stream_dtype)
@@ -280,9 +298,7 @@ class ContainerWriter:
             tight = smallest_int_dtype(int(lo), int(hi))
             if tight.itemsize < dtype.itemsize:
                 dtype = tight
-        codec = None
-        if self.pack != "none":
-            codec = "jpegxl-lossless" if self.pack == "jpegxl" and dtype in _JXL_DTYPES else "zstd"
+        codec = packed_codec(self.pack, dtype)
         if dtype != self.stream_dtype or codec:
             self._zf.close()
             sha = self._rewrite(dtype, codec)
@@ -728,6 +744,8 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "PACK_CHOICES",
+    "check_pack",
+    "packed_codec",
     "Container",
     "ContainerWriter",
     "PackedMeasurements",

@@ -23,11 +23,12 @@ import numpy as np
 from emcs.errors import EmcsError
 from emcs.tcs.container import Container, load_container
 from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS, gap_tv
+from emcs.tcs.physics import ENSEMBLES
 
 METHODS = ("auto", "gap-tv", "net")
 NOISE_LEVELS = ("auto", "low", "high")
-#: self-ensemble sizes of the network decoder (emcs.tcs.nets.api.ENSEMBLE_TRANSFORMS)
-ENSEMBLE_SIZES = (1, 2, 4, 8)
+#: self-ensemble sizes of the network decoder
+ENSEMBLE_SIZES = tuple(ENSEMBLES)
 #: scaled noise sigma (noise / (max - min) of the input) from which the noisy-data settings are used
 NOISE_THRESHOLD = 0.055
 #: GAP-TV settings per noise level. "low" is published accelerated GAP-TV (PnP-SCI: w 0.3,

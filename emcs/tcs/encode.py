@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from emcs.errors import EmcsError
-from emcs.tcs.container import PACK_CHOICES, ContainerWriter, base_meta, smallest_int_dtype
+from emcs.tcs.container import ContainerWriter, base_meta, check_pack, smallest_int_dtype
 from emcs.tcs.masks import MASK_ALGORITHM, make_masks, pack_masks
 
 MAX_B = 4096
@@ -231,8 +231,7 @@ def encode_stack(
     input_path = os.fspath(input_path)
     output_path = os.fspath(output_path)
     validate_options(None if masks is not None else B, density, seed)
-    if pack not in PACK_CHOICES:
-        raise EmcsError(f"--pack must be one of {', '.join(PACK_CHOICES)}, got {pack!r}")
+    pack = check_pack(pack)
     eio.check_output(output_path, force)
     t0 = time.perf_counter()
     with eio.open_stack(input_path) as stack:

@@ -23,6 +23,7 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.nn.weights import models_dir
+from emcs.tcs.physics import ENSEMBLES, dihedral
 
 #: tile edge and overlap (pixels) for frames larger than one tile; 48 px of overlap
 #: covers the receptive field of tcs-unfold's learned stages (measured: tiled and
@@ -128,20 +129,6 @@ def load(info: ModelInfo, device):
     return model
 
 
-#: the dihedral transforms (see :func:`_dihedral`) averaged by ``ensemble`` = 1, 2, 4, 8
-ENSEMBLE_TRANSFORMS = {1: (0,), 2: (0, 4), 4: (0, 2, 4, 6), 8: tuple(range(8))}
-
-
-def _dihedral(a: np.ndarray, t: int, inverse: bool = False) -> np.ndarray:
-    """Transform ``t`` of the last two axes: rotate by ``t % 4`` quarter turns, then flip x if ``t >= 4``."""
-    if inverse:
-        if t >= 4:
-            a = a[..., ::-1]
-        return np.ascontiguousarray(np.rot90(a, -(t % 4), axes=(-2, -1)))
-    a = np.rot90(a, t % 4, axes=(-2, -1))
-    return np.ascontiguousarray(a[..., ::-1] if t >= 4 else a)
-
-
 def decode_measurements(
     y: np.ndarray,
     masks: np.ndarray,
@@ -170,7 +157,7 @@ def decode_measurements(
         Frames larger than ``tile`` are decoded in overlapping tiles, blended.
     ensemble : {1, 2, 4, 8}
         Geometric self-ensemble: decode the measurement and its masks under
-        this many flips/rotations (:data:`ENSEMBLE_TRANSFORMS`) and average the
+        this many flips/rotations (:data:`emcs.tcs.physics.ENSEMBLES`) and average the
         results mapped back; exact for the physics (the transforms commute
         with the pixel-wise forward model), ``ensemble`` times slower.
 
@@ -189,15 +176,15 @@ def decode_measurements(
     masks = np.asarray(masks)
     if y.ndim != 3 or masks.ndim != 3 or masks.shape[1:] != y.shape[1:]:
         raise EmcsError(f"measurements {y.shape} and masks {masks.shape} do not fit together")
-    if ensemble not in ENSEMBLE_TRANSFORMS:
-        raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_TRANSFORMS))}, got {ensemble}")
+    if ensemble not in ENSEMBLES:
+        raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble}")
     if ensemble > 1:
         acc = None
-        transforms = ENSEMBLE_TRANSFORMS[ensemble]
+        transforms = ENSEMBLES[ensemble]
         for t in transforms:
             last = t == transforms[-1]  # progress is reported by the last pass
-            res = _dihedral(decode_measurements(_dihedral(y, t), _dihedral(masks, t), model_info, device,
-                                                progress if last else None, tile, overlap), t, inverse=True)
+            res = dihedral(decode_measurements(dihedral(y, t), dihedral(masks, t), model_info, device,
+                                               progress if last else None, tile, overlap), t, inverse=True)
             acc = res if acc is None else np.add(acc, res, out=acc)
             del res
         return acc / np.float32(ensemble)
