@@ -70,13 +70,33 @@ def tcs_bytes(y_counts: np.ndarray) -> int:
     return int(y_counts.size) * dt.itemsize
 
 
-def packed_bytes(y_counts: np.ndarray) -> int:
-    """Bytes of the measurement in an ``emcs encode --pack jpegxl`` container (lossless codes)."""
-    from emcs.tcs.container import encode_measurement, packed_codec, smallest_int_dtype
+def packed_bytes(y_counts: np.ndarray, quantize: float | None = None) -> int:
+    """Bytes of the measurement in an ``emcs encode --pack jpegxl [--quantize STEP]`` container."""
+    from emcs.tcs.container import (
+        anscombe_codes,
+        encode_measurement,
+        packed_codec,
+        smallest_int_dtype,
+    )
 
+    if quantize:
+        y_counts = anscombe_codes(y_counts, quantize)
     dt = smallest_int_dtype(int(y_counts.min()), int(y_counts.max()))
     codec = packed_codec("jpegxl", dt)
     return sum(len(encode_measurement(y.astype(dt), codec)) for y in y_counts)
+
+
+def codec_at_budget(counts, codec: str, budget: int):
+    """``encode_at_budget``; where even the codec's lowest setting is too big, the budget grows
+    by 25 % steps until it fits (generous to the codec; the result records ``over_budget``)."""
+    from emcs.compare.codecs import encode_at_budget
+
+    grown = budget
+    while True:
+        r = encode_at_budget(counts, codec, grown)
+        if r.decoded is not None or grown > 64 * budget:
+            return r, grown / budget
+        grown = int(grown * 1.25) + 1
 
 
 def score(x, clean, noisy) -> dict:
@@ -92,7 +112,8 @@ def score(x, clean, noisy) -> dict:
 def quality(args) -> dict:
     import torch
 
-    from emcs.compare.codecs import CODECS, encode_at_budget
+    from emcs.compare.codecs import CODECS
+    from emcs.tcs.container import anscombe_codes, anscombe_values
     from emcs.tcs.gaptv import gap_tv
     from emcs.tcs.masks import make_masks
     from emcs.tcs.nets.api import decode_measurements, list_models
@@ -112,28 +133,36 @@ def quality(args) -> dict:
             noisy = counts.astype(np.float32) * scale
             masks = make_masks(seed, B, args.size, args.size, 0.5)
             y_counts = (counts.astype(np.int64) * masks).sum(0)[None]
-            y = y_counts.astype(np.float32) * scale
-            budget = packed_bytes(y_counts) if args.pack else tcs_bytes(y_counts)
+            q = args.quantize
+            if q:  # what the decoder gets back from an --quantize container
+                y = anscombe_values(anscombe_codes(y_counts, q), q) * scale
+            else:
+                y = y_counts.astype(np.float32) * scale
+            budget = packed_bytes(y_counts, q) if (args.pack or q) else tcs_bytes(y_counts)
+            tag = f" [quantized {q:g}]" if q else ""
             res = {}
             for info in models:
                 for ens in args.ensemble:
                     t = time.perf_counter()
                     x = decode_measurements(y, masks, info, device="cpu", ensemble=ens)[0]
-                    name = info.name if ens == 1 else f"{info.name} (ensemble {ens})"
+                    name = (info.name if ens == 1 else f"{info.name} (ensemble {ens})") + tag
                     res[name] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
             if wanted("gap-tv"):
                 t = time.perf_counter()
                 x = gap_tv(y, masks)[0]
-                res["gap-tv"] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
+                res["gap-tv" + tag] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
             for codec in (c for c in CODECS if wanted(c)):
-                r = encode_at_budget(counts, codec, budget)
-                name = f"{codec} @ packed bytes" if args.pack else codec
+                r, over = codec_at_budget(counts, codec, budget)
+                name = (f"{codec} @ quantized-{q:g} bytes" if q else
+                        f"{codec} @ packed bytes" if args.pack else codec)
                 if r.decoded is None:
                     res[name] = {"failed": r.reason}
                     continue
                 res[name] = dict(score(r.decoded.astype(np.float32) * scale, clean, noisy), bytes=r.nbytes)
-            rows.append({"B": B, "kind": kind, "seed": seed, ("packed_bytes" if args.pack else "bytes"): budget,
-                         "results": res})
+                if over > 1:
+                    res[name]["over_budget"] = round(over, 3)
+            key = "quantized_bytes" if q else "packed_bytes" if args.pack else "bytes"
+            rows.append({"B": B, "kind": kind, "seed": seed, key: budget, "results": res})
             line = "  ".join(f"{m}={v.get('psnr_clean', float('nan')):.2f}" for m, v in res.items())
             print(f"B={B} {kind:16s} {line}", flush=True)
     return {"rows": rows, "settings": vars(args)}
@@ -149,8 +178,15 @@ def summarize(result: dict) -> dict:
             d = out.setdefault(str(row["B"]), {}).setdefault(method, {})
             for key in ("psnr_clean", "ssim_clean", "psnr_raw", "ssim_raw"):
                 d.setdefault(key, []).append(v[key])
-    return {B: {m: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for m, d in ms.items()}
-            for B, ms in out.items()}
+            d.setdefault("over_budget", []).append(v.get("over_budget", 1.0) > 1)
+    summary: dict = {}
+    for B, ms in out.items():
+        for m, d in ms.items():
+            over = int(sum(d.pop("over_budget")))
+            summary.setdefault(B, {})[m] = {k: round(float(np.mean(v)), 3) for k, v in d.items()}
+            if over:  # movies where the codec could not get down to the budget (it got more bytes)
+                summary[B][m]["movies_over_budget"] = over
+    return summary
 
 
 def markdown(summary: dict) -> str:
@@ -160,7 +196,9 @@ def markdown(summary: dict) -> str:
         lines.append("| method | PSNR vs clean | SSIM vs clean | PSNR vs raw | SSIM vs raw |")
         lines.append("|---|---|---|---|---|")
         for m, d in sorted(ms.items(), key=lambda kv: -kv[1]["psnr_clean"]):
-            lines.append(f"| {m} | {d['psnr_clean']:.2f} | {d['ssim_clean']:.3f} | "
+            over = (f" ({d['movies_over_budget']} movies over budget)"
+                    if d.get("movies_over_budget") else "")
+            lines.append(f"| {m}{over} | {d['psnr_clean']:.2f} | {d['ssim_clean']:.3f} | "
                          f"{d['psnr_raw']:.2f} | {d['ssim_raw']:.3f} |")
     return "\n".join(lines)
 
@@ -278,6 +316,10 @@ def main() -> None:
     p.add_argument("--pack", action="store_true",
                    help="quality: give the codecs the bytes of the losslessly packed measurement "
                         "(emcs encode --pack jpegxl) instead of the plain one")
+    p.add_argument("--quantize", type=float, default=None, metavar="STEP",
+                   help="quality: decode what an `emcs encode --pack jpegxl --quantize STEP` container "
+                        "holds and give the codecs its bytes (a codec that cannot get that small is "
+                        "given 25 %% more bytes at a time until it fits, marked over_budget)")
     p.add_argument("--ensemble", type=lambda s: [int(v) for v in s.split(",")], default=[1],
                    help="quality: self-ensemble sizes to run for each network, e.g. 1,8")
     p.add_argument("--json", type=Path)

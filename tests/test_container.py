@@ -227,3 +227,54 @@ def test_packed_refuses_corrupt_or_missing_members(write_movie, tmp_path):
         load_container(odd)
     with pytest.raises(EmcsError, match="--pack"):
         encode_stack(src, tmp_path / "x.npz", B=5, pack="gzip")
+
+
+def test_quantized_counts_stay_within_their_shot_noise(tmp_path):
+    from emcs.tcs.container import anscombe_codes, anscombe_values
+
+    rng = np.random.default_rng(6)
+    data = rng.poisson(rng.uniform(0, 200, (1, 48, 40)), (20, 48, 40)).astype(np.uint16)
+    src = tmp_path / "q.tif"
+    write_stack(src, data)
+    packed, quant = tmp_path / "packed.npz", tmp_path / "quant.npz"
+    encode_stack(src, packed, B=10, seed=3, pack="jpegxl")
+    res = encode_stack(src, quant, B=10, seed=3, pack="jpegxl", quantize=1.0)
+    a, b = load_container(packed), load_container(quant)  # verify=True checks the codes' sha256
+    assert b.format_version == 3 and res["measurement_quantization"]["step"] == 1.0
+    assert b.meta["measurement_quantization"]["counts_range"] == a.meta["measurement_range"]
+    ya, yb = np.asarray(a.measurements, np.float64), np.asarray(b.measurements)
+    assert yb.dtype == np.float32 and yb.shape == ya.shape
+    # the error of each sum is at most half a step of its own shot noise (+ float rounding)
+    err = np.abs(yb - ya) / np.sqrt(ya + 0.375)
+    assert err.max() <= 0.5 + 1e-3 and 0.04 < np.mean(err**2) < 0.13  # ~ step^2 / 12
+    np.testing.assert_array_equal(b.measurements[1], yb[1])
+    assert b.ratio > 1.3 * a.ratio
+    assert b.summary()["measurement_quantization"]["kind"] == "anscombe"
+    y = np.arange(0, 3000)
+    np.testing.assert_array_equal(anscombe_codes(anscombe_values(anscombe_codes(y, 0.5), 0.5), 0.5),
+                                  anscombe_codes(y, 0.5))  # codes are a fixed point
+
+
+def test_quantize_refusals(write_movie, tmp_path):
+    src, _ = write_movie("f.tif", T=10, H=16, W=16, dtype=np.float32)
+    with pytest.raises(EmcsError, match="integer counts"):
+        encode_stack(src, tmp_path / "f.npz", B=5, pack="zstd", quantize=1.0)
+    isrc, _ = write_movie("i.tif", T=10, H=16, W=16, dtype=np.uint8)
+    with pytest.raises(EmcsError, match="--pack"):
+        encode_stack(isrc, tmp_path / "i.npz", B=5, quantize=1.0)
+    with pytest.raises(EmcsError, match="step"):
+        encode_stack(isrc, tmp_path / "i.npz", B=5, pack="zstd", quantize=0.0)
+    neg = tmp_path / "neg.tif"
+    write_stack(neg, np.full((10, 16, 16), -3, np.int16))
+    with pytest.raises(EmcsError, match="non-negative"):
+        encode_stack(neg, tmp_path / "neg.npz", B=5, pack="zstd", quantize=1.0)
+    assert not (tmp_path / "neg.npz").exists()
+    good = tmp_path / "g.npz"
+    encode_stack(isrc, good, B=5, seed=1, pack="zstd", quantize=1.0)
+    odd = _rewrite(good, tmp_path / "odd.npz",
+                   edit_meta=lambda m: m.update(measurement_quantization={"kind": "log", "step": 1}))
+    with pytest.raises(EmcsError, match="quantization"):
+        load_container(odd)
+    old = _rewrite(good, tmp_path / "old.npz", edit_meta=lambda m: m.update(format_version=2))
+    with pytest.raises(EmcsError, match="version 3"):
+        load_container(old)

@@ -275,6 +275,24 @@ def test_masked_loss_all_pixels_counts_measured_errors():
     _, per_free = masked_loss(pred, t, feats, None)
     _, per_all = masked_loss(pred, t, feats, None, all_pixels=True)
     assert float(per_free) == 0.0 and float(per_all) > 0.0
+    # a user's recorded scan is its own target: its measured pixels stay out of the loss
+    _, per_rec = masked_loss(pred, t, feats, None, all_pixels=True, recorded=np.array([True]))
+    assert float(per_rec) == 0.0
+
+
+def test_user_scans_in_batches():
+    from emcs.dlss.train import make_batch
+
+    rng = np.random.default_rng(1)
+    scan = rng.random((64, 64)).astype(np.float32)
+    crops = lambda r, n: scan[:n, :n]  # noqa: E731
+    x, y, s, rec = make_batch(rng, 4, 32, user_crops=crops, user_fraction=0.5)
+    assert x.shape == (4, 4, 32, 32) and rec.tolist() == [True, True, False, False]
+    # recorded: the target is the scan itself (up to the dihedral augmentation)
+    assert all(np.isclose(np.sort(y[i].ravel()), np.sort(scan[:32, :32].ravel())).all() for i in range(2))
+    x, y, s, rec = make_batch(rng, 4, 32, user_crops=crops, user_fraction=1.0, user_noise=True)
+    assert not rec.any()  # taken as clean: the detector model makes the input, the scan is the target
+    assert not np.allclose(x[:, 0], y[:, 0])
 
 
 @pytest.mark.skipif(not default_model_path().exists(), reason="shipped model missing")

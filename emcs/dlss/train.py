@@ -214,14 +214,27 @@ def make_batch(
     factors: tuple[int, ...] = NET_FACTORS,
     simulated: Callable | None = None,
     user_crops: Callable | None = None,
+    user_fraction: float = 0.75,
+    user_noise: bool = False,
 ):
-    """A training batch: features (B, 4, P, P), targets (B, 1, P, P), pitches (B,)."""
-    xs, ys, ss = [], [], []
+    """A training batch: features (B, 4, P, P), targets (B, 1, P, P), pitches (B,), recorded (B,).
+
+    The first ``user_fraction`` of the patches come from ``user_crops`` when it is
+    given. A user's scan is its own target (``recorded`` is True: its measured
+    pixels are their own targets, so :func:`masked_loss` leaves them out), unless
+    ``user_noise``: then the scan is taken as clean and passed through the
+    simulated detector (:func:`degrade`) like a synthetic image.
+    """
+    xs, ys, ss, rec = [], [], [], []
+    n_user = int(round(user_fraction * batch)) if user_crops is not None else 0
     for i in range(batch):
         s = int(rng.choice(factors))
-        if user_crops is not None and i < (3 * batch) // 4:
+        recorded = False
+        if i < n_user and user_noise:
+            noisy, target = degrade(rng, user_crops(rng, patch))
+        elif i < n_user:
             noisy = user_crops(rng, patch)
-            target = noisy
+            target, recorded = noisy, True
         else:
             noisy, target = degrade(rng, clean_image(rng, patch, simulated))
         k = rng.integers(8)  # dihedral augmentation
@@ -234,7 +247,8 @@ def make_batch(
         xs.append(f)
         ys.append(t)
         ss.append(s)
-    return np.stack(xs), np.stack(ys), np.array(ss)
+        rec.append(recorded)
+    return np.stack(xs), np.stack(ys), np.array(ss), np.array(rec)
 
 
 def user_crop_source(folder: str | os.PathLike, patch: int) -> Callable:
@@ -272,7 +286,7 @@ def user_crop_source(folder: str | os.PathLike, patch: int) -> Callable:
 
 
 # --------------------------------------------------------------------------- training
-def masked_loss(pred, target, feats, pitches, floor: float = 1e-3, all_pixels: bool = False):
+def masked_loss(pred, target, feats, pitches, floor: float = 1e-3, all_pixels: bool = False, recorded=None):
     """Relative MSE over unmeasured pixels (or every pixel), in per-patch [0, 1] units.
 
     Each patch's MSE is divided by (the bilinear MSE of that patch + ``floor``), so
@@ -280,7 +294,10 @@ def masked_loss(pred, target, feats, pitches, floor: float = 1e-3, all_pixels: b
     worse than bilinear where bilinear is already good) and every pitch counts
     alike. With ``all_pixels`` the measured pixels count too (their target is
     the noise-free signal, so the network learns to denoise them for
-    ``emcs supersample --denoise-measured``). Returns ``(loss, per-patch MSE)``.
+    ``emcs supersample --denoise-measured``), except in the patches flagged in
+    ``recorded`` (a user's scan as its own target: there the measured pixels
+    would only teach the network to copy its input). Returns
+    ``(loss, per-patch MSE)``.
     """
     import torch
 
@@ -289,7 +306,10 @@ def masked_loss(pred, target, feats, pitches, floor: float = 1e-3, all_pixels: b
     _, lo, scale = normalize_tiles(feats)
     free = 1 - feats[:, 2:3]
     if all_pixels:
-        free = torch.ones_like(free)
+        keep = torch.ones(len(free), dtype=torch.bool)
+        if recorded is not None:
+            keep = ~torch.as_tensor(np.asarray(recorded, bool))
+        free = torch.where(keep[:, None, None, None], torch.ones_like(free), free)
     n = free.flatten(1).sum(1)
     per = (((pred - target) / scale) ** 2 * free).flatten(1).sum(1) / n
     per_bl = (((feats[:, :1] - target) / scale) ** 2 * free).flatten(1).sum(1) / n
@@ -299,13 +319,15 @@ def masked_loss(pred, target, feats, pitches, floor: float = 1e-3, all_pixels: b
 def validation_set(seed: int, n: int, patch: int, simulated=None):
     """A fixed synthetic validation set (never the real held-out crops)."""
     rng = np.random.default_rng(seed + 10_000)
-    return make_batch(rng, n, patch, NET_FACTORS, simulated)
+    return make_batch(rng, n, patch, NET_FACTORS, simulated)[:3]
 
 
 def train_dlss(
     steps: int,
     out: str | os.PathLike,
     data: str | os.PathLike | None = None,
+    data_fraction: float = 0.75,
+    data_noise: bool = False,
     patch: int = 128,
     batch: int = 8,
     resume: str | os.PathLike | None = None,
@@ -334,6 +356,11 @@ def train_dlss(
         ``.safetensors`` destination (written at every checkpoint and at the end).
     data : path, optional
         Folder of the user's full-resolution scans to fine-tune on.
+    data_fraction : float
+        Share of each batch drawn from ``data`` (the rest is synthetic).
+    data_noise : bool
+        Treat the scans in ``data`` as clean and add the simulated detector noise
+        (for clean renderings); by default each scan is its own target.
     patch, batch : int
         Patch edge (pixels) and patches per step.
     resume : path, optional
@@ -379,6 +406,8 @@ def train_dlss(
     if not out.parent.is_dir():
         raise EmcsError(f"the output folder {out.parent} does not exist", out)
     checkpoint = Path(checkpoint) if checkpoint else out.with_suffix(".ckpt")
+    if not 0.0 <= data_fraction <= 1.0:
+        raise EmcsError("--data-fraction must be between 0 and 1")
     user_crops = user_crop_source(data, patch) if data else None
     simulated = _sample_stem_source()
 
@@ -476,10 +505,14 @@ def train_dlss(
             "training_data": (
                 "procedural HAADF/ADF-STEM textures (emcs.dlss.train.stem_texture)"
                 + (" + emcs.simulate.sample_stem" if simulated else "")
-                + (f" + user scans from {data}" if data else "")
+                + (f" + scans from {data} ({data_fraction:.0%} of each batch"
+                   + (", simulated detector noise added" if data_noise else ", as recorded") + ")"
+                   if data else "")
                 + "; Poisson noise 2-2000 counts/px, read noise, detector lag, scan-line offsets"
             ),
-            "target": "noise-free signal (synthetic); recorded scan (user data)",
+            "target": ("noise-free signal (synthetic" + (" and --data scans" if data and data_noise else "")
+                       + ")" + ("; recorded scan, measured pixels left out of the loss (--data)"
+                                if data and not data_noise else "")),
             "loss": (f"per-patch MSE over {'all' if all_pixels else 'unmeasured'} pixels / "
                      "(bilinear MSE + 1e-3)"),
             "fine_tuned_from": (None if not init else
@@ -508,10 +541,11 @@ def train_dlss(
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        x, y, s = make_batch(rng, batch, patch, NET_FACTORS, simulated, user_crops)
+        x, y, s, rec = make_batch(rng, batch, patch, NET_FACTORS, simulated, user_crops,
+                                  data_fraction, data_noise)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         pred = model_run(xt)
-        loss, _ = masked_loss(pred, yt, xt, s, all_pixels=all_pixels)
+        loss, _ = masked_loss(pred, yt, xt, s, all_pixels=all_pixels, recorded=rec)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -23,7 +23,13 @@ from collections.abc import Callable
 import numpy as np
 
 from emcs.errors import EmcsError
-from emcs.tcs.container import ContainerWriter, base_meta, check_pack, smallest_int_dtype
+from emcs.tcs.container import (
+    ContainerWriter,
+    base_meta,
+    check_pack,
+    check_quantize,
+    smallest_int_dtype,
+)
 from emcs.tcs.masks import MASK_ALGORITHM, make_masks, pack_masks
 
 MAX_B = 4096
@@ -191,6 +197,7 @@ def encode_stack(
     progress: Callable[[int], None] | None = None,
     narrow: bool = True,
     pack: str = "none",
+    quantize: float | None = None,
 ) -> dict:
     """Encode an image stack into a measurement container.
 
@@ -219,6 +226,11 @@ def encode_stack(
     pack : {"none", "zstd", "jpegxl"}
         Code the measurements losslessly (smaller file, no memory-mapping; see
         :class:`emcs.tcs.container.ContainerWriter`).
+    quantize : float, optional
+        Lossy: store the sums quantized in the Anscombe domain with this step
+        in shot-noise units (:func:`emcs.tcs.container.anscombe_codes`; needs
+        ``pack`` and non-negative integer counts). 1.0 adds 8 % to the noise
+        variance and makes the file ~1.7x smaller again.
 
     Returns
     -------
@@ -232,11 +244,14 @@ def encode_stack(
     output_path = os.fspath(output_path)
     validate_options(None if masks is not None else B, density, seed)
     pack = check_pack(pack)
+    quantize = check_quantize(quantize, pack)
     eio.check_output(output_path, force)
     t0 = time.perf_counter()
     with eio.open_stack(input_path) as stack:
         T, H, W = stack.shape
         dtype = stack.dtype
+        if quantize and dtype.kind not in "iub":
+            raise EmcsError(f"--quantize needs integer counts, but the frames are {dtype.name}", input_path)
         if masks is not None:
             masks = np.asarray(masks, dtype=bool)
             if masks.ndim != 3 or masks.shape[1:] != (H, W):
@@ -270,7 +285,7 @@ def encode_stack(
         sigmas = []
         noise_every = max(1, N // 8)  # noise estimate from the first frame of <= ~8 groups
         with eio.atomic_output(output_path, force) as tmp:
-            writer = ContainerWriter(tmp, N, H, W, out_dtype, narrow=narrow, pack=pack)
+            writer = ContainerWriter(tmp, N, H, W, out_dtype, narrow=narrow, pack=pack, quantize=quantize)
             try:
                 for k in range(N):
                     frames = stack.read(k * B, k * B + int(counts[k]))
@@ -304,7 +319,10 @@ def encode_stack(
                     B=B, n=N, frame_shape=(H, W), mask=mask_meta, input_info=input_info,
                     encoder={"operation": "sum of masked frames (bitwise AND + add)"},
                 )
-                meta = writer.finish(meta, counts, packed)
+                try:
+                    meta = writer.finish(meta, counts, packed)
+                except EmcsError as exc:
+                    raise EmcsError(exc.message, input_path) from exc
             except BaseException:
                 writer.abort()
                 raise
@@ -324,6 +342,7 @@ def encode_stack(
         "seed": mask_meta.get("seed"),
         "measurement_dtype": meta["measurement_dtype"],
         "measurement_codec": meta.get("measurement_codec"),
+        "measurement_quantization": meta.get("measurement_quantization"),
         "noise_sigma": input_info["noise_sigma"],
         "input_bytes": input_bytes,
         "output_bytes": int(out_bytes),
