@@ -217,6 +217,33 @@ def targets(summary: dict, default: str = "tcs-unfold") -> str:
     return "\n".join(lines)
 
 
+def bars(summary: dict, default: str = "tcs-unfold") -> str:
+    """The issue's bars per container variant: ``default`` minus GAP-TV and each codec, where the
+    network decodes that container and the codecs get its bytes."""
+    variants = [("plain (`emcs encode`)", "", "{c}"),
+                ("lossless packed (`--pack jpegxl`)", "", "{c} @ packed bytes")]
+    steps = sorted({m.split("[quantized ")[1].rstrip("]") for ms in summary.values() for m in ms
+                    if m.startswith(default + " [quantized ")}, key=float)
+    variants += [(f"quantized (`--pack jpegxl --quantize {q}`)", f" [quantized {q}]", f"{{c}} @ quantized-{q} bytes")
+                 for q in steps]
+    lines = [f"\n**{default} minus GAP-TV and the codecs at the container's bytes (dB, PSNR vs clean)**\n",
+             "| B | container | " + default + " | - GAP-TV | - JPEG | - JPEG 2000 | - JPEG XL |",
+             "|---|---|---|---|---|---|---|"]
+    for B, ms in summary.items():
+        for label, tag, codec in variants:
+            net = ms.get(default + tag)
+            if net is None:
+                continue
+            cells = []
+            for m in ["gap-tv" + tag] + [codec.format(c=c) for c in ("jpeg", "jpeg2000", "jpegxl")]:
+                d = ms.get(m) or (ms.get("gap-tv") if m.startswith("gap-tv") else None)
+                over = "*" if d and d.get("movies_over_budget") else ""
+                cells.append(f"{net['psnr_clean'] - d['psnr_clean']:+.2f}{over}" if d else "")
+            lines.append(f"| {B} | {label} | {net['psnr_clean']:.2f} | " + " | ".join(cells) + " |")
+    lines.append("\n(* the codec could not get down to the budget on some movies and was given more bytes there)")
+    return "\n".join(lines)
+
+
 def update_cards(summary: dict, settings: dict, command: str) -> None:
     from emcs.tcs.nets.api import list_models
     from emcs.tcs.nets.train import DESCRIPTIONS
@@ -349,6 +376,7 @@ def main() -> None:
         summary = summarize(result)
         print(markdown(summary))
         print(targets(summary))
+        print(bars(summary))
         if args.update_cards:
             settings = dict(result["settings"], B=sorted({r["B"] for r in result["rows"]}))
             update_cards(summary, settings, "python " + " ".join(sys.argv))
