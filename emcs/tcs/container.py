@@ -21,7 +21,7 @@ XL for uint8/uint16 sums, zstd otherwise) and decoded on access
 camera counts, at the cost of codec time. With ``quantize`` (format version 3)
 integer counts are first quantized in the Anscombe domain with a step that is a
 fraction of their own shot noise (:func:`anscombe_codes`): lossy, but the error
-is bounded by the noise already in the data (about 1.6-1.8x smaller again).
+is bounded by the noise already in the data (about 1.6-2x smaller again).
 
 :func:`load_container` validates everything and refuses (with
 :class:`~emcs.errors.EmcsError`) newer format versions, bad checksums, missing

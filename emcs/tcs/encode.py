@@ -230,7 +230,7 @@ def encode_stack(
         Lossy: store the sums quantized in the Anscombe domain with this step
         in shot-noise units (:func:`emcs.tcs.container.anscombe_codes`; needs
         ``pack`` and non-negative integer counts). 1.0 adds 8 % to the noise
-        variance and makes the file ~1.7x smaller again.
+        variance and makes the file 1.6-2x smaller again.
 
     Returns
     -------
