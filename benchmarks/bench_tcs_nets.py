@@ -236,7 +236,7 @@ def bars(summary: dict, default: str = "tcs-unfold") -> str:
                 continue
             cells = []
             for m in ["gap-tv" + tag] + [codec.format(c=c) for c in ("jpeg", "jpeg2000", "jpegxl")]:
-                d = ms.get(m) or (ms.get("gap-tv") if m.startswith("gap-tv") else None)
+                d = ms.get(m)
                 over = "*" if d and d.get("movies_over_budget") else ""
                 cells.append(f"{net['psnr_clean'] - d['psnr_clean']:+.2f}{over}" if d else "")
             lines.append(f"| {B} | {label} | {net['psnr_clean']:.2f} | " + " | ".join(cells) + " |")
