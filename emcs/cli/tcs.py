@@ -33,7 +33,7 @@ def encode_cmd(
     quantize: float = typer.Option(
         None, "--quantize", metavar="STEP",
         help="Lossy, for counting data: quantize the sums with a step of STEP x their shot noise "
-             "(Anscombe domain; 1 adds 8% noise variance, ~1.7x smaller). Needs --pack."),
+             "(Anscombe domain; 1 adds 8% noise variance, 1.6-2x smaller). Needs --pack."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
