@@ -69,8 +69,7 @@ def encode_cmd(
     # open every input first so that a bad file stops the run before any work
     for inp in inputs:
         with open_stack(inp) as stack:
-            if quantize and stack.dtype.kind not in "iub":
-                raise EmcsError(f"--quantize needs integer counts, but the frames are {stack.dtype.name}", inp)
+            check_quantize(quantize, pack, stack.dtype, inp)
             if masks is not None and masks.shape[1:] != stack.frame_shape:
                 raise EmcsError(
                     f"the mask has frames of {masks.shape[1:]} but {inp} has {stack.frame_shape}",

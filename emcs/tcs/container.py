@@ -143,8 +143,12 @@ def packed_member(k: int, codec: str) -> str:
     return f"{PACKED_PREFIX}{int(k):08d}{CODECS[codec]}"
 
 
-def check_quantize(step: float | None, pack: str) -> float | None:
-    """Validate an ``emcs encode --quantize`` step (None: lossless); returns it as a float."""
+def check_quantize(step: float | None, pack: str, dtype=None, path=None) -> float | None:
+    """Validate an ``emcs encode --quantize`` step (None: lossless); returns it as a float.
+
+    With ``dtype`` (of the frames, or of their sums) also check that the data are
+    integer counts; ``path`` names the file in the error.
+    """
     if step is None:
         return None
     step = float(step)
@@ -152,6 +156,8 @@ def check_quantize(step: float | None, pack: str) -> float | None:
         raise EmcsError(f"--quantize must be a step in (0, 4] (shot-noise units), got {step:g}")
     if pack == "none":
         raise EmcsError("--quantize needs --pack zstd or jpegxl (the codes only get smaller once coded)")
+    if dtype is not None and np.dtype(dtype).kind not in "iub":
+        raise EmcsError(f"--quantize needs integer counts, but the frames are {np.dtype(dtype).name}", path)
     return step
 
 
@@ -322,9 +328,7 @@ class ContainerWriter:
     def __init__(self, path: str, n: int, H: int, W: int, stream_dtype, narrow: bool = True,
                  pack: str = "none", quantize: float | None = None):
         self.pack = check_pack(pack)
-        self.quantize = check_quantize(quantize, self.pack)
-        if self.quantize and np.dtype(stream_dtype).kind not in "iu":
-            raise EmcsError(f"--quantize needs integer counts; the measurements are {np.dtype(stream_dtype).name}")
+        self.quantize = check_quantize(quantize, self.pack, stream_dtype)
         self.path = os.fspath(path)
         self.shape = (int(n), int(H), int(W))
         self.stream_dtype = np.dtype(stream_dtype)

@@ -250,8 +250,7 @@ def encode_stack(
     with eio.open_stack(input_path) as stack:
         T, H, W = stack.shape
         dtype = stack.dtype
-        if quantize and dtype.kind not in "iub":
-            raise EmcsError(f"--quantize needs integer counts, but the frames are {dtype.name}", input_path)
+        check_quantize(quantize, pack, dtype, input_path)
         if masks is not None:
             masks = np.asarray(masks, dtype=bool)
             if masks.ndim != 3 or masks.shape[1:] != (H, W):
