@@ -11,7 +11,9 @@ Each image is min-max normalised to [0, 1] (the paper's metric), subsampled on
 the DLSS grid (offset (N mod s)//2) and supersampled with the network and with
 bilinear, bicubic and nearest interpolation (measured pixels pasted back),
 and with the network keeping its own estimate at the measured pixels too
-(``net-dn``, ``emcs supersample --denoise-measured``).
+(``net-dn``, ``emcs supersample --denoise-measured``); with ``--ensemble N``
+also both averaged over N flips/rotations (``net-eN``, ``net-dn-eN``,
+``emcs supersample --ensemble N``).
 RMSE, PSNR and SSIM are computed over the whole image against the raw full
 scan and against a Gaussian-blurred full scan (sigma 2.5 px, 5x5 kernel, as in
 DLSS-STEM).
@@ -66,17 +68,26 @@ def held_out(n_sim: int) -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def score(images, model, device, factors=FACTORS):
+def methods_for(ensemble: int) -> tuple[str, ...]:
+    return METHODS + ((f"net-e{ensemble}", f"net-dn-e{ensemble}") if ensemble > 1 else ())
+
+
+def run_method(m: str, sp, s, shape, model, device) -> np.ndarray:
+    """One method of :func:`methods_for` on one sparse image."""
+    if m.startswith("net"):
+        ens = int(m.split("-e")[1]) if "-e" in m else 1
+        return supersample_frame(sp, s, shape, "net", model, device, keep_measured="-dn" not in m, ensemble=ens)
+    return supersample_frame(sp, s, shape, m, model, device)
+
+
+def score(images, model, device, factors=FACTORS, methods=METHODS):
     rows = []
     for name, img in images:
         ref_raw, ref_blur = img, blur(img)
         for s in factors:
             sp = subsample(img, s)
-            for m in METHODS:
-                if m == "net-dn":
-                    out = supersample_frame(sp, s, img.shape, "net", model, device, keep_measured=False)
-                else:
-                    out = supersample_frame(sp, s, img.shape, m, model, device)
+            for m in methods:
+                out = run_method(m, sp, s, img.shape, model, device)
                 for target, ref in (("raw", ref_raw), ("blurred", ref_blur)):
                     rows.append(
                         {
@@ -114,23 +125,26 @@ def blur_diagnostic(images, model, device, factors=(4, 7, 10)) -> str:
     return "\n".join(lines)
 
 
-def summarise(rows, group: str, factors=FACTORS) -> str:
+def summarise(rows, group: str, factors=FACTORS, methods=METHODS) -> str:
     sel = [r for r in rows if r["image"].startswith(group)]
     lines = []
     for target in ("raw", "blurred"):
         lines.append(f"\n**{group} images, target = {target} full scan** (mean over images)\n")
-        lines.append("| coverage | " + " | ".join(f"{m} RMSE" for m in METHODS)
-                     + " | net/bilinear | net-dn/bilinear | net PSNR | bilinear PSNR | net SSIM | bilinear SSIM |")
-        lines.append("|---" * (len(METHODS) + 7) + "|")
+        extra = [m for m in methods if m.startswith("net-") and m != "net-dn"]
+        lines.append("| coverage | " + " | ".join(f"{m} RMSE" for m in methods)
+                     + " | net/bilinear | net-dn/bilinear | " + "".join(f"{m}/bilinear | " for m in extra)
+                     + "net PSNR | bilinear PSNR | net SSIM | bilinear SSIM |")
+        lines.append("|---" * (len(methods) + 7 + len(extra)) + "|")
         for s in factors:
             def mean(m, k, s=s, target=target):
                 v = [r[k] for r in sel if r["factor"] == s and r["method"] == m and r["target"] == target]
                 return float(np.mean(v))
-            rm = {m: mean(m, "rmse") for m in METHODS}
+            rm = {m: mean(m, "rmse") for m in methods}
             lines.append(
-                f"| 1/{s * s} | " + " | ".join(f"{rm[m]:.4f}" for m in METHODS)
+                f"| 1/{s * s} | " + " | ".join(f"{rm[m]:.4f}" for m in methods)
                 + f" | {rm['net'] / rm['bilinear']:.3f} | {rm['net-dn'] / rm['bilinear']:.3f}"
-                f" | {mean('net', 'psnr'):.2f} | "
+                + "".join(f" | {rm[m] / rm['bilinear']:.3f}" for m in extra)
+                + f" | {mean('net', 'psnr'):.2f} | "
                 f"{mean('bilinear', 'psnr'):.2f} | {mean('net', 'ssim'):.3f} | {mean('bilinear', 'ssim'):.3f} |"
             )
     return "\n".join(lines)
@@ -161,6 +175,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write all per-image rows as JSON")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--factors", default="4,5,6,7,8,9,10")
+    ap.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
+                    help="also score the net averaged over this many flips/rotations")
     ap.add_argument("--blur-diagnostic", action="store_true",
                     help="only print RMSE/bilinear on the real crops with the outputs also blurred like the target")
     ap.add_argument("--update-card", action="store_true",
@@ -174,12 +190,13 @@ def main() -> None:
         return
     images = held_out(args.n_sim)
     factors = tuple(int(f) for f in args.factors.split(","))
-    rows = score(images, model, device, factors)
+    methods = methods_for(args.ensemble)
+    rows = score(images, model, device, factors, methods)
     print(f"model: {card.get('architecture')} {card.get('config')} steps {card.get('steps')}, "
           f"{card.get('parameters')} parameters")
-    print(summarise(rows, "real", factors))
+    print(summarise(rows, "real", factors, methods))
     if args.n_sim:
-        print(summarise(rows, "sim", factors))
+        print(summarise(rows, "sim", factors, methods))
     if not args.no_speed:
         sp = speed(model, device)
         print(f"\n**Speed, 512x512 output, {args.threads} torch threads (images/s)**\n")
@@ -188,10 +205,10 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     if args.update_card:
-        update_card(args.model, rows, factors, args.n_sim)
+        update_card(args.model, rows, factors, args.n_sim, methods)
 
 
-def card_metrics(rows, factors) -> dict:
+def card_metrics(rows, factors, methods=METHODS) -> dict:
     """Mean RMSE per image group, target, coverage and method."""
     out = {}
     for group in ("real", "sim"):
@@ -202,13 +219,13 @@ def card_metrics(rows, factors) -> dict:
                     m: round(float(np.mean([r["rmse"] for r in rows if r["image"].startswith(group)
                                             and r["factor"] == s and r["method"] == m
                                             and r["target"] == target])), 5)
-                    for m in METHODS
+                    for m in methods
                 }
             out[f"{group}_vs_{target}"] = table
     return out
 
 
-def update_card(model_path, rows, factors, n_sim) -> None:
+def update_card(model_path, rows, factors, n_sim, methods=METHODS) -> None:
     from emcs.dlss.supersample import default_model_path
     from emcs.nn.weights import card_path
 
@@ -216,12 +233,13 @@ def update_card(model_path, rows, factors, n_sim) -> None:
     card = json.loads(cpath.read_text())
     card["held_out_metrics"] = {
         "metric": ("RMSE on [0,1] min-max normalised images, whole image, measured pixels pasted back "
-                   "(net-dn: the network's estimate kept there, --denoise-measured)"),
+                   "(net-dn: the network's estimate kept there, --denoise-measured; net-eN: "
+                   "--ensemble N)"),
         "images": "real: 5 STEM crops 512x512 (Jeffrey-Ede/partial-STEM example_scans, MIT); "
                   f"sim: {n_sim} held-out 512x512 procedural images (seeds 900000+) through the detector model",
         "blur": "Gaussian sigma 2.5 px, 5x5 kernel (DLSS-STEM targets)",
         "command": "python benchmarks/bench_dlss.py --update-card",
-        **card_metrics(rows, factors),
+        **card_metrics(rows, factors, methods),
     }
     cpath.write_text(json.dumps(card, indent=2) + "\n")
 

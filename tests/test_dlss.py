@@ -219,11 +219,16 @@ def test_train_resume_and_finetune(tmp_path):
     write_stack(scans / "s.tif", np.random.default_rng(0).random((40, 40)).astype(np.float32))
     out2 = tmp_path / "ft.safetensors"
     r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 2, "--data", scans, "--init", out,
-             "--out", out2, "-q")
+             "--out", out2, "-q", "--factors", "9,10,10")
     assert r.exit_code == 0, r.output
-    assert json.loads(out2.with_suffix(".json").read_text())["config"]["width"] == 6
+    card2 = json.loads(out2.with_suffix(".json").read_text())
+    assert card2["config"]["width"] == 6
+    assert card2["factors"] == list(range(4, 11))  # the network still serves every pitch
+    assert card2["factor_draw_weights"] == {"9": 1 / 3, "10": 2 / 3}
     out3 = tmp_path / "new.safetensors"
     _assert_user_error(_run("train", "dlss", "--steps", 1, "--data", tmp_path / "nope", "--out", out3))
+    _assert_user_error(_run("train", "dlss", "--steps", 1, "--factors", "3,4", "--out", out3))
+    _assert_user_error(_run("train", "dlss", "--steps", 1, "--factors", "four", "--out", out3))
 
 
 def test_context_branch_starts_as_the_plain_network():
@@ -308,3 +313,39 @@ def test_denoise_measured_option(tmp_path):
     assert y.shape == (1, 48, 48)
     assert not np.array_equal(subsample(y[0], 4), subsample(x, 4))  # the samples were re-estimated
     _assert_user_error(_run("supersample", sp, "-s", 4, "-o", out2, "--denoise-measured", "-m", "bicubic"))
+
+
+def test_ensemble_option(tmp_path):
+    import torch
+
+    from emcs.dlss.supersample import load_default_model
+
+    torch.set_num_threads(1)
+    model, _ = load_default_model()
+    rng = np.random.default_rng(4)
+    from emcs.dlss.train import degrade, stem_texture
+
+    noisy, target = degrade(rng, stem_texture(np.random.default_rng(1001), 99))  # odd size: offsets differ
+    s = 7
+    sp = subsample(noisy, s)
+    one = supersample_frame(sp, s, noisy.shape, "net", model, tile=64)
+    np.testing.assert_array_equal(one, supersample_frame(sp, s, noisy.shape, "net", model, tile=64, ensemble=1))
+    ens = supersample_frame(sp, s, noisy.shape, "net", model, tile=64, ensemble=8)
+    np.testing.assert_array_equal(subsample(ens, s), sp.astype(np.float32))  # samples kept
+    bil = supersample_frame(sp, s, noisy.shape, "bilinear")
+
+    def rmse(a):
+        return float(np.sqrt(np.mean((a - target) ** 2)))
+
+    assert not np.allclose(ens, one)
+    assert rmse(ens) < rmse(bil), (rmse(ens), rmse(one), rmse(bil))
+    # every pass saw a regular grid: the 8 passes agree far better with each other than with bilinear
+    assert float(np.sqrt(np.mean((ens - one) ** 2))) < 0.5 * rmse(bil)
+
+    src, out = tmp_path / "sp.tif", tmp_path / "o.tif"
+    write_stack(src, sp[None])
+    r = _run("supersample", src, "-s", s, "--size", 99, 99, "-o", out, "--ensemble", 2, "--json", "--tile", 64)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["ensemble"] == 2
+    _assert_user_error(_run("supersample", src, "-s", s, "-o", tmp_path / "b.tif", "--ensemble", 3))
+    _assert_user_error(_run("supersample", src, "-s", s, "-o", tmp_path / "c.tif", "--ensemble", 2, "-m", "bicubic"))

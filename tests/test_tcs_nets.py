@@ -122,7 +122,7 @@ def test_tiled_decode_matches_untiled(default_model):
 
 
 def test_self_ensemble_averages_transformed_decodes(default_model):
-    from emcs.tcs.physics import dihedral
+    from emcs.nn.ensemble import dihedral
 
     clean, y, masks = _movie(10, size=40, seed=8)
     for t in range(8):  # each transform is undone exactly
@@ -218,6 +218,37 @@ def test_train_cli_runs_resumes_and_fine_tunes_on_a_folder(tmp_path):
     assert card2["training"]["cpu_s"] >= 0
 
 
+def test_quantized_training_measurements():
+    from emcs.tcs.container import anscombe_codes, anscombe_values
+    from emcs.tcs.nets.data import make_batch, quantize_counts
+
+    y = np.arange(0, 3000, 3, dtype=np.float32)
+    q = quantize_counts(y, 2.0)
+    np.testing.assert_array_equal(q, anscombe_values(anscombe_codes(y, 2.0), 2.0))  # what a reader gets
+    assert np.all(np.abs(q - y) <= np.sqrt(y + 0.375) + 0.5)
+    kw = dict(density_range=(0.5, 0.5), dose_range=(200.0, 200.0), use_simulator=False)
+    plain = make_batch(np.random.default_rng(5), 10, 32, 1, **kw)
+    quant = make_batch(np.random.default_rng(5), 10, 32, 1, quantize_range=(2.0, 2.0), quantize_fraction=1.0, **kw)
+    np.testing.assert_array_equal(plain.masks, quant.masks)  # same clip and masks, only the sums differ
+    np.testing.assert_array_equal(plain.target, quant.target)
+    rel = np.abs(quant.y - plain.y) / plain.y.mean()
+    assert 0 < float(np.median(rel)) < 0.05
+    assert len(np.unique(quant.y)) < 0.6 * len(np.unique(plain.y))  # fewer levels: the codes' lattice
+
+
+def test_train_cli_weighted_B_and_quantized_data_in_card(tmp_path):
+    out = tmp_path / "tcs-q.safetensors"
+    res = CliRunner().invoke(app, [
+        "train", "tcs", "--model", "unfold", "--B", "4,4,6", "--patch", "32", "--batch", "1", "--width", "8",
+        "--stages", "1", "--steps", "2", "--quantize-steps", "1,2", "--device", "cpu", "--quiet",
+        "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["B_range"] == [4, 6] and card["B_trained"] == [4, 6]
+    assert card["B_draw_weights"] == {"4": 2 / 3, "6": 1 / 3}
+    assert "quantized as `emcs encode --quantize STEP`" in card["training"]["data"]
+
+
 def test_train_cpu_time_budget_stops_the_run(tmp_path):
     out = tmp_path / "tcs-cpu.safetensors"
     res = CliRunner().invoke(app, [
@@ -237,6 +268,8 @@ def test_train_cpu_time_budget_stops_the_run(tmp_path):
         (["--data", "/nonexistent/folder"], "folder"),
         (["--resume", "/nonexistent/ckpt.pt"], "no such checkpoint"),
         (["--density", "0.7,0.2"], "--density"),
+        (["--quantize-steps", "0,2"], "--quantize-steps"),
+        (["--quantize-steps", "1,5"], "--quantize-steps"),
     ],
 )
 def test_train_cli_bad_input(tmp_path, args, message):

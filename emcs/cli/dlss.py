@@ -113,6 +113,8 @@ def supersample_cmd(
     denoise_measured: bool = typer.Option(
         False, "--denoise-measured",
         help="net only: replace the measured samples by the network's denoised estimate (noisy low-dose scans)."),
+    ensemble: int = typer.Option(
+        1, "--ensemble", help="net only: average the network over 1, 2, 4 or 8 flips/rotations (that many times slower)."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -127,6 +129,7 @@ def supersample_cmd(
     from emcs.dlss.sampling import check_full_size, default_full_size, grid_offset, validate_factor
     from emcs.dlss.supersample import cast_like, net_supports, supersample_frame
     from emcs.io import StackWriter, check_output, open_stack
+    from emcs.nn.ensemble import ENSEMBLES
 
     rep = Reporter(quiet, as_json)
     method = method.strip().lower()
@@ -162,6 +165,10 @@ def supersample_cmd(
         used = method
         if denoise_measured and method != "net":
             raise EmcsError("--denoise-measured needs --method net (classical kernels keep the samples)")
+        if ensemble not in ENSEMBLES:
+            raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble}")
+        if ensemble != 1 and method != "net":
+            raise EmcsError("--ensemble needs --method net")
         if method == "net" and not net_supports(s):
             rep.warn(f"the network covers factors 4..10 (coverage 1/16..1/100); using bilinear for factor {s}")
             used = "bilinear"
@@ -184,7 +191,8 @@ def supersample_cmd(
         ) as advance:
             for i in range(T):
                 sparse = stack[i]
-                full = supersample_frame(sparse, s, (H, W), used, model, dev, tile=tile, keep_measured=keep)
+                full = supersample_frame(sparse, s, (H, W), used, model, dev, tile=tile, keep_measured=keep,
+                                         ensemble=ensemble if used == "net" else 1)
                 full = cast_like(full, stack.dtype)
                 if keep:
                     full[oy::s, ox::s] = sparse  # exact, in the stored dtype
@@ -198,6 +206,7 @@ def supersample_cmd(
         "coverage": f"1/{s * s}",
         "method": used,
         "measured_samples": "kept exactly" if keep else "denoised",
+        "ensemble": ensemble if used == "net" else None,
         "frames": T,
         "sparse_shape": [h, w],
         "full_shape": [H, W],
@@ -210,6 +219,13 @@ def supersample_cmd(
     }
     rep.table("supersample", [(k, str(v)) for k, v in summary.items() if v is not None])
     rep.emit_json(summary)
+
+
+def _parse_factors(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise EmcsError(f"--factors must be comma-separated integers, got {text!r}") from None
 
 
 @train_app.command("dlss")
@@ -232,6 +248,7 @@ def train_dlss_cmd(
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch."),
     save_every: int = typer.Option(200, "--save-every", help="Checkpoint every N steps."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop (with the learning rate decayed) after this much training time."),
+    factors: str = typer.Option("4,5,6,7,8,9,10", "--factors", help="Grid pitches to train on; a pitch given twice is drawn twice as often."),
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -273,6 +290,7 @@ def train_dlss_cmd(
             context=context,
             all_pixels=loss_pixels == "all",
             max_minutes=max_minutes,
+            factors=_parse_factors(factors),
             command=command,
             log=log,
             advance=advance,

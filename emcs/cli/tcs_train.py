@@ -33,10 +33,19 @@ def _parse_range(text: str, option: str) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
+def _quantize_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    lo, hi = _parse_range(text, "--quantize-steps")
+    if not 0 < lo <= hi <= 4:
+        raise EmcsError(f"--quantize-steps must lie in (0, 4] like encode --quantize, got {text!r}")
+    return lo, hi
+
+
 @train_app.command("tcs")
 def train_tcs(
     model: str = typer.Option("unfold", "--model", help="Network: unfold (default decoder) or tcsdl (paper)."),
-    B: str = typer.Option("10,20,30", "--B", help="Frames per measurement to train on, comma-separated."),
+    B: str = typer.Option("10,20,30", "--B", help="Frames per measurement to train on, comma-separated; a value given twice is drawn twice as often."),
     steps: int = typer.Option(3000, "--steps", min=1, help="Optimiser steps."),
     out: Path = typer.Option(..., "--out", "-o", help="Output weights, models/NAME.safetensors (+ .json card)."),
     data: Path = typer.Option(None, "--data", help="Folder of your own TIFF/MRC movies (default: simulated)."),
@@ -54,6 +63,9 @@ def train_tcs(
     dose: str = typer.Option("1,1000", "--dose", help="Mean counts/pixel range LO,HI for simulated shot noise."),
     width: int = typer.Option(None, "--width", help="unfold: denoiser channels (default 32)."),
     stages: int = typer.Option(None, "--stages", help="unfold: GAP + denoiser stages (default 5)."),
+    quantize_steps: str = typer.Option(
+        None, "--quantize-steps", help="LO,HI: quantize half the simulated measurements as `emcs encode --quantize "
+        "STEP` does, STEP uniform in LO..HI (for decoding quantized containers)."),
     seed: int = typer.Option(0, "--seed", help="Data seed."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
     quiet: bool = QUIET_OPTION,
@@ -79,6 +91,7 @@ def train_tcs(
         resume=str(resume) if resume else None, checkpoint_every=checkpoint_every,
         max_minutes=max_minutes, max_cpu_minutes=max_cpu_minutes, density_range=_parse_range(density, "--density"),
         dose_range=_parse_range(dose, "--dose"), model_config=model_config, threads=threads,
+        quantize_range=_quantize_range(quantize_steps),
     )
     rep = Reporter(quiet, as_json)
     with rep.progress(f"Training {model}", steps) as advance:

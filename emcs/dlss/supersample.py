@@ -109,6 +109,7 @@ def supersample_frame(
     tile: int = 256,
     overlap: int = 48,
     keep_measured: bool = True,
+    ensemble: int = 1,
 ) -> np.ndarray:
     """Full-resolution (H, W) float32 frame from a sparse (h, w) frame.
 
@@ -133,6 +134,11 @@ def supersample_frame(
         ``False`` keeps the network's estimate there too, i.e. denoises the
         measured pixels of a noisy scan; only meaningful for ``method='net'``
         (classical kernels pass through the samples anyway).
+    ensemble : {1, 2, 4, 8}
+        ``net`` only: average the network over this many flips/rotations of the
+        scan (:data:`emcs.nn.ensemble.ENSEMBLES`; the grid is transformed with
+        it, so every pass sees a regular grid as in training). Costs
+        ``ensemble`` times the network time.
 
     Returns
     -------
@@ -151,16 +157,27 @@ def supersample_frame(
 
         if model is None:
             raise ValueError("method 'net' needs a model")
-        feats = torch.from_numpy(features(sparse, factor, full_shape))[None]
+        from emcs.nn.ensemble import ENSEMBLES, dihedral
+
+        if ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {tuple(ENSEMBLES)}, got {ensemble}")
         dev = device or torch.device("cpu")
         ov = min(overlap, tile // 2)
 
         def fn(t):
             return run_net(model, t.to(dev)).cpu()
 
-        with torch.no_grad():
-            out = tiled_apply(fn, feats, tile=tile, overlap=ov, batch=4)[0, 0].numpy()
-        out = np.ascontiguousarray(out, np.float32)
+        grid = np.zeros(full_shape, bool)
+        grid[oy::factor, ox::factor] = True
+        out = np.zeros(full_shape, np.float32)
+        for t in ENSEMBLES[ensemble]:
+            g = dihedral(grid, t)  # the sampling grid seen in the transformed frame
+            off = (int(np.argmax(g.any(1))), int(np.argmax(g.any(0))))
+            feats = torch.from_numpy(features(dihedral(sparse, t), factor, g.shape, off))[None]
+            with torch.no_grad():
+                est = tiled_apply(fn, feats, tile=tile, overlap=ov, batch=4)[0, 0].numpy()
+            out += dihedral(est, t, inverse=True)
+        out /= len(ENSEMBLES[ensemble])
     elif method in METHODS:
         out = upsample(sparse, factor, full_shape, method)
     else:

@@ -342,6 +342,7 @@ def train_dlss(
     context: int | None = None,
     all_pixels: bool = True,
     max_minutes: float | None = None,
+    factors: tuple[int, ...] = NET_FACTORS,
     command: str = "",
     log: Callable[[str], None] = print,
     advance: Callable[[int], None] | None = None,
@@ -383,6 +384,9 @@ def train_dlss(
         Wall-clock budget (training time, summed over resumes). The learning-rate
         schedule follows whichever of steps or time runs out first, and training
         stops when either is used up.
+    factors : tuple of int
+        Grid pitches to draw from (each in 4..10); a pitch given twice is drawn
+        twice as often. The network still serves the whole range.
 
     Returns
     -------
@@ -406,6 +410,9 @@ def train_dlss(
     if not out.parent.is_dir():
         raise EmcsError(f"the output folder {out.parent} does not exist", out)
     checkpoint = Path(checkpoint) if checkpoint else out.with_suffix(".ckpt")
+    factors = tuple(int(f) for f in factors)
+    if not factors or any(f not in NET_FACTORS for f in factors):
+        raise EmcsError(f"--factors must lie in {min(NET_FACTORS)}..{max(NET_FACTORS)}, got {list(factors)}")
     if not 0.0 <= data_fraction <= 1.0:
         raise EmcsError("--data-fraction must be between 0 and 1")
     user_crops = user_crop_source(data, patch) if data else None
@@ -500,6 +507,7 @@ def train_dlss(
             "task": "DLSS-STEM supersampling of regular sparse scans (one unified network)",
             "factors": list(NET_FACTORS),
             "coverages": [f"1/{s * s}" for s in NET_FACTORS],
+            "factor_draw_weights": {str(f): factors.count(f) / len(factors) for f in sorted(set(factors))},
             "inputs": "bilinear, nearest fill, sample mask, s/10; each tile min-max normalised by its samples",
             "output": "bilinear + predicted residual; measured positions pasted back",
             "training_data": (
@@ -541,7 +549,7 @@ def train_dlss(
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        x, y, s, rec = make_batch(rng, batch, patch, NET_FACTORS, simulated, user_crops,
+        x, y, s, rec = make_batch(rng, batch, patch, factors, simulated, user_crops,
                                   data_fraction, data_noise)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         pred = model_run(xt)

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from emcs.errors import EmcsError
+from emcs.nn.ensemble import ENSEMBLES
 from emcs.tcs.container import Container, load_container
 from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS, gap_tv
-from emcs.tcs.physics import ENSEMBLES
 
 METHODS = ("auto", "gap-tv", "net")
 NOISE_LEVELS = ("auto", "low", "high")

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from emcs.errors import EmcsError
+from emcs.nn.ensemble import ENSEMBLES, dihedral
 from emcs.nn.weights import models_dir
-from emcs.tcs.physics import ENSEMBLES, dihedral
 
 #: tile edge and overlap (pixels) for frames larger than one tile; 48 px of overlap
 #: covers the receptive field of tcs-unfold's learned stages (measured: tiled and
@@ -157,7 +157,7 @@ def decode_measurements(
         Frames larger than ``tile`` are decoded in overlapping tiles, blended.
     ensemble : {1, 2, 4, 8}
         Geometric self-ensemble: decode the measurement and its masks under
-        this many flips/rotations (:data:`emcs.tcs.physics.ENSEMBLES`) and average the
+        this many flips/rotations (:data:`emcs.nn.ensemble.ENSEMBLES`) and average the
         results mapped back; exact for the physics (the transforms commute
         with the pixel-wise forward model), ``ensemble`` times slower.
 

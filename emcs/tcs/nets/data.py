@@ -170,10 +170,11 @@ def _clip_and_source(rng, B, size, use_simulator=True, kinds=TRAIN_KINDS, standi
     return standin_movie(rng, B, size), "standin"
 
 
-def shot_noise(rng: np.random.Generator, clean: np.ndarray, dose: float) -> np.ndarray:
-    """Poisson shot noise at a mean of ``dose`` counts per pixel, returned in the units of ``clean``.
+def shot_noise_counts(rng: np.random.Generator, clean: np.ndarray, dose: float) -> tuple[np.ndarray, float]:
+    """Poisson counts at a mean of ``dose`` counts per pixel, and the scale back to ``clean``'s units.
 
-    Uses ``emcs.simulate.detector.apply_dose`` (a counting camera) when available.
+    Uses ``emcs.simulate.detector.apply_dose`` (a counting camera) when available; ``counts * scale``
+    is the noisy clip in the units of ``clean``.
     """
     mean = float(max(clean.mean(), 1e-6))
     try:
@@ -182,7 +183,20 @@ def shot_noise(rng: np.random.Generator, clean: np.ndarray, dose: float) -> np.n
         counts = apply_dose(clean, dose, rng=rng, dtype=np.uint16)
     except ImportError:
         counts = rng.poisson(np.clip(clean, 0, None) / mean * dose)
-    return (np.asarray(counts, dtype=np.float32) * (mean / dose)).astype(np.float32)
+    return np.asarray(counts, dtype=np.float32), mean / dose
+
+
+def shot_noise(rng: np.random.Generator, clean: np.ndarray, dose: float) -> np.ndarray:
+    """Poisson shot noise at a mean of ``dose`` counts per pixel, returned in the units of ``clean``."""
+    counts, scale = shot_noise_counts(rng, clean, dose)
+    return (counts * scale).astype(np.float32)
+
+
+def quantize_counts(y: np.ndarray, step: float) -> np.ndarray:
+    """Summed counts as ``emcs encode --quantize STEP`` stores and a reader gets them back."""
+    from emcs.tcs.container import anscombe_codes, anscombe_values
+
+    return anscombe_values(anscombe_codes(y, step), step).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- user folders
@@ -258,28 +272,36 @@ def make_batch(
     dose_range: tuple[float, float] = (1.0, 1000.0),
     folder: FolderClips | None = None,
     use_simulator: bool = True,
+    quantize_range: tuple[float, float] | None = None,
+    quantize_fraction: float = 0.5,
 ) -> Batch:
     """Draw a batch: clips, fresh masks (random seed and density), noisy measurement.
 
     For simulated clips the dose (electrons per pixel at intensity 1) is
-    log-uniform in ``dose_range`` (mean counts per pixel); the target is the clean clip. For folder
+    log-uniform in ``dose_range`` (mean counts per pixel); the target is the clean clip. With
+    ``quantize_range``, a ``quantize_fraction`` of the simulated measurements are quantized as
+    ``emcs encode --quantize STEP`` does, with STEP uniform in the range. For folder
     clips no noise is added and the target is the raw clip.
     """
     ys, ms, ts = [], [], []
     sources: dict[str, int] = {}
     for _ in range(batch):
+        # The order of the draws is kept from earlier releases, so that a seed gives the same batches.
         if folder is not None:
             clean = folder.clip(rng, B, size)
-            noisy = clean
+            counts, scale = clean, 1.0
             src = "folder"
         else:
             clean, src = _clip_and_source(rng, B, size, use_simulator)
             dose = math.exp(rng.uniform(math.log(dose_range[0]), math.log(dose_range[1])))
-            noisy = shot_noise(rng, clean, dose)
+            counts, scale = shot_noise_counts(rng, clean, dose)
         sources[src] = sources.get(src, 0) + 1
         density = float(rng.uniform(*density_range))
         masks = make_masks(int(rng.integers(2**32)), B, size, size, density).astype(np.float32)
-        ys.append((masks * noisy).sum(0))
+        y = (masks * counts).sum(0)
+        if folder is None and quantize_range is not None and rng.random() < quantize_fraction:
+            y = quantize_counts(y, float(rng.uniform(*quantize_range)))
+        ys.append((y * scale).astype(np.float32))
         ms.append(masks)
         ts.append(clean)
     return Batch(np.stack(ys), np.stack(ms), np.stack(ts), sources)

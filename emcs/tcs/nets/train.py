@@ -73,6 +73,7 @@ class TrainConfig:
     dose_range: tuple[float, float] = (1.0, 1000.0)
     model_config: dict = field(default_factory=dict)
     threads: int | None = None
+    quantize_range: tuple[float, float] | None = None
 
 
 def build_model(name: str, config: dict | None = None):
@@ -215,7 +216,7 @@ def train(cfg: TrainConfig, progress: Callable[[int], None] | None = None, log=p
             nb = batch_size_for(B, cfg.batch)
             batch = make_batch(
                 rng, B, cfg.patch, nb, density_range=cfg.density_range,
-                dose_range=cfg.dose_range, folder=folder,
+                dose_range=cfg.dose_range, folder=folder, quantize_range=cfg.quantize_range,
             )
             for src, k in batch.sources.items():
                 counts[src] = counts.get(src, 0) + k
@@ -265,7 +266,8 @@ def make_card(cfg: TrainConfig, model, out: Path, step: int, seconds: float, cou
         "description": DESCRIPTIONS[cfg.model],
         "rank": 0 if cfg.model == "unfold" else 1,  # find_model prefers lower ranks
         "B_range": [min(cfg.Bs), max(cfg.Bs)],
-        "B_trained": list(cfg.Bs),
+        "B_trained": sorted(set(cfg.Bs)),
+        "B_draw_weights": {str(b): cfg.Bs.count(b) / len(cfg.Bs) for b in sorted(set(cfg.Bs))},
         "density_range": list(cfg.density_range),
         "training": {
             "data": training_data_description(cfg),
@@ -304,4 +306,7 @@ def training_data_description(cfg: TrainConfig) -> str:
     return (f"{simulator_description()}; {cfg.patch}x{cfg.patch} patches, shot noise at a "
             f"log-uniform mean dose of {cfg.dose_range[0]:g}..{cfg.dose_range[1]:g} counts/pixel; fresh "
             f"random masks per sample, density uniform in {cfg.density_range}; target = clean frames; "
-            f"data generator seed {cfg.seed} (held-out evaluation uses other seeds)")
+            f"data generator seed {cfg.seed} (held-out evaluation uses other seeds)"
+            + ("" if cfg.quantize_range is None else
+               f"; half of the measurements quantized as `emcs encode --quantize STEP` does, STEP uniform in "
+               f"{cfg.quantize_range[0]:g}..{cfg.quantize_range[1]:g}"))
