@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -238,7 +239,7 @@ def update_card(model_path, rows, factors, n_sim, methods=METHODS) -> None:
         "images": "real: 5 STEM crops 512x512 (Jeffrey-Ede/partial-STEM example_scans, MIT); "
                   f"sim: {n_sim} held-out 512x512 procedural images (seeds 900000+) through the detector model",
         "blur": "Gaussian sigma 2.5 px, 5x5 kernel (DLSS-STEM targets)",
-        "command": "python benchmarks/bench_dlss.py --update-card",
+        "command": " ".join(["python", *sys.argv]),
         **card_metrics(rows, factors, methods),
     }
     cpath.write_text(json.dumps(card, indent=2) + "\n")

@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from emcs.cli._app import stderr_is_terminal
+from emcs.errors import EmcsError
 
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress bar or summary.")
 JSON_OPTION = typer.Option(False, "--json", help="Print a machine-readable JSON summary on stdout.")
@@ -115,3 +116,14 @@ def _json_default(obj: Any) -> Any:
     except ImportError:  # pragma: no cover
         pass
     return str(obj)
+
+
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """Comma-separated integers of a CLI option (``10,20,30``); one clear error line otherwise."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise EmcsError(f"{option} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise EmcsError(f"{option} needs at least one value")
+    return values

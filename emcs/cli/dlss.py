@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from emcs.cli._app import app, train_app
-from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
+from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter, parse_ints
 from emcs.errors import EmcsError
 
 _METHODS = ("net", "bilinear", "bicubic", "nearest", "lanczos")
@@ -221,13 +221,6 @@ def supersample_cmd(
     rep.emit_json(summary)
 
 
-def _parse_factors(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise EmcsError(f"--factors must be comma-separated integers, got {text!r}") from None
-
-
 @train_app.command("dlss")
 def train_dlss_cmd(
     steps: int = typer.Option(4000, "--steps", help="Optimiser steps (total, also when resuming)."),
@@ -290,7 +283,7 @@ def train_dlss_cmd(
             context=context,
             all_pixels=loss_pixels == "all",
             max_minutes=max_minutes,
-            factors=_parse_factors(factors),
+            factors=parse_ints(factors, "--factors"),
             command=command,
             log=log,
             advance=advance,

@@ -7,18 +7,8 @@ from pathlib import Path
 import typer
 
 from emcs.cli._app import train_app
-from emcs.cli._common import JSON_OPTION, QUIET_OPTION, Reporter
+from emcs.cli._common import JSON_OPTION, QUIET_OPTION, Reporter, parse_ints
 from emcs.errors import EmcsError
-
-
-def _parse_ints(text: str, option: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise EmcsError(f"{option} must be comma-separated integers, got {text!r}") from None
-    if not values:
-        raise EmcsError(f"{option} needs at least one value")
-    return values
 
 
 def _parse_range(text: str, option: str) -> tuple[float, float]:
@@ -85,7 +75,7 @@ def train_tcs(
         if stages is not None:
             model_config["stages"] = stages
     cfg = TrainConfig(
-        model=model, Bs=_parse_ints(B, "--B"), steps=steps, out=str(out),
+        model=model, Bs=parse_ints(B, "--B"), steps=steps, out=str(out),
         data=str(data) if data else None, patch=patch, batch=batch, lr=lr, device=device,
         seed=seed, workdir=str(workdir) if workdir else None,
         resume=str(resume) if resume else None, checkpoint_every=checkpoint_every,
