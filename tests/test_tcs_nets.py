@@ -236,12 +236,16 @@ def test_quantized_training_measurements():
     assert len(np.unique(quant.y)) < 0.6 * len(np.unique(plain.y))  # fewer levels: the codes' lattice
 
 
+def _train_tiny(out, *options):
+    """`emcs train tcs` of a one-stage, width-8 unfold net on 32x32 patches, one clip per step."""
+    return CliRunner().invoke(app, [
+        "train", "tcs", "--model", "unfold", "--patch", "32", "--batch", "1", "--width", "8", "--stages", "1",
+        "--device", "cpu", "--quiet", "--out", str(out), *options])
+
+
 def test_train_cli_weighted_B_and_quantized_data_in_card(tmp_path):
     out = tmp_path / "tcs-q.safetensors"
-    res = CliRunner().invoke(app, [
-        "train", "tcs", "--model", "unfold", "--B", "4,4,6", "--patch", "32", "--batch", "1", "--width", "8",
-        "--stages", "1", "--steps", "2", "--quantize-steps", "1,2", "--device", "cpu", "--quiet",
-        "--out", str(out)])
+    res = _train_tiny(out, "--B", "4,4,6", "--steps", "2", "--quantize-steps", "1,2")
     assert res.exit_code == 0, res.output
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["B_range"] == [4, 6] and card["B_trained"] == [4, 6]
@@ -251,10 +255,7 @@ def test_train_cli_weighted_B_and_quantized_data_in_card(tmp_path):
 
 def test_train_cpu_time_budget_stops_the_run(tmp_path):
     out = tmp_path / "tcs-cpu.safetensors"
-    res = CliRunner().invoke(app, [
-        "train", "tcs", "--model", "unfold", "--B", "4", "--patch", "32", "--batch", "1", "--width", "8",
-        "--stages", "1", "--steps", "100000", "--max-cpu-minutes", "0.02", "--device", "cpu", "--quiet",
-        "--out", str(out)])
+    res = _train_tiny(out, "--B", "4", "--steps", "100000", "--max-cpu-minutes", "0.02")
     assert res.exit_code == 0, res.output
     training = json.loads(out.with_suffix(".json").read_text())["training"]
     assert 1 <= training["steps"] < 100000 and training["cpu_s"] >= 1.2

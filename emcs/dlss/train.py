@@ -35,6 +35,7 @@ from scipy import ndimage
 from emcs.dlss.net import ARCHITECTURE, DLSSNet
 from emcs.dlss.sampling import NET_FACTORS
 from emcs.errors import EmcsError
+from emcs.nn.ensemble import dihedral
 
 
 # --------------------------------------------------------------------------- clean images
@@ -237,11 +238,8 @@ def make_batch(
             target, recorded = noisy, True
         else:
             noisy, target = degrade(rng, clean_image(rng, patch, simulated))
-        k = rng.integers(8)  # dihedral augmentation
-        noisy, target = np.rot90(noisy, k % 4), np.rot90(target, k % 4)
-        if k >= 4:
-            noisy, target = noisy[:, ::-1], target[:, ::-1]
-        noisy, target = np.ascontiguousarray(noisy), np.ascontiguousarray(target)
+        k = int(rng.integers(8))  # dihedral augmentation
+        noisy, target = dihedral(noisy, k), dihedral(target, k)
         off = (int(rng.integers(s)), int(rng.integers(s)))
         f, t = make_example(rng, noisy, target, s, off)
         xs.append(f)

@@ -34,4 +34,3 @@ def mask_sum(masks):
 def normalized_measurement(y, masks):
     """Ybar = Y / R (paper Eq. 2): a per-pixel average over the open frames."""
     return y / mask_sum(masks)
-

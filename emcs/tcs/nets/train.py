@@ -259,6 +259,7 @@ def make_card(cfg: TrainConfig, model, out: Path, step: int, seconds: float, cou
               first_step: dict, cpu_seconds: float | None = None, init_from: dict | None = None) -> dict:
     """The model card of a (finished or snapshot) training run; metrics are added by evaluation."""
     argv = [Path(sys.argv[0]).name, *sys.argv[1:]]
+    trained = sorted(set(cfg.Bs))  # a B given twice in --B is drawn twice as often
     card = {
         "architecture": model_architecture(cfg.model),
         "config": dict(model.config),
@@ -266,8 +267,8 @@ def make_card(cfg: TrainConfig, model, out: Path, step: int, seconds: float, cou
         "description": DESCRIPTIONS[cfg.model],
         "rank": 0 if cfg.model == "unfold" else 1,  # find_model prefers lower ranks
         "B_range": [min(cfg.Bs), max(cfg.Bs)],
-        "B_trained": sorted(set(cfg.Bs)),
-        "B_draw_weights": {str(b): cfg.Bs.count(b) / len(cfg.Bs) for b in sorted(set(cfg.Bs))},
+        "B_trained": trained,
+        "B_draw_weights": {str(b): cfg.Bs.count(b) / len(cfg.Bs) for b in trained},
         "density_range": list(cfg.density_range),
         "training": {
             "data": training_data_description(cfg),
