@@ -70,20 +70,23 @@ def tcs_bytes(y_counts: np.ndarray) -> int:
     return int(y_counts.size) * dt.itemsize
 
 
-def packed_bytes(y_counts: np.ndarray, quantize: float | None = None) -> int:
-    """Bytes of the measurement in an ``emcs encode --pack jpegxl [--quantize STEP]`` container."""
+def packed_bytes(y_counts: np.ndarray, masks: np.ndarray, quantize: float | None = None,
+                 packer: str = "jpegxl") -> int:
+    """Bytes of the measurement in an ``emcs encode --pack PACKER [--quantize STEP]`` container."""
     from emcs.tcs.container import (
         anscombe_codes,
         encode_measurement,
         packed_codec,
         smallest_int_dtype,
     )
+    from emcs.tcs.predictive import mask_sum
 
     if quantize:
         y_counts = anscombe_codes(y_counts, quantize)
     dt = smallest_int_dtype(int(y_counts.min()), int(y_counts.max()))
-    codec = packed_codec("jpegxl", dt)
-    return sum(len(encode_measurement(y.astype(dt), codec)) for y in y_counts)
+    codec = packed_codec(packer, dt)
+    S = mask_sum(masks)
+    return sum(len(encode_measurement(y.astype(dt), codec, S, quantize)) for y in y_counts)
 
 
 def codec_at_budget(counts, codec: str, budget: int):
@@ -138,7 +141,8 @@ def quality(args) -> dict:
                 y = anscombe_values(anscombe_codes(y_counts, q), q) * scale
             else:
                 y = y_counts.astype(np.float32) * scale
-            budget = packed_bytes(y_counts, q) if (args.pack or q) else tcs_bytes(y_counts)
+            pre = "predictive-" if args.packer == "predictive" else ""
+            budget = packed_bytes(y_counts, masks, q, args.packer) if (args.pack or q) else tcs_bytes(y_counts)
             tag = f" [quantized {q:g}]" if q else ""
             res = {}
             for info in models:
@@ -153,15 +157,16 @@ def quality(args) -> dict:
                 res["gap-tv" + tag] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
             for codec in (c for c in CODECS if wanted(c)):
                 r, over = codec_at_budget(counts, codec, budget)
-                name = (f"{codec} @ quantized-{q:g} bytes" if q else
-                        f"{codec} @ packed bytes" if args.pack else codec)
+                packed = "predictive" if pre else "packed"
+                name = (f"{codec} @ {pre}quantized-{q:g} bytes" if q else
+                        f"{codec} @ {packed} bytes" if args.pack else codec)
                 if r.decoded is None:
                     res[name] = {"failed": r.reason}
                     continue
                 res[name] = dict(score(r.decoded.astype(np.float32) * scale, clean, noisy), bytes=r.nbytes)
                 if over > 1:
                     res[name]["over_budget"] = round(over, 3)
-            key = "quantized_bytes" if q else "packed_bytes" if args.pack else "bytes"
+            key = pre.replace("-", "_") + ("quantized_bytes" if q else "packed_bytes" if args.pack else "bytes")
             rows.append({"B": B, "kind": kind, "seed": seed, key: budget, "results": res})
             line = "  ".join(f"{m}={v.get('psnr_clean', float('nan')):.2f}" for m, v in res.items())
             print(f"B={B} {kind:16s} {line}", flush=True)
@@ -221,11 +226,14 @@ def bars(summary: dict, default: str = "tcs-unfold") -> str:
     """The issue's bars per container variant: ``default`` minus GAP-TV and each codec, where the
     network decodes that container and the codecs get its bytes."""
     variants = [("plain (`emcs encode`)", "", "{c}"),
-                ("lossless packed (`--pack jpegxl`)", "", "{c} @ packed bytes")]
+                ("lossless packed (`--pack jpegxl`)", "", "{c} @ packed bytes"),
+                ("lossless packed (`--pack predictive`)", "", "{c} @ predictive bytes")]
     steps = sorted({m.split("[quantized ")[1].rstrip("]") for ms in summary.values() for m in ms
                     if m.startswith(default + " [quantized ")}, key=float)
-    variants += [(f"quantized (`--pack jpegxl --quantize {q}`)", f" [quantized {q}]", f"{{c}} @ quantized-{q} bytes")
-                 for q in steps]
+    for q in steps:
+        variants += [(f"quantized (`--pack jpegxl --quantize {q}`)", f" [quantized {q}]", f"{{c}} @ quantized-{q} bytes"),
+                     (f"quantized (`--quantize {q}`, predictive)", f" [quantized {q}]",
+                      f"{{c}} @ predictive-quantized-{q} bytes")]
     lines = [f"\n**{default} minus GAP-TV and the codecs at the container's bytes (dB, PSNR vs clean)**\n",
              "| B | container | " + default + " | - GAP-TV | - JPEG | - JPEG 2000 | - JPEG XL |",
              "|---|---|---|---|---|---|---|"]
@@ -343,8 +351,11 @@ def main() -> None:
     p.add_argument("--pack", action="store_true",
                    help="quality: give the codecs the bytes of the losslessly packed measurement "
                         "(emcs encode --pack jpegxl) instead of the plain one")
+    p.add_argument("--packer", choices=["jpegxl", "predictive"], default="predictive",
+                   help="quality: the --pack of the containers whose bytes the codecs get with --pack "
+                        "or --quantize (default predictive, the smallest)")
     p.add_argument("--quantize", type=float, default=None, metavar="STEP",
-                   help="quality: decode what an `emcs encode --pack jpegxl --quantize STEP` container "
+                   help="quality: decode what an `emcs encode --pack PACKER --quantize STEP` container "
                         "holds and give the codecs its bytes (a codec that cannot get that small is "
                         "given 25 %% more bytes at a time until it fits, marked over_budget)")
     p.add_argument("--ensemble", type=lambda s: [int(v) for v in s.split(",")], default=[1],

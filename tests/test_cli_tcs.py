@@ -66,6 +66,10 @@ def test_encode_json_several_inputs_and_info(write_movie, tmp_path):
     r = _run("decode", tmp_path / "a-q.npz", "-o", tmp_path / "a-q.tif", "--method", "gap-tv", "--iters", 2, "--quiet")
     assert r.exit_code == 0, r.stderr
     assert "Anscombe step 0.5" in _run("info", tmp_path / "a-q.npz").stderr
+    r = _run("encode", a, "-o", tmp_path / "a-p.npz", "--quantize", 1, "--json", "-B", 4)  # packs predictively
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["measurement_codec"] == "mask-predictive"
+    assert json.loads(_run("info", tmp_path / "a-p.npz", "--json").stdout)["format_version"] == 4
     stack = json.loads(_run("info", a, "--json").stdout)
     assert stack["shape"] == [7, 8, 8] and stack["dtype"] == "uint16"
     r = _run("info", tmp_path / "a.npz")
@@ -121,7 +125,7 @@ def test_decode_and_info_bad_inputs(write_movie, tmp_path):
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--iters", 0), "--iters")
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--ensemble", 3), "--ensemble")
     _one_line_error(_run("encode", src, "-o", tmp_path / "p.npz", "--pack", "gzip"), "--pack")
-    _one_line_error(_run("encode", src, "-o", tmp_path / "p.npz", "--quantize", 1), "--pack")
+    _one_line_error(_run("encode", src, "-o", tmp_path / "p.npz", "--quantize", 1, "--pack", "none"), "--pack")
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.png"), "r.png")
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 truncated")
     _one_line_error(_run("decode", tmp_path / "junk.npz", "-o", tmp_path / "r.tif"), "junk.npz")

@@ -278,3 +278,78 @@ def test_quantize_refusals(write_movie, tmp_path):
     old = _rewrite(good, tmp_path / "old.npz", edit_meta=lambda m: m.update(format_version=2))
     with pytest.raises(EmcsError, match="version 3"):
         load_container(old)
+
+
+# --------------------------------------------------------------------------- mask-predictive (format version 4)
+@pytest.mark.parametrize("dtype, lam", [(np.uint8, 2.0), (np.uint16, 300.0), (np.int16, 5.0)])
+@pytest.mark.parametrize("explicit", [False, True])
+def test_predictive_round_trip_is_exact(tmp_path, dtype, lam, explicit):
+    rng = np.random.default_rng(11)
+    data = rng.poisson(lam, (23, 19, 26)).astype(dtype)  # odd sizes, a short last group (3 frames)
+    if np.dtype(dtype).kind == "i":
+        data -= 4  # signed counts below zero (dark-subtracted) are coded exactly too
+    src = tmp_path / "p.tif"
+    write_stack(src, data)
+    masks = rng.random((10, 19, 26)) < 0.4 if explicit else None
+    opts = dict(masks=masks) if explicit else dict(B=10, seed=9)
+    plain, packed = tmp_path / "plain.npz", tmp_path / "packed.npz"
+    encode_stack(src, plain, **opts)
+    res = encode_stack(src, packed, pack="predictive", **opts)
+    a, b = load_container(plain), load_container(packed)  # verify=True: sha256 of the decoded values
+    assert b.format_version == 4 and res["measurement_codec"] == "mask-predictive"
+    assert a.meta["measurement_sha256"] == b.meta["measurement_sha256"]
+    assert b.measurements.dtype == a.measurements.dtype
+    np.testing.assert_array_equal(np.asarray(b.measurements), a.measurements)
+    np.testing.assert_array_equal(b.measurements[-1], a.measurements[-1])  # the short group's own mask sum
+
+
+def test_predictive_packs_noisy_counts_far_smaller_than_jpegxl(tmp_path):
+    from emcs.tcs.container import anscombe_codes, encode_measurement
+    from emcs.tcs.predictive import decode_predictive, mask_sum
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:96, :96]
+    bright = 40 + 30 * np.sin(xx / 5.0) * np.cos(yy / 7.0)  # a smooth specimen at ~40 counts/px
+    data = rng.poisson(np.broadcast_to(bright, (20, 96, 96))).astype(np.uint16)
+    src = tmp_path / "c.tif"
+    write_stack(src, data)
+    sizes = {}
+    for pack, q in (("jpegxl", None), ("predictive", None), ("jpegxl", 1.0), ("predictive", 1.0)):
+        out = tmp_path / f"{pack}{q}.npz"
+        encode_stack(src, out, B=10, seed=3, pack=pack, quantize=q)
+        sizes[pack, q] = load_container(out).file_bytes
+    assert sizes["predictive", None] < 0.85 * sizes["jpegxl", None]
+    assert sizes["predictive", 1.0] < 0.75 * sizes["jpegxl", 1.0]
+    # the codec alone: exact on quantization codes, refuses data made for another step or shape
+    C = make_masks(3, 10, 96, 96)
+    codes = anscombe_codes((data[:10].astype(np.int64) * C).sum(0), 1.0)
+    blob = encode_measurement(codes, "mask-predictive", mask_sum(C), 1.0)
+    np.testing.assert_array_equal(decode_predictive(blob, mask_sum(C), 1.0, (96, 96)), codes)
+    for step, shape, data_ in ((2.0, (96, 96), blob), (1.0, (96, 95), blob), (1.0, (96, 96), blob[:30]),
+                               (1.0, (96, 96), b"JUNK" + blob[4:])):
+        with pytest.raises(ValueError):
+            decode_predictive(data_, mask_sum(C), step, shape)
+
+
+def test_predictive_refusals(write_movie, tmp_path):
+    src, _ = write_movie("q.tif", T=10, H=16, W=16, dtype=np.uint16)
+    path = tmp_path / "q.npz"
+    encode_stack(src, path, B=5, seed=1, pack="predictive")
+    member = "measurements/00000001.emp"
+    with zipfile.ZipFile(path) as z:
+        good = z.read(member)
+    bad = _rewrite(path, tmp_path / "bad.npz", replace={member: good[:-6] + b"xxxxxx"})
+    with pytest.raises(EmcsError, match="corrupt|checksum"):
+        load_container(bad)
+    other = _rewrite(path, tmp_path / "other.npz", edit_meta=lambda m: m["mask"].update(seed=2))
+    with pytest.raises(EmcsError, match="corrupt|checksum"):  # other masks: other predictions
+        load_container(other)
+    old = _rewrite(path, tmp_path / "old.npz", edit_meta=lambda m: m.update(format_version=3))
+    with pytest.raises(EmcsError, match="version 3"):
+        load_container(old)
+    new = _rewrite(path, tmp_path / "new.npz", edit_meta=lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(EmcsError, match="newer"):
+        load_container(new)
+    fsrc, fdata = write_movie("f.tif", T=10, H=16, W=16, dtype=np.float32)
+    res = encode_stack(fsrc, tmp_path / "f.npz", B=5, seed=1, pack="predictive")
+    assert res["measurement_codec"] == "zstd"  # float sums: no counts to predict

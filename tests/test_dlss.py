@@ -219,16 +219,40 @@ def test_train_resume_and_finetune(tmp_path):
     write_stack(scans / "s.tif", np.random.default_rng(0).random((40, 40)).astype(np.float32))
     out2 = tmp_path / "ft.safetensors"
     r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 2, "--data", scans, "--init", out,
-             "--out", out2, "-q", "--factors", "9,10,10")
+             "--out", out2, "-q", "--factors", "9,10,10", "--data-zoom", "0.8,1.25")
     assert r.exit_code == 0, r.output
     card2 = json.loads(out2.with_suffix(".json").read_text())
     assert card2["config"]["width"] == 6
     assert card2["factors"] == list(range(4, 11))  # the network still serves every pitch
     assert card2["factor_draw_weights"] == {"9": 1 / 3, "10": 2 / 3}
+    assert "magnified 0.8-1.25x" in card2["training_data"]
     out3 = tmp_path / "new.safetensors"
     _assert_user_error(_run("train", "dlss", "--steps", 1, "--data", tmp_path / "nope", "--out", out3))
     _assert_user_error(_run("train", "dlss", "--steps", 1, "--factors", "3,4", "--out", out3))
     _assert_user_error(_run("train", "dlss", "--steps", 1, "--factors", "four", "--out", out3))
+    for zoom in ("0.1,2", "2,1", "big"):
+        _assert_user_error(_run("train", "dlss", "--steps", 1, "--data", scans, "--data-zoom", zoom, "--out", out3))
+
+
+def test_zoomed_crops_magnify_the_structures():
+    from emcs.dlss.train import zoomed_crop
+
+    x = np.arange(300)
+    stripes = np.tile(((x // 4) % 2).astype(np.float32), (300, 1))  # vertical stripes, period 8 px
+    rng = np.random.default_rng(0)
+
+    def period(crop):  # mean distance between sign changes of the middle row, x 2
+        row = crop[crop.shape[0] // 2] - 0.5
+        return 2 * crop.shape[1] / max(1, np.count_nonzero(np.diff(np.sign(row))))
+
+    plain = zoomed_crop(rng, stripes, 64, (1.0, 1.0))
+    assert plain.shape == (64, 64) and set(np.unique(plain)) <= {0.0, 1.0}  # a plain crop
+    assert period(zoomed_crop(rng, stripes, 64, (2.0, 2.0))) == pytest.approx(16, rel=0.15)
+    half = zoomed_crop(rng, stripes, 64, (0.5, 0.5))  # period 4: still resolved, but low-passed
+    assert period(half) == pytest.approx(4, rel=0.15) and np.ptp(half) < 1.0
+    for _ in range(20):
+        c = zoomed_crop(rng, stripes, 48, (0.5, 2.0))
+        assert c.shape == (48, 48) and c.dtype == np.float32 and 0.0 <= c.min() <= c.max() <= 1.0
 
 
 def test_context_branch_starts_as_the_plain_network():

@@ -118,6 +118,19 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+def parse_range(text: str, option: str) -> tuple[float, float]:
+    """A ``LO,HI`` range of a CLI option (one value: LO = HI); one clear error line otherwise."""
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise EmcsError(f"{option} must be 'LO,HI', got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not parts[0] <= parts[1]:
+        raise EmcsError(f"{option} must be 'LO,HI' with LO <= HI, got {text!r}")
+    return parts[0], parts[1]
+
+
 def parse_ints(text: str, option: str) -> tuple[int, ...]:
     """Comma-separated integers of a CLI option (``10,20,30``); one clear error line otherwise."""
     try:

@@ -19,7 +19,14 @@ from pathlib import Path
 import typer
 
 from emcs.cli._app import app, train_app
-from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter, parse_ints
+from emcs.cli._common import (
+    FORCE_OPTION,
+    JSON_OPTION,
+    QUIET_OPTION,
+    Reporter,
+    parse_ints,
+    parse_range,
+)
 from emcs.errors import EmcsError
 
 _METHODS = ("net", "bilinear", "bicubic", "nearest", "lanczos")
@@ -228,6 +235,7 @@ def train_dlss_cmd(
     data: Path = typer.Option(None, "--data", help="Folder of your own full-resolution scans to fine-tune on."),
     data_fraction: float = typer.Option(0.75, "--data-fraction", help="Share of each batch drawn from --data (rest synthetic)."),
     data_noise: bool = typer.Option(False, "--data-noise", help="Treat --data scans as clean and add simulated detector noise."),
+    data_zoom: str = typer.Option("1,1", "--data-zoom", help="Magnification range LO,HI for --data crops (e.g. 0.5,2: each scan's structures at several sizes)."),
     patch: int = typer.Option(128, "--patch", help="Training patch edge (pixels, multiple of 8)."),
     batch: int = typer.Option(8, "--batch", help="Patches per step."),
     resume: Path = typer.Option(None, "--resume", help="Training-state checkpoint to continue from."),
@@ -270,6 +278,7 @@ def train_dlss_cmd(
             data=data,
             data_fraction=data_fraction,
             data_noise=data_noise,
+            data_zoom=parse_range(data_zoom, "--data-zoom"),
             patch=patch,
             batch=batch,
             resume=resume,

@@ -28,12 +28,14 @@ def encode_cmd(
     density: float = typer.Option(0.5, "--density", help="Fraction of open mask pixels."),
     mask: Path = typer.Option(None, "--mask", help="Explicit binary (B, H, W) mask (.npy/.tif) instead of generated masks."),
     pack: str = typer.Option(
-        "none", "--pack",
-        help="Lossless coding of the measurements: none (memory-mappable, fastest), zstd, or jpegxl (smallest)."),
+        None, "--pack",
+        help="Lossless coding of the measurements: none (memory-mappable, fastest; the default), "
+             "predictive (divides the known masks out: smallest; the default with --quantize), "
+             "jpegxl or zstd."),
     quantize: float = typer.Option(
         None, "--quantize", metavar="STEP",
         help="Lossy, for counting data: quantize the sums with a step of STEP x their shot noise "
-             "(Anscombe domain; 1 adds 8% noise variance, 1.6-2x smaller). Needs --pack."),
+             "(Anscombe domain; 1 adds 8% noise variance, ~1.8x smaller)."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -49,7 +51,7 @@ def encode_cmd(
     validate_options(B, density, seed)
     from emcs.tcs.container import check_pack, check_quantize
 
-    pack = check_pack(pack)
+    pack = check_pack(pack if pack is not None else "predictive" if quantize is not None else "none")
     quantize = check_quantize(quantize, pack)
     masks = None
     if mask is not None:

@@ -7,26 +7,14 @@ from pathlib import Path
 import typer
 
 from emcs.cli._app import train_app
-from emcs.cli._common import JSON_OPTION, QUIET_OPTION, Reporter, parse_ints
+from emcs.cli._common import JSON_OPTION, QUIET_OPTION, Reporter, parse_ints, parse_range
 from emcs.errors import EmcsError
-
-
-def _parse_range(text: str, option: str) -> tuple[float, float]:
-    try:
-        parts = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise EmcsError(f"{option} must be 'LO,HI', got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or parts[0] > parts[1]:
-        raise EmcsError(f"{option} must be 'LO,HI' with LO <= HI, got {text!r}")
-    return parts[0], parts[1]
 
 
 def _quantize_range(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
-    lo, hi = _parse_range(text, "--quantize-steps")
+    lo, hi = parse_range(text, "--quantize-steps")
     if not 0 < lo <= hi <= 4:
         raise EmcsError(f"--quantize-steps must lie in (0, 4] like encode --quantize, got {text!r}")
     return lo, hi
@@ -79,8 +67,8 @@ def train_tcs(
         data=str(data) if data else None, patch=patch, batch=batch, lr=lr, device=device,
         seed=seed, workdir=str(workdir) if workdir else None,
         resume=str(resume) if resume else None, checkpoint_every=checkpoint_every,
-        max_minutes=max_minutes, max_cpu_minutes=max_cpu_minutes, density_range=_parse_range(density, "--density"),
-        dose_range=_parse_range(dose, "--dose"), model_config=model_config, threads=threads,
+        max_minutes=max_minutes, max_cpu_minutes=max_cpu_minutes, density_range=parse_range(density, "--density"),
+        dose_range=parse_range(dose, "--dose"), model_config=model_config, threads=threads,
         quantize_range=_quantize_range(quantize_steps),
     )
     rep = Reporter(quiet, as_json)

@@ -249,8 +249,40 @@ def make_batch(
     return np.stack(xs), np.stack(ys), np.array(ss), np.array(rec)
 
 
-def user_crop_source(folder: str | os.PathLike, patch: int) -> Callable:
-    """Random ``patch`` crops of the full scans in ``folder`` (each frame min-max scaled)."""
+def zoomed_crop(rng: np.random.Generator, frame: np.ndarray, size: int, zoom: tuple[float, float]) -> np.ndarray:
+    """A random ``size`` x ``size`` crop of ``frame`` at a magnification drawn log-uniformly in ``zoom``.
+
+    A magnification z > 1 enlarges a (size/z)-pixel region (cubic spline), z < 1
+    shrinks a larger one after an anti-aliasing Gaussian (sigma 0.4/z): the same
+    structures at other sizes, as a microscope would record them at another
+    magnification. ``zoom = (1, 1)`` is a plain crop and draws no extra random number.
+
+    Examples
+    --------
+    >>> f = np.random.default_rng(0).random((100, 90)).astype(np.float32)
+    >>> zoomed_crop(np.random.default_rng(1), f, 32, (0.5, 2.0)).shape
+    (32, 32)
+    """
+    lo, hi = zoom
+    z = 1.0 if lo == hi == 1.0 else math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    src = int(round(size / z)) if z != 1.0 else size
+    src = max(4, min(src, *frame.shape))
+    y = int(rng.integers(frame.shape[0] - src + 1))
+    x = int(rng.integers(frame.shape[1] - src + 1))
+    region = frame[y : y + src, x : x + src]
+    if src == size:
+        return region
+    if src > size:  # shrinking: low-pass first, so the smaller image is not aliased
+        region = ndimage.gaussian_filter(region, 0.4 * src / size, mode="reflect")
+    out = ndimage.zoom(region, size / src, order=3, mode="reflect", grid_mode=True)[:size, :size]
+    if out.shape != (size, size):  # rounding in ndimage.zoom: pad the last row/column
+        out = np.pad(out, ((0, size - out.shape[0]), (0, size - out.shape[1])), mode="edge")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def user_crop_source(folder: str | os.PathLike, patch: int, zoom: tuple[float, float] = (1.0, 1.0)) -> Callable:
+    """Random ``patch`` crops of the full scans in ``folder`` (each frame min-max scaled),
+    at a magnification drawn in ``zoom`` (:func:`zoomed_crop`)."""
     from emcs.io import open_stack
 
     folder = Path(folder)
@@ -275,10 +307,7 @@ def user_crop_source(folder: str | os.PathLike, patch: int) -> Callable:
         raise EmcsError(f"no readable scans of at least {patch}x{patch} pixels in the folder", folder)
 
     def crop(rng: np.random.Generator, size: int) -> np.ndarray:
-        f = frames[int(rng.integers(len(frames)))]
-        y = int(rng.integers(f.shape[0] - size + 1))
-        x = int(rng.integers(f.shape[1] - size + 1))
-        return f[y : y + size, x : x + size]
+        return zoomed_crop(rng, frames[int(rng.integers(len(frames)))], size, zoom)
 
     return crop
 
@@ -326,6 +355,7 @@ def train_dlss(
     data: str | os.PathLike | None = None,
     data_fraction: float = 0.75,
     data_noise: bool = False,
+    data_zoom: tuple[float, float] = (1.0, 1.0),
     patch: int = 128,
     batch: int = 8,
     resume: str | os.PathLike | None = None,
@@ -360,6 +390,10 @@ def train_dlss(
     data_noise : bool
         Treat the scans in ``data`` as clean and add the simulated detector noise
         (for clean renderings); by default each scan is its own target.
+    data_zoom : (float, float)
+        Magnification range for the ``data`` crops (:func:`zoomed_crop`), e.g.
+        (0.5, 2): a few scans then teach their structures at several sizes.
+        Default (1, 1): crops as recorded.
     patch, batch : int
         Patch edge (pixels) and patches per step.
     resume : path, optional
@@ -413,7 +447,10 @@ def train_dlss(
         raise EmcsError(f"--factors must lie in {min(NET_FACTORS)}..{max(NET_FACTORS)}, got {list(factors)}")
     if not 0.0 <= data_fraction <= 1.0:
         raise EmcsError("--data-fraction must be between 0 and 1")
-    user_crops = user_crop_source(data, patch) if data else None
+    data_zoom = (float(data_zoom[0]), float(data_zoom[1]))
+    if not 0.25 <= data_zoom[0] <= data_zoom[1] <= 4.0:
+        raise EmcsError(f"--data-zoom must be LO,HI with 0.25 <= LO <= HI <= 4, got {list(data_zoom)}")
+    user_crops = user_crop_source(data, patch, data_zoom) if data else None
     simulated = _sample_stem_source()
 
     config = {"width": int(width), "blocks": int(blocks)}
@@ -512,7 +549,8 @@ def train_dlss(
                 "procedural HAADF/ADF-STEM textures (emcs.dlss.train.stem_texture)"
                 + (" + emcs.simulate.sample_stem" if simulated else "")
                 + (f" + scans from {data} ({data_fraction:.0%} of each batch"
-                   + (", simulated detector noise added" if data_noise else ", as recorded") + ")"
+                   + (", simulated detector noise added" if data_noise else ", as recorded")
+                   + (f", magnified {data_zoom[0]:g}-{data_zoom[1]:g}x" if data_zoom != (1.0, 1.0) else "") + ")"
                    if data else "")
                 + "; Poisson noise 2-2000 counts/px, read noise, detector lag, scan-line offsets"
             ),

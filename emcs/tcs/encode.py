@@ -223,9 +223,11 @@ def encode_stack(
         Called with the number of groups done after each group.
     narrow : bool
         Store integer sums in the smallest dtype holding the actual values.
-    pack : {"none", "zstd", "jpegxl"}
+    pack : {"none", "predictive", "jpegxl", "zstd"}
         Code the measurements losslessly (smaller file, no memory-mapping; see
-        :class:`emcs.tcs.container.ContainerWriter`).
+        :class:`emcs.tcs.container.ContainerWriter`); ``predictive`` divides
+        the known masks out before coding (:mod:`emcs.tcs.predictive`) and is
+        the smallest.
     quantize : float, optional
         Lossy: store the sums quantized in the Anscombe domain with this step
         in shot-noise units (:func:`emcs.tcs.container.anscombe_codes`; needs
