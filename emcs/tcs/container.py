@@ -258,6 +258,12 @@ def group_mask_sum(mask: dict, packed_mask: np.ndarray | None, B: int, H: int, W
     ``mask`` is the container's ``meta["mask"]``, ``packed_mask`` its bit-packed
     explicit mask (None for generated masks). Generated masks are made in row
     blocks, so memory stays bounded for large frames.
+
+    Examples
+    --------
+    >>> m = {"kind": "generated", "algorithm": MASK_ALGORITHM, "seed": 7, "density": 0.5}
+    >>> bool((group_mask_sum(m, None, 4, 3, 5, 2) == make_masks(7, 4, 3, 5)[:2].sum(0)).all())
+    True
     """
     from emcs.tcs.predictive import mask_sum
 
@@ -273,6 +279,28 @@ def group_mask_sum(mask: dict, packed_mask: np.ndarray | None, B: int, H: int, W
     return out
 
 
+class MaskSums:
+    """The mask sum of each measurement of a container, computed once per group size.
+
+    Picklable (plain data), so it travels with :class:`PackedMeasurements` to
+    a Dask worker. ``counts[k]`` frames of measurement ``k`` used the first
+    ``counts[k]`` masks, so a short last group has its own sum.
+    """
+
+    def __init__(self, mask: dict, packed_mask: np.ndarray | None, B: int, frame_shape: tuple[int, int],
+                 counts: np.ndarray):
+        self.mask, self.packed_mask, self.B = mask, packed_mask, int(B)
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.counts = np.asarray(counts)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, k: int) -> np.ndarray:
+        n = int(self.counts[k])
+        if n not in self._cache:
+            self._cache[n] = group_mask_sum(self.mask, self.packed_mask, self.B, *self.frame_shape, n)
+        return self._cache[n]
+
+
 class PackedMeasurements:
     """The (N, H, W) measurements of a packed container, decoded on access.
 
@@ -281,31 +309,19 @@ class PackedMeasurements:
     archive per access), so a Dask task can carry it. With an Anscombe
     ``step`` the members hold quantization codes (``stored_dtype``) and the
     measurements come back as float32 counts (:func:`anscombe_values`).
-    The ``mask-predictive`` codec needs the masks: ``masks`` is
-    ``(meta["mask"], packed_mask, B, counts)``.
+    The ``mask-predictive`` codec needs the mask sums (:class:`MaskSums`).
     """
 
     def __init__(self, path: str, codec: str, dtype: np.dtype, shape: tuple[int, int, int],
-                 step: float | None = None, masks: tuple | None = None):
+                 step: float | None = None, mask_sums: MaskSums | None = None):
         self.path, self.codec, self.step = path, codec, step
         self.stored_dtype = np.dtype(dtype)
         self.dtype = np.dtype(np.float32) if step else self.stored_dtype
         self.shape = tuple(int(v) for v in shape)
         self.ndim = 3
-        if codec == "mask-predictive" and masks is None:
-            raise ValueError("the mask-predictive codec needs the masks")
-        self._masks = masks
-        self._sums: dict[int, np.ndarray] = {}  # mask sum per group size (the last group may be short)
-
-    def mask_sum(self, k: int) -> np.ndarray | None:
-        """Open masks per pixel of measurement ``k`` (None when the codec does not use them)."""
-        if self._masks is None:
-            return None
-        mask, packed, B, counts = self._masks
-        n = int(counts[k])
-        if n not in self._sums:
-            self._sums[n] = group_mask_sum(mask, packed, B, *self.shape[1:], n)
-        return self._sums[n]
+        if codec == "mask-predictive" and mask_sums is None:
+            raise ValueError("the mask-predictive codec needs the mask sums")
+        self.mask_sums = mask_sums
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -321,8 +337,8 @@ class PackedMeasurements:
     def _read_stored(self, zf: zipfile.ZipFile, k: int) -> np.ndarray:
         name = packed_member(k, self.codec)
         try:
-            return decode_measurement(zf.read(name), self.codec, self.stored_dtype, self.shape[1:],
-                                      self.mask_sum(k), self.step)
+            S = self.mask_sums(k) if self.mask_sums is not None else None
+            return decode_measurement(zf.read(name), self.codec, self.stored_dtype, self.shape[1:], S, self.step)
         except KeyError as exc:
             raise EmcsError(f"member {name} is missing", self.path) from exc
         except (ValueError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
@@ -458,8 +474,7 @@ class ContainerWriter:
             self._zf.close()
             sums = None
             if codec == "mask-predictive":
-                sums = PackedMeasurements(self.path, codec, dtype, self.shape, self.quantize,
-                                          (meta["mask"], packed_mask, int(meta["B"]), counts))
+                sums = MaskSums(meta["mask"], packed_mask, int(meta["B"]), self.shape[1:], counts)
             sha = self._rewrite(dtype, codec, sums)
             self._zf = zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True)
         if codec:
@@ -481,8 +496,8 @@ class ContainerWriter:
 
     def _rewrite(self, dtype: np.dtype, codec: str | None = None, sums=None) -> str:
         """Copy the measurements into a fresh archive in ``dtype`` (quantized if asked, coded
-        one per member with ``codec`` if given; ``sums.mask_sum(k)`` gives the mask sums the
-        mask-predictive codec needs); return the sha256 of the stored little-endian bytes."""
+        one per member with ``codec`` if given; ``sums`` (:class:`MaskSums`) gives the mask
+        sums the mask-predictive codec needs); return the sha256 of the stored little-endian bytes."""
         tmp = self.path + ".narrow"
         sha = hashlib.sha256()
         n, H, W = self.shape
@@ -509,7 +524,7 @@ class ContainerWriter:
                     if fout is not None:
                         fout.write(buf)
                     else:
-                        S = sums.mask_sum(start) if sums is not None else None
+                        S = sums(start) if sums is not None else None
                         dst.writestr(packed_member(start, codec),
                                      encode_measurement(block.reshape(H, W), codec, S, self.quantize))
                 if fout is not None:
@@ -833,11 +848,14 @@ def load_container(path: str | os.PathLike, verify: bool = True, mmap: bool = Tr
             except TypeError as exc:
                 raise EmcsError(f"bad measurement dtype {meta['measurement_dtype']!r}", path) from exc
             quant = meta.get("measurement_quantization")
-            masks = (meta["mask"], packed, int(meta["B"]), counts) if codec == "mask-predictive" else None
-            if masks is not None and (counts.shape != (N,) or counts.dtype.kind not in "iu"
-                                      or (N and not 1 <= int(counts.min()) <= int(counts.max()) <= meta["B"])):
-                raise EmcsError(f"inconsistent container: counts have shape {counts.shape}, expected ({N},)", path)
-            y = PackedMeasurements(path, codec, dt, (N, H, W), float(quant["step"]) if quant else None, masks)
+            sums = None
+            if codec == "mask-predictive":
+                if counts.shape != (N,) or counts.dtype.kind not in "iu" or (
+                        N and not 1 <= int(counts.min()) <= int(counts.max()) <= meta["B"]):
+                    raise EmcsError(f"inconsistent container: counts have shape {counts.shape} "
+                                    f"or values outside 1..B, expected ({N},)", path)
+                sums = MaskSums(meta["mask"], packed, meta["B"], (H, W), counts)
+            y = PackedMeasurements(path, codec, dt, (N, H, W), float(quant["step"]) if quant else None, sums)
 
     B = meta["B"]
     H, W = (int(s) for s in meta["frame_shape"])
@@ -933,6 +951,7 @@ __all__ = [
     "check_pack",
     "check_quantize",
     "group_mask_sum",
+    "MaskSums",
     "packed_codec",
     "Container",
     "ContainerWriter",
