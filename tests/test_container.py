@@ -356,3 +356,23 @@ def test_predictive_refusals(write_movie, tmp_path):
     fsrc, fdata = write_movie("f.tif", T=10, H=16, W=16, dtype=np.float32)
     res = encode_stack(fsrc, tmp_path / "f.npz", B=5, seed=1, pack="predictive")
     assert res["measurement_codec"] == "zstd"  # float sums: no counts to predict
+
+
+def test_predictive_format_is_pinned():
+    """A blob written by the first predictive coder still decodes to the same values: any change to
+    the prediction (which would make old containers unreadable) fails here."""
+    from emcs.tcs.container import anscombe_codes
+    from emcs.tcs.predictive import decode_predictive, encode_predictive, mask_sum
+
+    blob = bytes.fromhex(
+        "454d500104090000000d000000000000000000f03f70636f210303461d04010374000000360040eaffffff88f6ffff"
+        "ff4f40060000000999fc461c142c8e33f99e819ce4f8d5cc18981d2983000c1c36ac06a10e4cab83062bb94e834a0b"
+        "d382863b4905868b6ab151eb10114d2e293300")
+    C = make_masks(11, 5, 9, 13)
+    codes = anscombe_codes((np.random.default_rng(3).poisson(30, (5, 9, 13)) * C).sum(0), 1.0)
+    assert int(codes.sum()) == 1929  # the input itself is reproducible
+    values = decode_predictive(blob, mask_sum(C), 1.0, (9, 13))
+    np.testing.assert_array_equal(values, codes)
+    assert int((values * np.arange(values.size).reshape(values.shape)).sum()) == 112237
+    np.testing.assert_array_equal(decode_predictive(encode_predictive(codes, mask_sum(C), 1.0), mask_sum(C), 1.0,
+                                                    (9, 13)), codes)
