@@ -35,7 +35,7 @@ def encode_cmd(
     quantize: float = typer.Option(
         None, "--quantize", metavar="STEP",
         help="Lossy, for counting data: quantize the sums with a step of STEP x their shot noise "
-             "(Anscombe domain; 1 adds 8% noise variance, ~1.8x smaller)."),
+             "(Anscombe domain; 1 adds 8% noise variance, 2-2.7x smaller than lossless packing)."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
