@@ -79,13 +79,13 @@ def packed_bytes(y_counts: np.ndarray, masks: np.ndarray, quantize: float | None
         packed_codec,
         smallest_int_dtype,
     )
-    from emcs.tcs.predictive import mask_sum
+    from emcs.tcs.predictive import open_count
 
     if quantize:
         y_counts = anscombe_codes(y_counts, quantize)
     dt = smallest_int_dtype(int(y_counts.min()), int(y_counts.max()))
     codec = packed_codec(packer, dt)
-    S = mask_sum(masks)
+    S = open_count(masks) if codec == "mask-predictive" else None
     return sum(len(encode_measurement(y.astype(dt), codec, S, quantize)) for y in y_counts)
 
 

@@ -210,14 +210,22 @@ def test_packed_counts_are_smaller_and_decode_identically(write_movie, tmp_path)
     np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), np.load(tmp_path / "packed.npy"))
 
 
-def test_packed_refuses_corrupt_or_missing_members(write_movie, tmp_path):
-    src, _ = write_movie("q.tif", T=10, H=16, W=16, dtype=np.uint8)
+def _packed_and_corrupted(write_movie, tmp_path, pack, dtype):
+    """A packed container of a small movie, and a copy whose member 1 ends in garbage."""
+    from emcs.tcs.container import CODECS, packed_codec
+
+    src, _ = write_movie("q.tif", T=10, H=16, W=16, dtype=dtype)
     path = tmp_path / "q.npz"
-    encode_stack(src, path, B=5, seed=1, pack="zstd")
-    member = "measurements/00000001.zst"
+    encode_stack(src, path, B=5, seed=1, pack=pack)
+    member = "measurements/00000001" + CODECS[packed_codec(pack, load_container(path).measurements.stored_dtype)]
     with zipfile.ZipFile(path) as z:
         good = z.read(member)
-    bad = _rewrite(path, tmp_path / "bad.npz", replace={member: good[:-5] + b"xxxxx"})
+    bad = _rewrite(path, tmp_path / "bad.npz", replace={member: good[:-6] + b"xxxxxx"})
+    return src, path, member, bad
+
+
+def test_packed_refuses_corrupt_or_missing_members(write_movie, tmp_path):
+    src, path, member, bad = _packed_and_corrupted(write_movie, tmp_path, "zstd", np.uint8)
     with pytest.raises(EmcsError, match="corrupt|checksum"):
         load_container(bad)
     gone = _rewrite(path, tmp_path / "gone.npz", drop=(member,))
@@ -308,7 +316,7 @@ def test_predictive_round_trip_is_exact(tmp_path, dtype, lam, explicit):
 
 def test_predictive_packs_noisy_counts_far_smaller_than_jpegxl(tmp_path):
     from emcs.tcs.container import anscombe_codes, encode_measurement
-    from emcs.tcs.predictive import decode_predictive, mask_sum
+    from emcs.tcs.predictive import decode_predictive, open_count
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:96, :96]
@@ -326,22 +334,17 @@ def test_predictive_packs_noisy_counts_far_smaller_than_jpegxl(tmp_path):
     # the codec alone: exact on quantization codes, refuses data made for another step or shape
     C = make_masks(3, 10, 96, 96)
     codes = anscombe_codes((data[:10].astype(np.int64) * C).sum(0), 1.0)
-    blob = encode_measurement(codes, "mask-predictive", mask_sum(C), 1.0)
-    np.testing.assert_array_equal(decode_predictive(blob, mask_sum(C), 1.0, (96, 96)), codes)
+    blob = encode_measurement(codes, "mask-predictive", open_count(C), 1.0)
+    np.testing.assert_array_equal(decode_predictive(blob, open_count(C), 1.0, (96, 96)), codes)
     for step, shape, data_ in ((2.0, (96, 96), blob), (1.0, (96, 95), blob), (1.0, (96, 96), blob[:30]),
                                (1.0, (96, 96), b"JUNK" + blob[4:])):
         with pytest.raises(ValueError):
-            decode_predictive(data_, mask_sum(C), step, shape)
+            decode_predictive(data_, open_count(C), step, shape)
 
 
 def test_predictive_refusals(write_movie, tmp_path):
-    src, _ = write_movie("q.tif", T=10, H=16, W=16, dtype=np.uint16)
-    path = tmp_path / "q.npz"
-    encode_stack(src, path, B=5, seed=1, pack="predictive")
-    member = "measurements/00000001.emp"
-    with zipfile.ZipFile(path) as z:
-        good = z.read(member)
-    bad = _rewrite(path, tmp_path / "bad.npz", replace={member: good[:-6] + b"xxxxxx"})
+    _, path, member, bad = _packed_and_corrupted(write_movie, tmp_path, "predictive", np.uint16)
+    assert member.endswith(".emp")
     with pytest.raises(EmcsError, match="corrupt|checksum"):
         load_container(bad)
     other = _rewrite(path, tmp_path / "other.npz", edit_meta=lambda m: m["mask"].update(seed=2))
@@ -362,7 +365,7 @@ def test_predictive_format_is_pinned():
     """A blob written by the first predictive coder still decodes to the same values: any change to
     the prediction (which would make old containers unreadable) fails here."""
     from emcs.tcs.container import anscombe_codes
-    from emcs.tcs.predictive import decode_predictive, encode_predictive, mask_sum
+    from emcs.tcs.predictive import decode_predictive, encode_predictive, open_count
 
     blob = bytes.fromhex(
         "454d500104090000000d000000000000000000f03f70636f210303461d04010374000000360040eaffffff88f6ffff"
@@ -371,8 +374,8 @@ def test_predictive_format_is_pinned():
     C = make_masks(11, 5, 9, 13)
     codes = anscombe_codes((np.random.default_rng(3).poisson(30, (5, 9, 13)) * C).sum(0), 1.0)
     assert int(codes.sum()) == 1929  # the input itself is reproducible
-    values = decode_predictive(blob, mask_sum(C), 1.0, (9, 13))
+    values = decode_predictive(blob, open_count(C), 1.0, (9, 13))
     np.testing.assert_array_equal(values, codes)
     assert int((values * np.arange(values.size).reshape(values.shape)).sum()) == 112237
-    np.testing.assert_array_equal(decode_predictive(encode_predictive(codes, mask_sum(C), 1.0), mask_sum(C), 1.0,
+    np.testing.assert_array_equal(decode_predictive(encode_predictive(codes, open_count(C), 1.0), open_count(C), 1.0,
                                                     (9, 13)), codes)

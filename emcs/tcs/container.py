@@ -265,17 +265,17 @@ def group_mask_sum(mask: dict, packed_mask: np.ndarray | None, B: int, H: int, W
     >>> bool((group_mask_sum(m, None, 4, 3, 5, 2) == make_masks(7, 4, 3, 5)[:2].sum(0)).all())
     True
     """
-    from emcs.tcs.predictive import mask_sum
+    from emcs.tcs.predictive import open_count
 
     if mask["kind"] != "generated":
-        return mask_sum(unpack_masks(packed_mask, (B, H, W))[:n_frames])
+        return open_count(unpack_masks(packed_mask, (B, H, W))[:n_frames])
     out = np.empty((H, W), np.uint8 if n_frames < 256 else np.uint16)
     rows = max(1, _CHUNK_BYTES // max(1, n_frames * W))
     for r0 in range(0, H, rows):
         r1 = min(H, r0 + rows)
         block = make_masks(int(mask["seed"]), B, H, W, float(mask["density"]),
                            frames=range(n_frames), rows=(r0, r1))
-        out[r0:r1] = mask_sum(block)
+        out[r0:r1] = open_count(block)
     return out
 
 
@@ -848,13 +848,8 @@ def load_container(path: str | os.PathLike, verify: bool = True, mmap: bool = Tr
             except TypeError as exc:
                 raise EmcsError(f"bad measurement dtype {meta['measurement_dtype']!r}", path) from exc
             quant = meta.get("measurement_quantization")
-            sums = None
-            if codec == "mask-predictive":
-                if counts.shape != (N,) or counts.dtype.kind not in "iu" or (
-                        N and not 1 <= int(counts.min()) <= int(counts.max()) <= meta["B"]):
-                    raise EmcsError(f"inconsistent container: counts have shape {counts.shape} "
-                                    f"or values outside 1..B, expected ({N},)", path)
-                sums = MaskSums(meta["mask"], packed, meta["B"], (H, W), counts)
+            # lazy: the counts and the packed mask are checked below, before any sum is made
+            sums = MaskSums(meta["mask"], packed, meta["B"], (H, W), counts) if codec == "mask-predictive" else None
             y = PackedMeasurements(path, codec, dt, (N, H, W), float(quant["step"]) if quant else None, sums)
 
     B = meta["B"]

@@ -38,12 +38,15 @@ _HEADER = struct.Struct("<4sBIId")  # magic, residual itemsize, H, W, step (NaN:
 _TOP = 8
 
 
-def mask_sum(masks: np.ndarray) -> np.ndarray:
+def open_count(masks: np.ndarray) -> np.ndarray:
     """The number of open masks per pixel, ``S = sum_b C_b`` (uint8 for B < 256).
+
+    Unlike :func:`emcs.tcs.physics.mask_sum` (made safe for division), pixels
+    where no mask was open stay 0: the coder needs to know them.
 
     Examples
     --------
-    >>> mask_sum(np.array([[[1, 0]], [[1, 1]]], bool)).tolist()
+    >>> open_count(np.array([[[1, 0]], [[1, 1]]], bool)).tolist()
     [[2, 1]]
     """
     masks = np.asarray(masks)
@@ -176,7 +179,7 @@ def encode_predictive(values: np.ndarray, S: np.ndarray, step: float | None = No
         The stored measurement: raw sums of counts (``step=None``) or their
         Anscombe quantization codes (:func:`emcs.tcs.container.anscombe_codes`).
     S : ndarray of int, same shape
-        Open masks per pixel (:func:`mask_sum` of the masks used for this measurement).
+        Open masks per pixel (:func:`open_count` of the masks used for this measurement).
     step : float, optional
         The Anscombe step the codes were made with (None: raw counts).
 
@@ -189,8 +192,8 @@ def encode_predictive(values: np.ndarray, S: np.ndarray, step: float | None = No
     >>> rng = np.random.default_rng(0)
     >>> C = rng.random((10, 32, 48)) < 0.5
     >>> y = (rng.poisson(50, (10, 32, 48)) * C).sum(0)
-    >>> data = encode_predictive(y, mask_sum(C))
-    >>> bool((decode_predictive(data, mask_sum(C), None, y.shape) == y).all())
+    >>> data = encode_predictive(y, open_count(C))
+    >>> bool((decode_predictive(data, open_count(C), None, y.shape) == y).all())
     True
     """
     import imagecodecs
@@ -238,4 +241,4 @@ def decode_predictive(data: bytes, S: np.ndarray, step: float | None, shape: tup
     return _traverse(np.asarray(S), step, residuals=r.astype(np.int64).ravel())
 
 
-__all__ = ["decode_predictive", "encode_predictive", "mask_sum"]
+__all__ = ["decode_predictive", "encode_predictive", "open_count"]
