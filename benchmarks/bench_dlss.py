@@ -13,7 +13,9 @@ bilinear, bicubic and nearest interpolation (measured pixels pasted back),
 and with the network keeping its own estimate at the measured pixels too
 (``net-dn``, ``emcs supersample --denoise-measured``); with ``--ensemble N``
 also both averaged over N flips/rotations (``net-eN``, ``net-dn-eN``,
-``emcs supersample --ensemble N``).
+``emcs supersample --ensemble N``); with ``--auto`` the network and bilinear
+smoothed by a width each image's own samples choose (``net-auto``,
+``bilinear-auto``, ``emcs supersample --smooth auto``).
 RMSE, PSNR and SSIM are computed over the whole image against the raw full
 scan and against a Gaussian-blurred full scan (sigma 2.5 px, 5x5 kernel, as in
 DLSS-STEM).
@@ -37,7 +39,7 @@ from scipy import ndimage
 
 from emcs.compare.metrics import psnr, ssim
 from emcs.dlss.sampling import subsample
-from emcs.dlss.supersample import load_default_model, supersample_frame
+from emcs.dlss.supersample import auto_smoothing, load_default_model, supersample_frame
 from emcs.dlss.train import degrade, stem_texture
 
 # real data live beside the checkout in ../shared/data; EMCS_SHARED_DATA overrides
@@ -69,12 +71,17 @@ def held_out(n_sim: int) -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def methods_for(ensemble: int) -> tuple[str, ...]:
-    return METHODS + ((f"net-e{ensemble}", f"net-dn-e{ensemble}") if ensemble > 1 else ())
+def methods_for(ensemble: int, auto: bool = False) -> tuple[str, ...]:
+    return (METHODS + ((f"net-e{ensemble}", f"net-dn-e{ensemble}") if ensemble > 1 else ())
+            + (("net-auto", "bilinear-auto") if auto else ()))
 
 
 def run_method(m: str, sp, s, shape, model, device) -> np.ndarray:
     """One method of :func:`methods_for` on one sparse image."""
+    if m.endswith("-auto"):
+        base = m[: -len("-auto")]
+        sigma, _ = auto_smoothing(sp, s, shape, base, model, device)
+        return supersample_frame(sp, s, shape, base, model, device, keep_measured=False, smooth=sigma)
     if m.startswith("net"):
         ens = int(m.split("-e")[1]) if "-e" in m else 1
         return supersample_frame(sp, s, shape, "net", model, device, keep_measured="-dn" not in m, ensemble=ens)
@@ -157,7 +164,7 @@ def summarise(rows, group: str, factors=FACTORS, methods=METHODS) -> str:
     lines = []
     for target in ("raw", "blurred"):
         lines.append(f"\n**{group} images, target = {target} full scan** (mean over images)\n")
-        extra = [m for m in methods if m.startswith("net-") and m != "net-dn"]
+        extra = [m for m in methods if m not in METHODS]
         lines.append("| coverage | " + " | ".join(f"{m} RMSE" for m in methods)
                      + " | net/bilinear | net-dn/bilinear | " + "".join(f"{m}/bilinear | " for m in extra)
                      + "net PSNR | bilinear PSNR | net SSIM | bilinear SSIM |")
@@ -183,11 +190,11 @@ def speed(model, device, repeats: int = 5) -> dict:
     res = {}
     for s in (4, 10):
         sp = subsample(img, s)
-        for m in ("net", "bilinear"):
-            supersample_frame(sp, s, img.shape, m, model, device)  # warm-up
+        for m in ("net", "net-auto", "bilinear"):
+            run_method(m, sp, s, img.shape, model, device)  # warm-up
             t = time.perf_counter()
             for _ in range(repeats):
-                supersample_frame(sp, s, img.shape, m, model, device)
+                run_method(m, sp, s, img.shape, model, device)
             res[f"{m} s={s}"] = repeats / (time.perf_counter() - t)
     return res
 
@@ -204,6 +211,8 @@ def main() -> None:
     ap.add_argument("--factors", default="4,5,6,7,8,9,10")
     ap.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
                     help="also score the net averaged over this many flips/rotations")
+    ap.add_argument("--auto", action="store_true",
+                    help="also score the net and bilinear with the self-calibrated smoothing (--smooth auto)")
     ap.add_argument("--blur-diagnostic", action="store_true",
                     help="only print RMSE/bilinear on the real crops with the outputs also blurred like the target")
     ap.add_argument("--smooth-diagnostic", action="store_true",
@@ -222,7 +231,7 @@ def main() -> None:
         return
     images = held_out(args.n_sim)
     factors = tuple(int(f) for f in args.factors.split(","))
-    methods = methods_for(args.ensemble)
+    methods = methods_for(args.ensemble, args.auto)
     rows = score(images, model, device, factors, methods)
     print(f"model: {card.get('architecture')} {card.get('config')} steps {card.get('steps')}, "
           f"{card.get('parameters')} parameters")
@@ -266,7 +275,8 @@ def update_card(model_path, rows, factors, n_sim, methods=METHODS) -> None:
     card["held_out_metrics"] = {
         "metric": ("RMSE on [0,1] min-max normalised images, whole image, measured pixels pasted back "
                    "(net-dn: the network's estimate kept there, --denoise-measured; net-eN: "
-                   "--ensemble N)"),
+                   "--ensemble N; net-auto / bilinear-auto: --smooth auto, the whole output smoothed "
+                   "by a width chosen from the scan's own samples)"),
         "images": "real: 5 STEM crops 512x512 (Jeffrey-Ede/partial-STEM example_scans, MIT); "
                   f"sim: {n_sim} held-out 512x512 procedural images (seeds 900000+) through the detector model",
         "blur": "Gaussian sigma 2.5 px, 5x5 kernel (DLSS-STEM targets)",

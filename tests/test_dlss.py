@@ -283,8 +283,18 @@ def test_finetune_grows_context_branch_and_counts_measured_pixels(tmp_path):
     assert r.exit_code == 0, r.output
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["config"] == {"width": 6, "blocks": 2, "context": 1}
-    assert "all pixels" in card["loss"] and card["fine_tuned_from"]["steps"] == 1
+    assert "all pixels" in card["loss"] and "+ 0.001)" in card["loss"] and card["fine_tuned_from"]["steps"] == 1
     _assert_user_error(_run("train", "dlss", "--steps", 1, "--loss-pixels", "some", "--out", tmp_path / "z.safetensors"))
+    for floor in ("0", "-1", "2"):
+        _assert_user_error(_run("train", "dlss", "--steps", 1, "--loss-floor", floor, "--out", tmp_path / "z.safetensors"))
+    for blur in ("-1,2", "3,1", "0,9", "wide"):
+        _assert_user_error(_run("train", "dlss", "--steps", 1, "--probe-blur", blur, "--out", tmp_path / "z.safetensors"))
+    out2 = tmp_path / "blur.safetensors"
+    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 1, "--width", 6, "--probe-blur", "1,3",
+             "--loss-floor", "0.03", "--out", out2, "-q")
+    assert r.exit_code == 0, r.output
+    card = json.loads(out2.with_suffix(".json").read_text())
+    assert "probe blur sigma 1-3 px" in card["training_data"] and "+ 0.03)" in card["loss"]
 
 
 def test_masked_loss_all_pixels_counts_measured_errors():
@@ -307,6 +317,50 @@ def test_masked_loss_all_pixels_counts_measured_errors():
     # a user's recorded scan is its own target: its measured pixels stay out of the loss
     _, per_rec = masked_loss(pred, t, feats, None, all_pixels=True, recorded=np.array([True]))
     assert float(per_rec) == 0.0
+
+
+def test_probe_blur_range_smooths_the_synthetic_images():
+    from emcs.dlss.train import stem_texture
+
+    def fine_detail(blur):  # mean squared difference of neighbouring pixels over 40 images
+        rng = np.random.default_rng(3)
+        return np.mean([np.mean(np.diff(stem_texture(rng, 64, blur), axis=1) ** 2) for _ in range(40)])
+
+    sharp, default, oversampled = fine_detail((0.0, 0.0)), fine_detail((0.0, 1.5)), fine_detail((3.0, 3.0))
+    assert sharp > default > 2 * oversampled
+    img = stem_texture(np.random.default_rng(0), 48, (3.0, 3.0))
+    assert img.shape == (48, 48) and img.dtype == np.float32 and img.min() == 0.0 and img.max() == 1.0
+
+
+def test_loss_floor_weighs_noisy_patches_more():
+    """Two patches, equally wrong: the floor sets how much more the clean one counts."""
+    import torch
+
+    from emcs.dlss.supersample import features
+    from emcs.dlss.train import masked_loss
+
+    rng = np.random.default_rng(1)
+    clean = np.add.outer(np.arange(32), np.arange(32)).astype(np.float32) / 62  # bilinear is exact here
+    feats, targets = [], []
+    for sigma in (0.0, 0.2):
+        noisy = clean + sigma * rng.standard_normal((32, 32)).astype(np.float32)
+        feats.append(features(subsample(noisy, 4), 4, (32, 32)))
+        targets.append(clean[None])
+    feats = torch.from_numpy(np.stack(feats))
+    t = torch.from_numpy(np.stack(targets))
+    pred = t + 0.05  # the same error on both patches
+    pred.requires_grad_(True)
+
+    def grad_ratio(floor):  # d loss / d pred, clean patch over noisy patch
+        pred.grad = None
+        loss, _ = masked_loss(pred, t, feats, None, floor=floor, all_pixels=True)
+        loss.backward()
+        g = pred.grad.abs().flatten(1).sum(1)
+        return float(g[0] / g[1])
+
+    r_default, r_large = grad_ratio(1e-3), grad_ratio(1e-1)
+    assert r_default > 5.0  # per-patch normalisation: the clean patch dominates
+    assert 1.0 < r_large < r_default / 3  # a large floor: close to a plain MSE
 
 
 def test_user_scans_in_batches():
@@ -373,3 +427,78 @@ def test_ensemble_option(tmp_path):
     assert json.loads(r.stdout)["ensemble"] == 2
     _assert_user_error(_run("supersample", src, "-s", s, "-o", tmp_path / "b.tif", "--ensemble", 3))
     _assert_user_error(_run("supersample", src, "-s", s, "-o", tmp_path / "c.tif", "--ensemble", 2, "-m", "bicubic"))
+
+
+# --------------------------------------------------------------------------- self-calibrated smoothing
+def test_holdout_fill_uses_only_the_other_quarters():
+    from emcs.dlss.smoothing import PHASES, holdout_fill
+
+    x = np.random.default_rng(0).random((5, 7))
+    for phase in PHASES:
+        filled, held = holdout_fill(x, phase)
+        assert held.sum() == len(range(phase[0], 5, 2)) * len(range(phase[1], 7, 2))
+        np.testing.assert_array_equal(filled[~held], x[~held])
+        for i, j in np.argwhere(held):
+            nb = [x[a, b] for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)) if 0 <= a < 5 and 0 <= b < 7]
+            assert filled[i, j] == pytest.approx(np.mean(nb))
+        # a held-out value never reaches its own fill
+        y = x.copy()
+        y[held] += 100.0
+        np.testing.assert_allclose(holdout_fill(y, phase)[0][held], filled[held])
+    with pytest.raises(ValueError, match="2 x 2"):
+        holdout_fill(np.zeros((1, 5)), (0, 0))
+
+
+def _ramp_and_stripes(n=96, noise=0.0, seed=0):
+    yy, xx = np.mgrid[0:n, 0:n]
+    img = 0.3 + 0.4 * (yy + xx) / (2 * n) + 0.25 * np.sin(2 * np.pi * xx / 32.0)  # stripes: period 32 px
+    return (img + noise * np.random.default_rng(seed).standard_normal(img.shape)).astype(np.float32), img
+
+
+def test_auto_smoothing_follows_the_noise():
+    from emcs.dlss.supersample import auto_smoothing
+
+    s = 4
+    clean, _ = _ramp_and_stripes()
+    noisy, truth = _ramp_and_stripes(noise=0.3)
+    sigma_clean, err_clean = auto_smoothing(subsample(clean, s), s, clean.shape, "bilinear")
+    sigma_noisy, err_noisy = auto_smoothing(subsample(noisy, s), s, noisy.shape, "bilinear")
+    assert sigma_clean <= 1.0 < sigma_noisy  # detail kept on the clean scan, noise smoothed on the noisy one
+    assert err_noisy.min() > 0.3**2 * 0.8  # the held-out error includes the noise variance
+    # and the chosen width beats no smoothing against the truth
+    sp = subsample(noisy, s)
+    rmse = [np.sqrt(np.mean((supersample_frame(sp, s, noisy.shape, "bilinear", keep_measured=False, smooth=w)
+                             - truth) ** 2)) for w in (0.0, sigma_noisy)]
+    assert rmse[1] < 0.7 * rmse[0], rmse
+    # a large frame is calibrated on its central part, with the same verdicts
+    big_noisy, _ = _ramp_and_stripes(n=200, noise=0.3, seed=1)
+    assert auto_smoothing(subsample(big_noisy, s), s, big_noisy.shape, "bilinear", max_size=128)[0] > 1.0
+    with pytest.raises(ValueError, match="keep_measured"):
+        supersample_frame(sp, s, noisy.shape, "bilinear", smooth=2.0)
+
+
+@pytest.mark.skipif(not default_model_path().exists(), reason="shipped model missing")
+def test_smooth_option(tmp_path):
+    from emcs.dlss.train import degrade, stem_texture
+
+    rng = np.random.default_rng(5)
+    clean = stem_texture(np.random.default_rng(1002), 96)
+    noisy = np.clip(clean + 0.25 * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)  # very noisy scan
+    sp, out = tmp_path / "sp.tif", tmp_path / "auto.tif"
+    write_stack(sp, np.stack([subsample(noisy, 4), subsample(degrade(rng, clean)[0], 4)]))
+    r = _run("supersample", sp, "-s", 4, "-o", out, "--smooth", "auto", "--json", "--tile", 64)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["measured_samples"] == "smoothed"
+    widths = summary["smooth_sigma"] if isinstance(summary["smooth_sigma"], list) else [summary["smooth_sigma"]] * 2
+    assert widths[0] > 0  # the very noisy frame was smoothed
+    auto, _ = read_stack(out)
+    r = _run("supersample", sp, "-s", 4, "-o", tmp_path / "dn.tif", "--denoise-measured", "--json", "--tile", 64)
+    dn, _ = read_stack(tmp_path / "dn.tif")
+    assert np.sqrt(np.mean((auto[0] - clean) ** 2)) < np.sqrt(np.mean((dn[0] - clean) ** 2))
+    r = _run("supersample", sp, "-s", 4, "-o", tmp_path / "g.tif", "--smooth", "2", "-m", "bilinear", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["smooth_sigma"] == 2.0
+    r = _run("supersample", sp, "-s", 4, "-o", tmp_path / "k.tif", "--smooth", "0", "-m", "bilinear", "--json")
+    assert json.loads(r.stdout)["measured_samples"] == "kept exactly"
+    for bad in ("big", "-1", "100"):
+        _assert_user_error(_run("supersample", sp, "-s", 4, "-o", tmp_path / "x.tif", f"--smooth={bad}"))

@@ -106,6 +106,22 @@ def subsample_cmd(
     rep.emit_json(summary)
 
 
+def _smooth_width(text: str | None) -> float | str:
+    """``--smooth``: 0.0 (none), a width in pixels, or 'auto'."""
+    if text is None:
+        return 0.0
+    text = text.strip().lower()
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise EmcsError(f"--smooth must be 'auto' or a width in pixels, got {text!r}") from None
+    if not 0.0 <= value <= 64.0:
+        raise EmcsError(f"--smooth width must be between 0 and 64 pixels, got {text}")
+    return value
+
+
 @app.command("supersample")
 def supersample_cmd(
     input: Path = typer.Argument(..., help="Sparse scan: the probe positions actually recorded (h x w per frame)."),
@@ -122,19 +138,23 @@ def supersample_cmd(
         help="net only: replace the measured samples by the network's denoised estimate (noisy low-dose scans)."),
     ensemble: int = typer.Option(
         1, "--ensemble", help="net only: average the network over 1, 2, 4 or 8 flips/rotations (that many times slower)."),
+    smooth: str = typer.Option(
+        None, "--smooth",
+        help="Smooth the output (measured samples too) with a Gaussian: a width in pixels, or 'auto' to choose "
+             "it per frame from the scan's own samples (noisy scans; four extra reconstructions per frame)."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Recover the full-resolution scan from a sparse regular-grid scan.
 
-    Measured probe positions are kept exactly (unless --denoise-measured); the pixel size is divided by s and
+    Measured probe positions are kept exactly (unless --denoise-measured or --smooth); the pixel size is divided by s and
     the dtype kept (integers rounded and clipped). The network covers s = 4 ... 10
     (coverage 1/16 ... 1/100); other pitches fall back to bilinear with a warning.
     Example: emcs supersample sparse.tif -o full.tif
     """
     from emcs.dlss.sampling import check_full_size, default_full_size, grid_offset, validate_factor
-    from emcs.dlss.supersample import cast_like, net_supports, supersample_frame
+    from emcs.dlss.supersample import auto_smoothing, cast_like, net_supports, supersample_frame
     from emcs.io import StackWriter, check_output, open_stack
     from emcs.nn.ensemble import ENSEMBLES
 
@@ -176,6 +196,7 @@ def supersample_cmd(
             raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble}")
         if ensemble != 1 and method != "net":
             raise EmcsError("--ensemble needs --method net")
+        sigma = _smooth_width(smooth)
         if method == "net" and not net_supports(s):
             rep.warn(f"the network covers factors 4..10 (coverage 1/16..1/100); using bilinear for factor {s}")
             used = "bilinear"
@@ -192,14 +213,19 @@ def supersample_cmd(
             model, card = load_default_model(model_path, device=dev)
         px = stack.pixel_size / s if stack.pixel_size else None
         oy, ox = grid_offset(H, s), grid_offset(W, s)
-        keep = not (denoise_measured and used == "net")
+        keep = not (denoise_measured and used == "net") and sigma == 0.0
+        widths: list[float] = []  # smoothing width of each frame
         with StackWriter(output, (T, H, W), stack.dtype, px, force) as wr, rep.progress(
             "Supersampling", T
         ) as advance:
             for i in range(T):
                 sparse = stack[i]
+                width = sigma
+                if sigma == "auto":
+                    width, _ = auto_smoothing(sparse, s, (H, W), used, model, dev, tile)
+                widths.append(width)
                 full = supersample_frame(sparse, s, (H, W), used, model, dev, tile=tile, keep_measured=keep,
-                                         ensemble=ensemble if used == "net" else 1)
+                                         ensemble=ensemble if used == "net" else 1, smooth=width)
                 full = cast_like(full, stack.dtype)
                 if keep:
                     full[oy::s, ox::s] = sparse  # exact, in the stored dtype
@@ -212,7 +238,9 @@ def supersample_cmd(
         "factor": s,
         "coverage": f"1/{s * s}",
         "method": used,
-        "measured_samples": "kept exactly" if keep else "denoised",
+        "measured_samples": ("smoothed" if any(widths) else "kept exactly" if keep or used != "net"
+                             else "denoised"),
+        "smooth_sigma": None if sigma == 0.0 or not widths else widths[0] if len(set(widths)) == 1 else widths,
         "ensemble": ensemble if used == "net" else None,
         "frames": T,
         "sparse_shape": [h, w],
@@ -244,6 +272,8 @@ def train_dlss_cmd(
     width: int = typer.Option(48, "--width", help="Network width (channels at half resolution)."),
     context: int = typer.Option(None, "--context", min=0, help="Residual blocks of the wide context branch (0: none)."),
     loss_pixels: str = typer.Option("all", "--loss-pixels", help="Pixels in the loss: all (also denoise measured ones) or unmeasured."),
+    loss_floor: float = typer.Option(1e-3, "--loss-floor", help="Each patch's MSE is divided by (its bilinear MSE + this); larger weighs noisy patches more (towards plain MSE)."),
+    probe_blur: str = typer.Option("0,1.5", "--probe-blur", help="Probe blur sigma range LO,HI (pixels) of the synthetic images; larger: scans oversampled relative to the probe."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch."),
@@ -291,6 +321,8 @@ def train_dlss_cmd(
             init=init,
             context=context,
             all_pixels=loss_pixels == "all",
+            loss_floor=loss_floor,
+            probe_blur=parse_range(probe_blur, "--probe-blur"),
             max_minutes=max_minutes,
             factors=parse_ints(factors, "--factors"),
             command=command,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from emcs.dlss import smoothing
 from emcs.dlss.interp import METHODS, upsample
 from emcs.dlss.sampling import NET_FACTORS, grid_offset
 
@@ -110,6 +111,7 @@ def supersample_frame(
     overlap: int = 48,
     keep_measured: bool = True,
     ensemble: int = 1,
+    smooth: float = 0.0,
 ) -> np.ndarray:
     """Full-resolution (H, W) float32 frame from a sparse (h, w) frame.
 
@@ -139,6 +141,10 @@ def supersample_frame(
         scan (:data:`emcs.nn.ensemble.ENSEMBLES`; the grid is transformed with
         it, so every pass sees a regular grid as in training). Costs
         ``ensemble`` times the network time.
+    smooth : float
+        Smooth the whole output with a Gaussian of this width (pixels; 0:
+        none), measured pixels included: needs ``keep_measured=False``. See
+        :func:`auto_smoothing` for a width chosen from the scan itself.
 
     Returns
     -------
@@ -146,6 +152,8 @@ def supersample_frame(
         (H, W) float32, with the measured samples pasted back exactly unless
         ``keep_measured`` is False.
     """
+    if smooth > 0 and keep_measured:
+        raise ValueError("smoothing replaces the measured samples too: pass keep_measured=False")
     sparse = np.asarray(sparse, np.float32)
     sparse = np.nan_to_num(sparse, nan=0.0, posinf=0.0, neginf=0.0)
     H, W = full_shape
@@ -184,7 +192,57 @@ def supersample_frame(
         raise ValueError(f"unknown method {method!r}")
     if keep_measured or method != "net":
         out[oy::factor, ox::factor] = sparse  # data consistency
-    return out
+    return smoothing.smooth(out, smooth)
+
+
+def auto_smoothing(
+    sparse: np.ndarray,
+    factor: int,
+    full_shape: tuple[int, int],
+    method: str = "net",
+    model=None,
+    device=None,
+    tile: int = 256,
+    max_size: int = 1024,
+) -> tuple[float, np.ndarray]:
+    """The smoothing width for :func:`supersample_frame` chosen from the scan's own samples.
+
+    Each quarter of the measured grid is held out in turn and predicted by
+    ``method`` from the rest; the width in
+    :data:`emcs.dlss.smoothing.SMOOTH_SIGMAS` whose smoothed prediction is
+    closest to the held-out samples wins (:func:`emcs.dlss.smoothing.holdout_errors`).
+    Costs four reconstructions (one network pass each, no ensemble) of at most
+    ``max_size`` x ``max_size`` output pixels (the central part of a larger frame).
+
+    Returns
+    -------
+    sigma : float
+        The chosen width (0: no smoothing).
+    errors : ndarray
+        Held-out mean squared error per width (noise variance included).
+
+    >>> from emcs.dlss.sampling import subsample
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = (np.add.outer(np.arange(64), np.arange(64)) / 128 + 0.3 * rng.standard_normal((64, 64)))
+    >>> sigma, _ = auto_smoothing(subsample(noisy.astype(np.float32), 4), 4, (64, 64), "bilinear")
+    >>> sigma > 0  # pure noise on a smooth ramp: smoothing predicts unseen samples better
+    True
+    """
+    sparse = np.asarray(sparse, np.float32)
+    h, w = sparse.shape
+    if h < 2 or w < 2:
+        return 0.0, np.zeros(len(smoothing.SMOOTH_SIGMAS))
+    nh, nw = min(h, max(2, max_size // factor)), min(w, max(2, max_size // factor))
+    a, b = (h - nh) // 2, (w - nw) // 2
+    crop = sparse[a : a + nh, b : b + nw]
+    shape = full_shape if (nh, nw) == (h, w) else (nh * factor, nw * factor)  # the central samples
+    pos = (grid_offset(shape[0], factor), grid_offset(shape[1], factor), factor)  # (0, 0) for a crop
+
+    def reconstruct(x: np.ndarray) -> np.ndarray:
+        return supersample_frame(x, factor, shape, method, model, device, tile=tile, keep_measured=False)
+
+    errors = smoothing.holdout_errors(crop, reconstruct, pos)
+    return smoothing.choose_sigma(errors), errors
 
 
 def cast_like(frame: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -103,12 +103,14 @@ def _region(rng: np.random.Generator, size: int) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(d / width, -50, 50)))
 
 
-def stem_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+def stem_texture(rng: np.random.Generator, size: int, probe_blur: tuple[float, float] = (0.0, 1.5)) -> np.ndarray:
     """A clean HAADF/ADF-STEM-like image in [0, 1] (float32, ``size`` x ``size``).
 
     Crystalline lattices (1-2 atom basis, random spacing 3.5-28 px, orientation
     and column intensities), amorphous textures, interfaces, particles and
-    vacuum, a smooth thickness/background gradient and a probe blur.
+    vacuum, a smooth thickness/background gradient and a Gaussian probe blur
+    with sigma drawn uniformly from ``probe_blur`` (pixels; larger values mean
+    a scan oversampled relative to the probe).
     """
     roll = rng.random()
     if roll < 0.35:
@@ -133,7 +135,7 @@ def stem_texture(rng: np.random.Generator, size: int) -> np.ndarray:
     if rng.random() < 0.6:  # thickness / background gradient
         img = img * (1 + rng.uniform(0, 0.8) * _smooth_field(rng, size, size / 3).clip(-1.5, 1.5) / 1.5)
         img += rng.uniform(0, 0.5) * (_smooth_field(rng, size, size / 4) + 2) / 4
-    img = ndimage.gaussian_filter(img, rng.uniform(0.0, 1.5))
+    img = ndimage.gaussian_filter(img, rng.uniform(*probe_blur))
     img = (img - img.min()) / (np.ptp(img) + 1e-12)
     return img.astype(np.float32)
 
@@ -147,7 +149,8 @@ def _sample_stem_source() -> Callable | None:
     return sample_stem
 
 
-def clean_image(rng: np.random.Generator, size: int, simulated: Callable | None = None) -> np.ndarray:
+def clean_image(rng: np.random.Generator, size: int, simulated: Callable | None = None,
+                probe_blur: tuple[float, float] = (0.0, 1.5)) -> np.ndarray:
     """One clean training image: procedural, or from ``simulated`` 40 % of the time."""
     if simulated is not None and rng.random() < 0.4:
         try:
@@ -156,7 +159,7 @@ def clean_image(rng: np.random.Generator, size: int, simulated: Callable | None 
                 return (img - img.min()) / np.ptp(img)
         except Exception:
             pass
-    return stem_texture(rng, size)
+    return stem_texture(rng, size, probe_blur)
 
 
 # --------------------------------------------------------------------------- detector model
@@ -217,6 +220,7 @@ def make_batch(
     user_crops: Callable | None = None,
     user_fraction: float = 0.75,
     user_noise: bool = False,
+    probe_blur: tuple[float, float] = (0.0, 1.5),
 ):
     """A training batch: features (B, 4, P, P), targets (B, 1, P, P), pitches (B,), recorded (B,).
 
@@ -224,7 +228,8 @@ def make_batch(
     given. A user's scan is its own target (``recorded`` is True: its measured
     pixels are their own targets, so :func:`masked_loss` leaves them out), unless
     ``user_noise``: then the scan is taken as clean and passed through the
-    simulated detector (:func:`degrade`) like a synthetic image.
+    simulated detector (:func:`degrade`) like a synthetic image. ``probe_blur``:
+    see :func:`stem_texture`.
     """
     xs, ys, ss, rec = [], [], [], []
     n_user = int(round(user_fraction * batch)) if user_crops is not None else 0
@@ -237,7 +242,7 @@ def make_batch(
             noisy = user_crops(rng, patch)
             target, recorded = noisy, True
         else:
-            noisy, target = degrade(rng, clean_image(rng, patch, simulated))
+            noisy, target = degrade(rng, clean_image(rng, patch, simulated, probe_blur))
         k = int(rng.integers(8))  # dihedral augmentation
         noisy, target = dihedral(noisy, k), dihedral(target, k)
         off = (int(rng.integers(s)), int(rng.integers(s)))
@@ -319,7 +324,10 @@ def masked_loss(pred, target, feats, pitches, floor: float = 1e-3, all_pixels: b
     Each patch's MSE is divided by (the bilinear MSE of that patch + ``floor``), so
     clean, easy patches count as much as noisy ones (the network must not do
     worse than bilinear where bilinear is already good) and every pitch counts
-    alike. With ``all_pixels`` the measured pixels count too (their target is
+    alike. A larger ``floor`` moves towards a plain MSE: patches whose bilinear
+    MSE is below it then count by their absolute error, so noisy scans (where
+    telling noise from unresolved structure matters most) weigh more. With
+    ``all_pixels`` the measured pixels count too (their target is
     the noise-free signal, so the network learns to denoise them for
     ``emcs supersample --denoise-measured``), except in the patches flagged in
     ``recorded`` (a user's scan as its own target: there the measured pixels
@@ -369,6 +377,8 @@ def train_dlss(
     init: str | os.PathLike | None = None,
     context: int | None = None,
     all_pixels: bool = True,
+    loss_floor: float = 1e-3,
+    probe_blur: tuple[float, float] = (0.0, 1.5),
     max_minutes: float | None = None,
     factors: tuple[int, ...] = NET_FACTORS,
     command: str = "",
@@ -412,6 +422,12 @@ def train_dlss(
         with ``init`` a branch is added to (or kept from) the initial weights.
     all_pixels : bool
         Count the measured pixels in the loss too (see :func:`masked_loss`).
+    loss_floor : float
+        ``floor`` of :func:`masked_loss` (in squared [0, 1] units): each
+        patch's MSE is divided by (its bilinear MSE + ``loss_floor``).
+    probe_blur : (float, float)
+        Range of the procedural images' probe blur sigma (pixels), see
+        :func:`stem_texture`.
     max_minutes : float, optional
         Wall-clock budget (training time, summed over resumes). The learning-rate
         schedule follows whichever of steps or time runs out first, and training
@@ -445,6 +461,11 @@ def train_dlss(
     factors = tuple(int(f) for f in factors)
     if not factors or any(f not in NET_FACTORS for f in factors):
         raise EmcsError(f"--factors must lie in {min(NET_FACTORS)}..{max(NET_FACTORS)}, got {list(factors)}")
+    if not 0.0 < loss_floor <= 1.0:
+        raise EmcsError(f"--loss-floor must be in (0, 1], got {loss_floor}")
+    probe_blur = (float(probe_blur[0]), float(probe_blur[1]))
+    if not 0.0 <= probe_blur[0] <= probe_blur[1] <= 8.0:
+        raise EmcsError(f"--probe-blur must be LO,HI with 0 <= LO <= HI <= 8, got {list(probe_blur)}")
     if not 0.0 <= data_fraction <= 1.0:
         raise EmcsError("--data-fraction must be between 0 and 1")
     data_zoom = (float(data_zoom[0]), float(data_zoom[1]))
@@ -552,13 +573,14 @@ def train_dlss(
                    + (", simulated detector noise added" if data_noise else ", as recorded")
                    + (f", magnified {data_zoom[0]:g}-{data_zoom[1]:g}x" if data_zoom != (1.0, 1.0) else "") + ")"
                    if data else "")
+                + f"; probe blur sigma {probe_blur[0]:g}-{probe_blur[1]:g} px"
                 + "; Poisson noise 2-2000 counts/px, read noise, detector lag, scan-line offsets"
             ),
             "target": ("noise-free signal (synthetic" + (" and --data scans" if data and data_noise else "")
                        + ")" + ("; recorded scan, measured pixels left out of the loss (--data)"
                                 if data and not data_noise else "")),
             "loss": (f"per-patch MSE over {'all' if all_pixels else 'unmeasured'} pixels / "
-                     "(bilinear MSE + 1e-3)"),
+                     f"(bilinear MSE + {loss_floor:g})"),
             "fine_tuned_from": (None if not init else
                                 {"path": str(init), "steps": init_card.get("steps"),
                                  "training_minutes": init_card.get("training_minutes"),
@@ -586,10 +608,10 @@ def train_dlss(
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x, y, s, rec = make_batch(rng, batch, patch, factors, simulated, user_crops,
-                                  data_fraction, data_noise)
+                                  data_fraction, data_noise, probe_blur)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         pred = model_run(xt)
-        loss, _ = masked_loss(pred, yt, xt, s, all_pixels=all_pixels, recorded=rec)
+        loss, _ = masked_loss(pred, yt, xt, s, floor=loss_floor, all_pixels=all_pixels, recorded=rec)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
