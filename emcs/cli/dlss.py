@@ -139,7 +139,7 @@ def supersample_cmd(
     ensemble: int = typer.Option(
         1, "--ensemble", help="net only: average the network over 1, 2, 4 or 8 flips/rotations (that many times slower)."),
     smooth: str = typer.Option(
-        None, "--smooth",
+        None, "--smooth", metavar="auto|PX",
         help="Smooth the output (measured samples too) with a Gaussian: a width in pixels, or 'auto' to choose "
              "it per frame from the scan's own samples (noisy scans; four extra reconstructions per frame)."),
     force: bool = FORCE_OPTION,
