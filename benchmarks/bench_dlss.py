@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from emcs.compare.metrics import psnr, ssim
+from emcs.dlss import smoothing
 from emcs.dlss.sampling import subsample
 from emcs.dlss.supersample import auto_smoothing, load_default_model, supersample_frame
 from emcs.dlss.train import degrade, stem_texture
@@ -137,9 +138,10 @@ def smooth_diagnostic(images, model, device, factors=(4, 10), sigmas=(1, 2, 4, 8
     """How far plain smoothing gets against the blurred scan on the real crops: RMSE ratios to
     bilinear of bilinear and of the net's ``--denoise-measured`` output, each smoothed with a
     Gaussian of every sigma. The sigma is picked on the test crops, so the best column is an
-    optimistic reference, not a method; emcs has no such option."""
-    kinds = [("bilinear", {}), ("net-dn", {"keep_measured": False})]
-    head = [f"g{sg}({k})" for k, _ in kinds for sg in sigmas]
+    optimistic reference, not a method (``emcs supersample --smooth auto`` picks it per frame
+    from the scan's own samples instead)."""
+    kinds = ("bilinear", "net-dn")
+    head = [f"g{sg}({k})" for k in kinds for sg in sigmas]
     lines = ["| coverage | net | net-dn | " + " | ".join(head) + " |", "|---" * (len(head) + 3) + "|"]
     real = [im for n, im in images if n.startswith("real")]
     for s in factors:
@@ -149,9 +151,9 @@ def smooth_diagnostic(images, model, device, factors=(4, 10), sigmas=(1, 2, 4, 8
             outs = {"bilinear": supersample_frame(sp, s, img.shape, "bilinear", model, device),
                     "net": supersample_frame(sp, s, img.shape, "net", model, device),
                     "net-dn": supersample_frame(sp, s, img.shape, "net", model, device, keep_measured=False)}
-            for k, _ in kinds:
+            for k in kinds:
                 for sg in sigmas:
-                    outs[f"g{sg}({k})"] = ndimage.gaussian_filter(outs[k], sg, mode="reflect")
+                    outs[f"g{sg}({k})"] = smoothing.smooth(outs[k], sg)
             for k, v in outs.items():
                 acc.setdefault(k, []).append(float(np.sqrt(np.mean((v - ref) ** 2))))
         m = {k: np.mean(v) / np.mean(acc["bilinear"]) for k, v in acc.items()}

@@ -114,7 +114,7 @@ def holdout_errors(
         filled, held = holdout_fill(sparse, phase)
         est = reconstruct(filled.astype(np.float32))
         for k, sigma in enumerate(sigmas):
-            at = smooth(est, sigma)[oy::s, ox::s][: sparse.shape[0], : sparse.shape[1]]
+            at = smooth(est, sigma)[oy::s, ox::s]
             err[k] += np.sum((at[held] - sparse[held]) ** 2)
     return err / sparse.size
 

@@ -37,6 +37,11 @@ from emcs.dlss.sampling import NET_FACTORS
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import dihedral
 
+#: default probe blur sigma range (pixels) of the procedural images (``--probe-blur``)
+PROBE_BLUR = (0.0, 1.5)
+#: default ``floor`` of :func:`masked_loss` (``--loss-floor``)
+LOSS_FLOOR = 1e-3
+
 
 # --------------------------------------------------------------------------- clean images
 def _smooth_field(rng: np.random.Generator, size: int, corr: float) -> np.ndarray:
@@ -103,7 +108,7 @@ def _region(rng: np.random.Generator, size: int) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(d / width, -50, 50)))
 
 
-def stem_texture(rng: np.random.Generator, size: int, probe_blur: tuple[float, float] = (0.0, 1.5)) -> np.ndarray:
+def stem_texture(rng: np.random.Generator, size: int, probe_blur: tuple[float, float] = PROBE_BLUR) -> np.ndarray:
     """A clean HAADF/ADF-STEM-like image in [0, 1] (float32, ``size`` x ``size``).
 
     Crystalline lattices (1-2 atom basis, random spacing 3.5-28 px, orientation
@@ -150,7 +155,7 @@ def _sample_stem_source() -> Callable | None:
 
 
 def clean_image(rng: np.random.Generator, size: int, simulated: Callable | None = None,
-                probe_blur: tuple[float, float] = (0.0, 1.5)) -> np.ndarray:
+                probe_blur: tuple[float, float] = PROBE_BLUR) -> np.ndarray:
     """One clean training image: procedural, or from ``simulated`` 40 % of the time."""
     if simulated is not None and rng.random() < 0.4:
         try:
@@ -220,7 +225,7 @@ def make_batch(
     user_crops: Callable | None = None,
     user_fraction: float = 0.75,
     user_noise: bool = False,
-    probe_blur: tuple[float, float] = (0.0, 1.5),
+    probe_blur: tuple[float, float] = PROBE_BLUR,
 ):
     """A training batch: features (B, 4, P, P), targets (B, 1, P, P), pitches (B,), recorded (B,).
 
@@ -318,7 +323,7 @@ def user_crop_source(folder: str | os.PathLike, patch: int, zoom: tuple[float, f
 
 
 # --------------------------------------------------------------------------- training
-def masked_loss(pred, target, feats, pitches, floor: float = 1e-3, all_pixels: bool = False, recorded=None):
+def masked_loss(pred, target, feats, pitches, floor: float = LOSS_FLOOR, all_pixels: bool = False, recorded=None):
     """Relative MSE over unmeasured pixels (or every pixel), in per-patch [0, 1] units.
 
     Each patch's MSE is divided by (the bilinear MSE of that patch + ``floor``), so
@@ -377,8 +382,8 @@ def train_dlss(
     init: str | os.PathLike | None = None,
     context: int | None = None,
     all_pixels: bool = True,
-    loss_floor: float = 1e-3,
-    probe_blur: tuple[float, float] = (0.0, 1.5),
+    loss_floor: float = LOSS_FLOOR,
+    probe_blur: tuple[float, float] = PROBE_BLUR,
     max_minutes: float | None = None,
     factors: tuple[int, ...] = NET_FACTORS,
     command: str = "",
