@@ -16,6 +16,24 @@ import typer
 from emcs.errors import EmcsError
 
 
+#: library parameter names whose CLI option has another name (parameter -> flag);
+#: options named like the parameter are found on the running command itself.
+PARAM_FLAGS: dict[str, str] = {}
+
+
+def flag_names() -> dict[str, str]:
+    """Parameter name -> flag of the running command (``{"quantize": "--quantize"}``)."""
+    import click
+
+    flags = dict(PARAM_FLAGS)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        for p in ctx.command.params:
+            if isinstance(p, click.Option) and p.name and p.opts:
+                flags[p.name] = max(p.opts, key=len)
+    return flags
+
+
 def _report_user_errors(func):
     """Turn an :class:`EmcsError` into one line on stderr and exit code 2."""
 
@@ -24,7 +42,7 @@ def _report_user_errors(func):
         try:
             return func(*args, **kwargs)
         except EmcsError as exc:
-            typer.echo(f"emcs: error: {exc}", err=True)
+            typer.echo(f"emcs: error: {exc.with_flags(flag_names())}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("emcs: interrupted", err=True)
