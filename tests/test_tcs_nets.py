@@ -14,12 +14,13 @@ from emcs.cli import app
 from emcs.errors import EmcsError
 from emcs.nn.weights import load_model
 from emcs.tcs.masks import make_masks
-from emcs.tcs.nets.api import BUILDERS, decode_measurements, find_model, list_models, models_dir
+from emcs.tcs.nets import BUILDERS
+from emcs.tcs.nets.api import decode_measurements, find_model, list_models, models_dir
 from emcs.tcs.nets.data import make_batch, standin_movie
 from emcs.tcs.nets.tcsdl import TcsDlNet
 from emcs.tcs.nets.train import model_loss
 from emcs.tcs.nets.unfold import UnfoldNet
-from emcs.tcs.physics import forward
+from emcs.tcs.operator import forward
 
 #: required mean PSNR gain of the shipped default model over GAP-TV (dB) on the fixed movies
 MARGIN_DB = 2.0
