@@ -166,7 +166,7 @@ def test_sim_recon_frame_order_errors(tmp_path, args, needle):
 def test_sim_recon_wiener_needs_raw(tmp_path):
     path, _ = _raw_file(tmp_path, n_frames=9)
     r = runner.invoke(app, ["sim-recon", str(path), "-o", str(tmp_path / "o.tif"), "--method", "wiener"])
-    assert r.exit_code == 2 and "--input raw" in r.output
+    assert r.exit_code == 2 and "--input must be 'raw'" in r.output
 
 
 def test_phase_major_order_matches_angle_major(tmp_path):
