@@ -119,9 +119,9 @@ def test_uint16_lossless_is_exact_and_stretch_invertible(codec):
     assert res.side_bytes == 0
     np.testing.assert_array_equal(res.decoded, frames)
     # the lossy modes use the per-frame stretch, which is exactly invertible
-    from emcs.compare.codecs import _from_codec, _prepare
+    from emcs.compare.codec_frames import _from_codec, prepare_frames
 
-    prepared, params, mode = _prepare(frames, codec, "auto")
+    prepared, params, mode = prepare_frames(frames, codec, "auto")
     assert mode == "frame" and params.shape == (2, 2)
     back = np.stack([_from_codec(p, lohi, frames.dtype) for p, lohi in zip(prepared, params, strict=True)])
     np.testing.assert_array_equal(back, frames)
