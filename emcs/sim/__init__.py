@@ -13,3 +13,7 @@
 
 Importing this package imports neither torch nor scikit-image.
 """
+
+from emcs.sim.files import resolution_file, sim_recon_file
+
+__all__ = ["resolution_file", "sim_recon_file"]
