@@ -35,13 +35,13 @@ def quality(weights: list[str], levels: list[float], seeds: list[int], size: int
             cache: str | None = None) -> dict:
     import torch
 
+    from emcs.compare.metrics import affine_fidelity as fidelity
     from emcs.sim import simulate as sm
     from emcs.sim.background import remove_background
     from emcs.sim.decorrelation import decorrelation_resolution
-    from emcs.compare.metrics import affine_fidelity as fidelity
-    from emcs.sim.reference import bilinear_up, sim_reference
     from emcs.sim.otf import Optics
     from emcs.sim.recon import load_network, net_frame
+    from emcs.sim.reference import bilinear_up, sim_reference
     from emcs.sim.wiener import WienerSettings, reconstruct
 
     optics = Optics()

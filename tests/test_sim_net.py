@@ -13,8 +13,8 @@ from emcs.compare.metrics import affine_fidelity
 from emcs.io import open_stack, write_stack
 from emcs.sim import simulate as sm
 from emcs.sim.otf import Optics
-from emcs.sim.reference import bilinear_up, sim_reference
 from emcs.sim.recon import default_weights, load_network, net_frame
+from emcs.sim.reference import bilinear_up, sim_reference
 
 runner = CliRunner()
 

@@ -15,7 +15,6 @@ import typer
 
 from emcs.errors import EmcsError
 
-
 #: library parameter names whose CLI option has another name (parameter -> flag);
 #: options named like the parameter are found on the running command itself.
 PARAM_FLAGS: dict[str, str] = {}
