@@ -181,9 +181,11 @@ def test_cli_mismatched_shapes_refused_in_one_line(stacks, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--bytes", "100", "--container", "C"], "either --bytes or --container"),
-        (["--baselines", "jpeg"], "need a byte budget"),
-        (["--bytes", "1000", "--baselines", "png"], "unknown codec"),
+        (["--bytes", "100", "--container", "C"], "--bytes must not be given with a container"),
+        (["--bytes", "0"], "--bytes must be a positive number"),
+        (["--plot", "fig.gif"], "--plot must be a .png"),
+        (["--baselines", "jpeg"], "--baselines need a byte budget"),
+        (["--bytes", "1000", "--baselines", "png"], "--baselines: unknown codec"),
         (["--container", "REF"], "not an emcs measurement container"),
     ],
 )

@@ -8,6 +8,8 @@
 - :mod:`emcs.compare.codecs`: ``encode_at_budget`` -> ``BaselineResult``
   (each codec searched to a total byte budget, never over it).
 - :mod:`emcs.compare.report`: ``compare_stacks``, what ``emcs compare`` reports.
+- :mod:`emcs.compare.files`: ``compare_files``, the file-level function behind
+  ``emcs compare`` (validation, the figure).
 - :mod:`emcs.compare.plot`: the ``emcs compare --plot`` figure.
 
 ``emcs.compare`` imports no capability (``tcs``, ``dlss``, ``sim``). Submodules
