@@ -16,7 +16,8 @@ import typer
 from emcs.errors import EmcsError
 
 #: library parameter names whose CLI option has another name (parameter -> flag);
-#: options named like the parameter are found on the running command itself.
+#: an option whose command-function argument is named like the parameter is found
+#: on the command function itself (:func:`flag_names`).
 PARAM_FLAGS: dict[str, str] = {}
 
 
@@ -24,7 +25,9 @@ def flag_names(func) -> dict[str, str]:
     """Parameter name -> flag of a command function (``{"quantize": "--quantize"}``).
 
     Read from the function's Typer options (the longest of each option's
-    names), completed by :data:`PARAM_FLAGS`.
+    names), completed by :data:`PARAM_FLAGS`. (The click context is not
+    current while a Typer command runs, so the flags are read from the
+    function's signature.)
     """
     import inspect
 
@@ -33,21 +36,19 @@ def flag_names(func) -> dict[str, str]:
     flags = dict(PARAM_FLAGS)
     for name, p in inspect.signature(func).parameters.items():
         if isinstance(p.default, OptionInfo) and p.default.param_decls:
-            flags.setdefault(name, max(p.default.param_decls, key=len))
+            flags[name] = max(p.default.param_decls, key=len)
     return flags
 
 
 def _report_user_errors(func):
     """Turn an :class:`EmcsError` into one line on stderr and exit code 2."""
 
-    flags = flag_names(func)
-
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except EmcsError as exc:
-            typer.echo(f"emcs: error: {exc.with_flags(flags)}", err=True)
+            typer.echo(f"emcs: error: {exc.with_flags(flag_names(func))}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("emcs: interrupted", err=True)
