@@ -11,7 +11,7 @@ Data:
   ``--frames`` independent noise realisations.
 
 For every codec and a few settings the frames go through
-:func:`emcs.compare.codecs.encode_frames` / :func:`decode_frames` exactly as
+:func:`emcs.compare.codec_frames.encode_frames` / :func:`decode_frames` exactly as
 ``emcs compare`` uses them (uint8 as is; uint16 with the per-frame linear
 stretch, 8 bytes per frame counted; lossless modes get uint16 unstretched).
 For the 16-bit data the per-frame stretch is also compared with no stretch.
@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emcs.compare.codecs import CODEC_LABELS, CODECS, decode_frames, encode_at_budget, encode_frames
+from emcs.compare.codec_frames import CODEC_LABELS, CODECS, decode_frames, encode_frames
+from emcs.compare.codecs import encode_at_budget
 from emcs.compare.metrics import score_stack
 
 # real data live beside the checkout in ../shared/data; EMCS_SHARED_DATA overrides

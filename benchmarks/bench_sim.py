@@ -2,7 +2,9 @@
 
 Held-out simulated data (seeds never used in training), several photon levels:
 PSNR/SSIM against the ideal-SIM reference (truth band-limited to f_c + |k|,
-see emcs.sim.metrics) and decorrelation resolution for
+emcs.sim.reference; scored by emcs.compare.metrics.affine_fidelity: affine
+intensity fit, interior, SSIM with the one emcs setting) and decorrelation
+resolution for
 
 - wide-field: one uniform-illumination exposure (bilinear 2x for PSNR/SSIM,
   decorrelation on its native 80 nm grid);
@@ -33,12 +35,13 @@ def quality(weights: list[str], levels: list[float], seeds: list[int], size: int
             cache: str | None = None) -> dict:
     import torch
 
+    from emcs.compare.metrics import affine_fidelity as fidelity
     from emcs.sim import simulate as sm
     from emcs.sim.background import remove_background
     from emcs.sim.decorrelation import decorrelation_resolution
-    from emcs.sim.metrics import bilinear_up, fidelity, sim_reference
     from emcs.sim.otf import Optics
     from emcs.sim.recon import load_network, net_frame
+    from emcs.sim.reference import bilinear_up, sim_reference
     from emcs.sim.wiener import WienerSettings, reconstruct
 
     optics = Optics()
@@ -202,7 +205,7 @@ def update_cards(weights: list[str], table: list[dict], command: str) -> None:
         card["held_out"] = {
             "data": "emcs.sim.simulate.simulate_movie, seeds 9000-9007 (never used in training), 128x128 "
                     "camera px, structures filaments/tubules/mesh/vesicles/mixed",
-            "reference": "truth band-limited to f_c + |k| (emcs.sim.metrics.sim_reference); affine intensity fit",
+            "reference": "truth band-limited to f_c + |k| (emcs.sim.reference.sim_reference); affine intensity fit",
             "command": command,
             "machine": "2-core CPU, no GPU",
             "levels": [{"counts": e["counts"], "snr": e["snr"],

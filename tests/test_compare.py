@@ -119,9 +119,9 @@ def test_uint16_lossless_is_exact_and_stretch_invertible(codec):
     assert res.side_bytes == 0
     np.testing.assert_array_equal(res.decoded, frames)
     # the lossy modes use the per-frame stretch, which is exactly invertible
-    from emcs.compare.codecs import _from_codec, _prepare
+    from emcs.compare.codec_frames import _from_codec, prepare_frames
 
-    prepared, params, mode = _prepare(frames, codec, "auto")
+    prepared, params, mode = prepare_frames(frames, codec, "auto")
     assert mode == "frame" and params.shape == (2, 2)
     back = np.stack([_from_codec(p, lohi, frames.dtype) for p, lohi in zip(prepared, params, strict=True)])
     np.testing.assert_array_equal(back, frames)
@@ -181,9 +181,11 @@ def test_cli_mismatched_shapes_refused_in_one_line(stacks, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--bytes", "100", "--container", "C"], "either --bytes or --container"),
-        (["--baselines", "jpeg"], "need a byte budget"),
-        (["--bytes", "1000", "--baselines", "png"], "unknown codec"),
+        (["--bytes", "100", "--container", "C"], "--bytes must not be given with a container"),
+        (["--bytes", "0"], "--bytes must be a positive number"),
+        (["--plot", "fig.gif"], "--plot must be a .png"),
+        (["--baselines", "jpeg"], "--baselines need a byte budget"),
+        (["--bytes", "1000", "--baselines", "png"], "--baselines: unknown codec"),
         (["--container", "REF"], "not an emcs measurement container"),
     ],
 )

@@ -136,6 +136,56 @@ def test_outside_net_range_falls_back_to_bilinear(tmp_path):
     assert "bilinear" in r.stderr
 
 
+def test_file_functions_report_progress_and_restore_the_size(tmp_path):
+    from emcs.dlss import subsample_file, supersample_file
+
+    full = np.random.default_rng(4).random((3, 50, 47)).astype(np.float32)
+    src, sp, out = tmp_path / "full.tif", tmp_path / "sp.tif", tmp_path / "out.tif"
+    write_stack(src, full)
+    calls = []
+
+    def progress(total):
+        calls.append(("total", total))
+        return lambda n=1: calls.append(("advance", n))
+
+    s = subsample_file(src, sp, coverage="1/25", progress=progress)
+    assert s["factor"] == 5 and s["sparse_shape"] == [10, 10] and calls[0] == ("total", 3)
+    assert sum(n for kind, n in calls if kind == "advance") == 3
+    r = supersample_file(sp, out, method="bicubic")  # factor and size from the TIFF's metadata
+    assert r["size_from"] == "metadata" and r["full_shape"] == [50, 47] and r["model"] is None
+    np.testing.assert_array_equal(subsample(read_stack(out)[0], 5), subsample(full, 5))
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"tile": 8}, "tile"),
+    ({"method": "magic"}, "method"),
+    ({"ensemble": 3}, "ensemble"),
+    ({"denoise_measured": True, "method": "bilinear"}, "denoise_measured"),
+    ({"smooth": 100.0}, "smooth"),
+    ({"factor": 1}, "factor"),
+    ({"factor": None, "coverage": "1/3"}, "coverage"),
+    ({"size": (100, 32)}, "size"),
+])
+def test_supersample_file_errors_name_the_parameter(tmp_path, kwargs, param):
+    from emcs.dlss import supersample_file
+
+    src = tmp_path / "sp.tif"
+    write_stack(src, np.zeros((2, 8, 8), np.float32))
+    args = {"factor": 4, **kwargs}
+    with pytest.raises(EmcsError) as err:
+        supersample_file(src, tmp_path / "o.tif", args.pop("factor"), args.pop("coverage", None), **args)
+    assert err.value.param == param and err.value.message.startswith(param), err.value
+    assert "--" not in err.value.message  # the library never names a CLI flag
+
+
+def test_cli_names_the_flag_of_a_parameter_error(tmp_path):
+    src = tmp_path / "sp.tif"
+    write_stack(src, np.zeros((2, 8, 8), np.float32))
+    r = _run("supersample", src, "-s", 4, "-o", tmp_path / "o.tif", "--denoise-measured", "-m", "bilinear")
+    _assert_user_error(r)
+    assert "--denoise-measured needs the network method" in r.stderr
+
+
 # --------------------------------------------------------------------------- the network
 @pytest.mark.skipif(not default_model_path().exists(), reason="shipped model missing")
 def test_shipped_model_beats_bilinear():

@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
 from emcs.cli import app
+from emcs.errors import EmcsError
 from emcs.io import open_stack, read_stack, write_stack
 from emcs.sim import simulate as sm
 from emcs.sim.decorrelation import decorrelation_resolution
@@ -166,7 +167,7 @@ def test_sim_recon_frame_order_errors(tmp_path, args, needle):
 def test_sim_recon_wiener_needs_raw(tmp_path):
     path, _ = _raw_file(tmp_path, n_frames=9)
     r = runner.invoke(app, ["sim-recon", str(path), "-o", str(tmp_path / "o.tif"), "--method", "wiener"])
-    assert r.exit_code == 2 and "--input raw" in r.output
+    assert r.exit_code == 2 and "--input must be 'raw'" in r.output
 
 
 def test_phase_major_order_matches_angle_major(tmp_path):
@@ -191,11 +192,36 @@ def test_resolution_cli(tmp_path):
     write_stack(path, res.widefield, pixel_size=800.0)
     r = runner.invoke(app, ["resolution", str(path), "--json"])
     assert r.exit_code == 0, r.output
+    r_json = r.stdout
     v = json.loads(r.stdout)["resolution_nm"]
     assert 150 < v < 350
     np.save(tmp_path / "x.npy", res.widefield)
     r = runner.invoke(app, ["resolution", str(tmp_path / "x.npy")])
-    assert r.exit_code == 2 and "--pixel-size" in r.output
+    assert r.exit_code == 2 and "--pixel-size must be given" in r.output
+    from emcs.sim import resolution_file
+
+    summary = resolution_file(path, frame=0)
+    assert summary["frames"] == 1 and summary["resolution_nm"] == json.loads(r_json)["resolution_nm"]
+    with pytest.raises(EmcsError) as err:
+        resolution_file(path, frame=3)
+    assert err.value.param == "frame"
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"input_kind": "movie"}, "input_kind"),
+    ({"method": "wiener"}, "input_kind"),  # Wiener needs raw frames
+    ({"na": 0}, "na"),
+    ({"tile": 8}, "tile"),
+    ({"input_kind": "raw", "phases": 2}, "phases"),
+])
+def test_sim_recon_file_errors_name_the_parameter(tmp_path, kwargs, param):
+    from emcs.sim import sim_recon_file
+
+    path, _ = _raw_file(tmp_path, n_frames=9, size=32)
+    with pytest.raises(EmcsError) as err:
+        sim_recon_file(path, tmp_path / "o.tif", **kwargs)
+    assert err.value.param == param and err.value.message.startswith(param), err.value
+    assert "--" not in err.value.message
 
 
 def test_wrong_frame_order_is_flagged(tmp_path):

@@ -1,14 +1,14 @@
 """The ``emcs`` command line: a thin Typer layer that parses and delegates.
 
 One module per capability registers its commands on the shared app:
-``tcs`` (encode, decode, info, demo), ``tcs_train`` (train tcs), ``simulate``,
-``compare``, ``dlss`` (subsample, supersample, train dlss) and ``sim``
-(sim-recon, resolution, train sim).
+``tcs`` (encode, decode, info), ``demo``, ``tcs_train`` (train tcs), ``simulate``,
+``compare``, ``dlss`` (subsample, supersample) and ``sim`` (sim-recon,
+resolution).
 """
 
 from __future__ import annotations
 
-from emcs.cli import compare, dlss, sim, simulate, tcs, tcs_train  # noqa: F401  (register commands)
+from emcs.cli import compare, demo, dlss, sim, simulate, tcs, tcs_train  # noqa: F401  (register commands)
 from emcs.cli._app import app
 
 # the order of `emcs --help`: the main job first, then by capability

@@ -71,6 +71,17 @@ class Reporter:
             task = prog.add_task(description, total=total)
             yield lambda n=1: prog.advance(task, n)
 
+    @contextlib.contextmanager
+    def progress_callback(self, description: str) -> Iterator[Any]:
+        """Yield ``progress(total) -> advance(n)`` for a library call; the bar ends with the block.
+
+        The library calls ``progress(total)`` once it knows how many items it
+        will process (the protocol of :func:`emcs.dlss.files.supersample_file`
+        and the other file-level functions).
+        """
+        with contextlib.ExitStack() as bars:
+            yield lambda total: bars.enter_context(self.progress(description, total))
+
     def track(self, items: Iterable, description: str, total: int | None = None) -> Iterator:
         with self.progress(description, total) as advance:
             for item in items:

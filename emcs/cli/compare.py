@@ -4,37 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from pathlib import Path
 
 import typer
 
 from emcs.cli._app import app
 from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
-from emcs.errors import EmcsError
-
-_CODEC_NAMES = ("jpeg", "jpeg2000", "jpegxl")
-
-
-def _parse_baselines(text: str | None, have_budget: bool) -> tuple[str, ...]:
-    if text is None:
-        return _CODEC_NAMES if have_budget else ()
-    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
-    if names in ((), ("none",)):
-        return ()
-    aliases = {"jpeg2k": "jpeg2000", "j2k": "jpeg2000", "jp2": "jpeg2000", "jxl": "jpegxl"}
-    out = []
-    for n in names:
-        n = aliases.get(n, n)
-        if n not in _CODEC_NAMES:
-            raise EmcsError(
-                f"--baselines: unknown codec {n!r}; choose from {', '.join(_CODEC_NAMES)} or none"
-            )
-        if n not in out:
-            out.append(n)
-    if not have_budget:
-        raise EmcsError("the baselines need a byte budget: give --bytes N or --container MEAS.npz")
-    return tuple(out)
 
 
 def _fmt(v: float, digits: int) -> str:
@@ -73,7 +48,7 @@ def _print_table(rep: Reporter, summary: dict) -> None:
     from rich import box
     from rich.table import Table
 
-    from emcs.compare.codecs import CODEC_LABELS
+    from emcs.compare.codec_frames import CODEC_LABELS
 
     has_truth = summary["truth"] is not None
     dr = summary["data_range"]
@@ -116,47 +91,6 @@ def _print_table(rep: Reporter, summary: dict) -> None:
             rep.warn(f"{CODEC_LABELS.get(name, name)}: {entry['reason']}")
 
 
-def _write_plot(path: str, force: bool, comparison, summary: dict) -> None:
-    from emcs.compare.codecs import CODEC_LABELS
-    from emcs.compare.plot import comparison_figure
-    from emcs.compare.report import best_baseline
-    from emcs.io import atomic_output
-
-    panels = [(k, v) for k, v in comparison.panels.items() if k in ("truth", "reference", "emcs")]
-    best = best_baseline(summary)
-    labels = {"emcs": "emcs"} | {k: CODEC_LABELS[k] for k in summary["results"] if k != "emcs"}
-    if best is not None:
-        entry = summary["results"][best]
-        panels.append(
-            (f"best codec: {labels[best]}\n({entry['setting']})", comparison.panels[labels[best]])
-        )
-    which = ("vs_reference", "vs_truth") if summary["truth"] else ("vs_reference",)
-    names = {"vs_reference": "vs reference", "vs_truth": "vs truth"}
-    scores = {}
-    for name, entry in summary["results"].items():
-        if "vs_reference" not in entry:
-            continue
-        scores[labels[name]] = {
-            f"{m} {names[w]}": entry[w][f"{m.lower()}_mean"] for w in which for m in ("PSNR", "SSIM")
-        }
-    title = f"{os.path.basename(summary['recon'])} vs {os.path.basename(summary['reference'])}"
-    if summary["budget_bytes"]:
-        title += f"; all methods at <= {summary['budget_bytes']} bytes (1/{summary['ratio']:.1f} of raw)"
-    ref_col = [k for k, _ in panels].index("reference")
-    fmt = os.path.splitext(path)[1].lower().lstrip(".")
-    with atomic_output(path, force) as tmp:
-        comparison_figure(
-            tmp,
-            panels,
-            comparison.frame_indices,
-            scores,
-            title=title,
-            score_labels=tuple(names[w] for w in which),
-            reference_panel=ref_col,
-            fmt=fmt,
-        )
-
-
 @app.command("compare")
 def compare(
     recon: Path = typer.Argument(..., help="Reconstructed stack (.tif, .mrc, .npy ...)."),
@@ -194,56 +128,22 @@ def compare(
     decoded and scored the same way. PSNR and SSIM use one data range: max - min
     of the whole reference stack (of the truth stack for scores against --truth).
     """
-    from emcs.compare.codecs import CODEC_LABELS
-    from emcs.compare.plot import PLOT_SUFFIXES, pick_frames
-    from emcs.compare.report import budget_from_container, compare_stacks
-    from emcs.io import check_output, open_stack
+    from emcs.compare.codec_frames import CODEC_LABELS
+    from emcs.compare.files import compare_files
 
     rep = Reporter(quiet, as_json)
-    if nbytes is not None and container is not None:
-        raise EmcsError("give either --bytes or --container, not both")
-    if nbytes is not None and nbytes <= 0:
-        raise EmcsError(f"--bytes must be a positive number of bytes, got {nbytes}")
-    budget = nbytes if nbytes is not None else (
-        budget_from_container(container) if container is not None else None
-    )
-    codecs = _parse_baselines(baselines, budget is not None)
-    plot_path = None
-    if plot is not None:
-        plot_path = os.fspath(plot)
-        if not plot_path.lower().endswith(PLOT_SUFFIXES):
-            raise EmcsError("the figure must be .png, .pdf or .svg", plot_path)
-        check_output(plot_path, force)
+    names = None if baselines is None else baselines.split(",")
+    with contextlib.ExitStack() as bars:
 
-    bars = contextlib.ExitStack()
-
-    def progress(codec: str):
-        """Start a (terminal-only) bar counting the trial encodings of one codec."""
-        bars.close()
-        rep.info(f"{CODEC_LABELS[codec]}: searching the best setting within {budget} bytes")
-        return bars.enter_context(rep.progress(f"{CODEC_LABELS[codec]} trials", None))
-
-    with open_stack(recon) as rec, open_stack(reference) as ref, bars:
-        tru = open_stack(truth) if truth is not None else None
-        try:
-            frames = pick_frames(ref.shape[0]) if plot_path else None
-            comparison = compare_stacks(
-                rec, ref, tru, codecs=codecs, budget_bytes=budget, plot_frames=frames,
-                progress=progress,
-            )
-        finally:
+        def progress(codec: str, budget: int):
+            """Start a (terminal-only) bar counting the trial encodings of one codec."""
             bars.close()
-            if tru is not None:
-                tru.close()
+            rep.info(f"{CODEC_LABELS[codec]}: searching the best setting within {budget} bytes")
+            return bars.enter_context(rep.progress(f"{CODEC_LABELS[codec]} trials", None))
 
-    summary = comparison.summary
-    summary["budget_source"] = (
-        os.fspath(container) if container is not None else ("--bytes" if nbytes is not None else None)
-    )
-    if plot_path:
-        _write_plot(plot_path, force, comparison, summary)
-        summary["plot"] = plot_path
+        summary = compare_files(recon, reference, truth, baselines=names, nbytes=nbytes,
+                                container=container, plot=plot, force=force, progress=progress)
     _print_table(rep, summary)
-    if plot_path:
-        rep.info(f"figure written to {plot_path}")
+    if "plot" in summary:
+        rep.info(f"figure written to {summary['plot']}")
     rep.emit_json(_json_safe(summary))

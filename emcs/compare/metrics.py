@@ -18,6 +18,15 @@ Conventions (used everywhere in emcs, and stated in every output):
 - **NRMSE** = ``sqrt(mean((x - ref)**2)) / sqrt(mean(ref**2))`` (skimage's
   "euclidean" normalization): the error relative to the reference's RMS
   signal. It does not use the data range.
+- **Arbitrary intensity units** (SIM reconstructions against an ideal image):
+  :func:`affine_fidelity` first maps the image to the reference by a
+  least-squares gain and offset and scores the interior only, with the same
+  PSNR and SSIM.
+
+This is the one definition of PSNR and SSIM in emcs: ``emcs compare``, the
+demo, every benchmark and the tests use it. The capabilities (``emcs.tcs``,
+``emcs.dlss``, ``emcs.sim``) do not score images; their training losses are
+plain mean squared errors.
 
 Examples
 --------
@@ -38,6 +47,7 @@ import numpy as np
 
 __all__ = [
     "DATA_RANGE_NOTE",
+    "affine_fidelity",
     "SSIM_SETTINGS",
     "StackScorer",
     "data_range_of",
@@ -195,6 +205,43 @@ def nrmse(x, ref) -> float:
     if norm == 0.0:
         return math.inf
     return err / norm
+
+
+def affine_fidelity(image, ref, border: int = 16) -> dict:
+    """PSNR and SSIM of an image in arbitrary intensity units, after an affine intensity fit.
+
+    ``a * image + b`` with ``a, b`` minimising the squared error to ``ref`` is
+    scored against ``ref`` on the interior (``border`` pixels cut on every
+    side), with the data range ``max - min`` of the interior of ``ref`` (1 when
+    it is constant).
+
+    Parameters
+    ----------
+    image, ref : array_like
+        2-D frames of the same shape.
+    border : int
+        Edge pixels excluded on every side.
+
+    Returns
+    -------
+    dict
+        ``{"psnr": dB, "ssim": mean SSIM}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ref = np.random.default_rng(3).random((48, 48))
+    >>> affine_fidelity(3.0 * ref + 7.0, ref)["ssim"] > 0.999   # gain and offset do not count
+    True
+    """
+    image, ref = _as_pair(image, ref)
+    sl = (slice(border, -border or None), slice(border, -border or None))
+    im, rf = image[sl], ref[sl]
+    x = im.ravel()
+    (a, b), *_ = np.linalg.lstsq(np.column_stack([x, np.ones_like(x)]), rf.ravel(), rcond=None)
+    fit = a * im + b
+    r = data_range_of(rf) or 1.0
+    return {"psnr": psnr(fit, rf, r), "ssim": ssim(fit, rf, r)}
 
 
 def _mean(values: list[float]) -> float:

@@ -158,9 +158,9 @@ def compare_stacks(
     """
     check_matched(recon, reference, truth)
     if codecs and budget_bytes is None:
-        raise EmcsError("the baselines need a byte budget: give --bytes N or --container MEAS.npz")
+        raise EmcsError("codecs need a byte budget: give budget_bytes", param="codecs")
     if budget_bytes is not None and budget_bytes <= 0:
-        raise EmcsError(f"the byte budget must be positive, got {budget_bytes}")
+        raise EmcsError(f"budget_bytes must be positive, got {budget_bytes}", param="budget_bytes")
     shape = _shape(reference)
     ref_dtype = np.dtype(getattr(reference, "dtype", np.float64))
     ref_range = _range(reference, chunk)

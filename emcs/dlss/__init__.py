@@ -6,6 +6,9 @@
   from the grid;
 - :mod:`emcs.dlss.net`: the compact U-Net (one network for s = 4 ... 10);
 - :mod:`emcs.dlss.supersample`: tiled inference with data consistency;
+- :mod:`emcs.dlss.files`: :func:`~emcs.dlss.files.subsample_file` and
+  :func:`~emcs.dlss.files.supersample_file`, the file-level functions behind
+  ``emcs subsample`` / ``emcs supersample``;
 - :mod:`emcs.dlss.train`: synthetic training data and the training loop.
 
 Reference: J. M. Ede, "Deep Learning Supersampled Scanning Transmission
@@ -18,6 +21,7 @@ Electron Microscopy", arXiv 1910.10467.
 (64, 64)
 """
 
+from emcs.dlss.files import subsample_file, supersample_file
 from emcs.dlss.interp import METHODS, upsample
 from emcs.dlss.sampling import (
     NET_FACTORS,
@@ -39,6 +43,8 @@ __all__ = [
     "sample_mask",
     "sparse_shape",
     "subsample",
+    "subsample_file",
+    "supersample_file",
     "supersample_frame",
     "upsample",
 ]

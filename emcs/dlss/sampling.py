@@ -51,13 +51,18 @@ def default_full_size(n_sparse: int, factor: int) -> int:
     With this size the grid offset is 0, so the kept positions are
     ``0, s, ..., (n_sparse-1)*s`` and the last ``s-1`` pixels are extrapolated.
     Every ``N`` in ``[n_sparse*s - s + 1 + o, n_sparse*s + o]`` is consistent with
-    ``n_sparse``; pass the real one (``--size``) to place the grid exactly.
+    ``n_sparse``; pass the real one (``size``) to place the grid exactly.
     """
     return int(n_sparse) * int(factor)
 
 
-def check_full_size(full: int, n_sparse: int, factor: int, axis: str = "size") -> None:
-    """Raise :class:`EmcsError` unless a full size ``full`` yields ``n_sparse`` positions."""
+def check_full_size(full: int, n_sparse: int, factor: int, axis: str = "size",
+                    param: str | None = None) -> None:
+    """Raise :class:`EmcsError` unless a full size ``full`` yields ``n_sparse`` positions.
+
+    ``axis`` starts the message (``"size height"``); ``param`` names the
+    parameter it is about, if any.
+    """
     if full < 1 or grid_count(full, factor) != n_sparse:
         lo, hi = None, None
         for n in range(max(1, (n_sparse - 1) * factor), n_sparse * factor + factor):
@@ -66,7 +71,7 @@ def check_full_size(full: int, n_sparse: int, factor: int, axis: str = "size") -
                 hi = n
         hint = f" (with factor {factor}, {n_sparse} samples fit {lo}..{hi})" if lo else ""
         raise EmcsError(
-            f"{axis} {full} does not match a sparse scan of {n_sparse} samples{hint}"
+            f"{axis} {full} does not match a sparse scan of {n_sparse} samples{hint}", param=param
         )
 
 
@@ -101,14 +106,15 @@ def subsample(image: np.ndarray, factor: int) -> np.ndarray:
 def validate_factor(factor: int, full_shape: tuple[int, int] | None = None) -> int:
     """Check a grid pitch; raise :class:`EmcsError` with a clear message if it is unusable."""
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)):
-        raise EmcsError(f"--factor must be an integer, got {factor!r}")
+        raise EmcsError(f"factor must be an integer, got {factor!r}", param="factor")
     factor = int(factor)
     if factor < 2:
         why = "; 1 keeps every pixel" if factor == 1 else ""
-        raise EmcsError(f"--factor must be an integer >= 2 (got {factor}){why}")
+        raise EmcsError(f"factor must be an integer >= 2 (got {factor}){why}", param="factor")
     if full_shape is not None and factor > min(full_shape):
         raise EmcsError(
-            f"--factor {factor} is larger than the image ({full_shape[0]}x{full_shape[1]} pixels)"
+            f"factor {factor} is larger than the image ({full_shape[0]}x{full_shape[1]} pixels)",
+            param="factor",
         )
     return factor
 
@@ -134,11 +140,13 @@ def parse_coverage(text: str) -> int:
         value = float("nan")
     if not math.isfinite(value) or not 0 < value < 1:
         raise EmcsError(
-            f"--coverage {raw!r} is not a fraction between 0 and 1 (write e.g. 1/25, 0.04 or 4%)"
+            f"coverage {raw!r} is not a fraction between 0 and 1 (write e.g. 1/25, 0.04 or 4%)",
+            param="coverage",
         )
     s = round(1.0 / math.sqrt(value))
     if s < 2 or abs(1.0 / (s * s) - value) > 1e-3 * value:
         raise EmcsError(
-            f"--coverage {raw!r} is not 1/s^2 for an integer pitch s (e.g. 1/16, 1/25, ..., 1/100)"
+            f"coverage {raw!r} is not 1/s^2 for an integer pitch s (e.g. 1/16, 1/25, ..., 1/100)",
+            param="coverage",
         )
     return s

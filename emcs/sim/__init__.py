@@ -8,7 +8,12 @@
 - :mod:`emcs.sim.background` -- rolling-ball background removal
 - :mod:`emcs.sim.net`, :mod:`emcs.sim.train`, :mod:`emcs.sim.recon` -- the VDL-SIM
   network (wide-field frame -> 2x SR frame), its training and movie reconstruction
-- :mod:`emcs.sim.metrics` -- PSNR/SSIM against a simulated truth
+- :mod:`emcs.sim.reference` -- the ideal SIM image of a simulated truth, to score against
+- :mod:`emcs.sim.files` -- ``emcs sim-recon`` and ``emcs resolution`` on files
 
 Importing this package imports neither torch nor scikit-image.
 """
+
+from emcs.sim.files import resolution_file, sim_recon_file
+
+__all__ = ["resolution_file", "sim_recon_file"]

@@ -57,11 +57,12 @@ def net_frame(model, frame: np.ndarray, device=None, tile: int = 256) -> np.ndar
 def validate_raw_layout(n_frames: int, angles: int, phases: int, order: str, path=None) -> int:
     """Check the raw frame layout; returns the number of time points."""
     if angles < 1:
-        raise EmcsError(f"--angles must be at least 1, got {angles}", path)
+        raise EmcsError(f"angles must be at least 1, got {angles}", path, param="angles")
     if phases < 3:
-        raise EmcsError(f"--phases must be at least 3 for band separation, got {phases}", path)
+        raise EmcsError(f"phases must be at least 3 for band separation, got {phases}", path,
+                        param="phases")
     if order not in ORDERS:
-        raise EmcsError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}", path)
+        raise EmcsError(f"order must be one of {', '.join(ORDERS)}, got {order!r}", path, param="order")
     block = angles * phases
     if n_frames % block:
         raise EmcsError(

@@ -1,5 +1,9 @@
 """``emcs demo``: encode -> decode the shipped example movie and score it.
 
+The demo composes parts of emcs (the TCS encoder and decoders, the metrics of
+:mod:`emcs.compare.metrics`), so it lives above the capabilities: only
+:mod:`emcs.cli.demo` imports it (``docs/architecture.md``).
+
 The example (``examples/au_movie.tif``: a simulated in-situ HRTEM series of a
 gold nanoparticle with shot noise, and ``examples/au_movie_truth.tif``: its
 clean expected counts) is encoded with B = 10, decoded (a network when one
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emcs.compare.metrics import psnr, ssim
 from emcs.errors import EmcsError
 
 DEMO_B = 10
@@ -31,18 +36,11 @@ def examples_dir() -> Path:
     env = os.environ.get("EMCS_EXAMPLES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "examples"
-
-
-def _metrics():
-    from emcs.compare.metrics import psnr, ssim
-
-    return psnr, ssim
+    return Path(__file__).resolve().parents[1] / "examples"
 
 
 def score(x: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """(PSNR over the whole movie, mean per-frame SSIM), data range = truth max - min."""
-    psnr, ssim = _metrics()
     x = np.asarray(x, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
     rng = float(truth.max() - truth.min()) or 1.0
@@ -106,7 +104,7 @@ def run_demo(
     movie, truth : path, optional
         Other movie / clean truth instead of the shipped example.
     """
-    from emcs.io import check_output, read_stack
+    from emcs.io import atomic_output, check_output, read_stack
     from emcs.tcs.container import load_container
     from emcs.tcs.decode import choose_noise_level, decode_container, iter_decoded
     from emcs.tcs.encode import encode_stack
@@ -158,7 +156,7 @@ def run_demo(
         gap_seconds = time.perf_counter() - t1
         p_gap, s_gap = score(gap, clean)
     frame = min(DEMO_B // 2, raw.shape[0] - 1)
-    with check_png(png, force) as tmp:
+    with atomic_output(png, force) as tmp:
         _figure(tmp, raw[frame], np.asarray(container.measurements[frame // DEMO_B]), rec[frame],
                 clean[frame], frame,
                 f"emcs demo: ratio {enc['ratio']:.1f}, {', '.join(dec['decoders'])} PSNR {p_rec:.1f} dB "
@@ -189,13 +187,6 @@ def run_demo(
         "raw_ssim": s_raw,
         "data_range": float(clean.max() - clean.min()),
     }
-
-
-def check_png(path: str, force: bool):
-    """Atomic output for the figure (temporary file + rename)."""
-    from emcs.io import atomic_output
-
-    return atomic_output(path, force)
 
 
 __all__ = ["examples_dir", "naive_movie", "run_demo", "score"]
