@@ -31,7 +31,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from emcs.simulate.extras import require
 from emcs.simulate.motion import smooth_path
+from emcs.simulate.optics import wavelength
 
 __all__ = [
     "DEFAULTS",
@@ -68,8 +70,8 @@ def configure_abtem():
         return _ABTEM
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import abtem
-        import dask
+        abtem = require("abtem", "the HRTEM kinds and the exit-wave cache")
+        import dask  # installed with abTEM
 
     # numpy's FFT (pocketfft) rather than FFTW: FFTW_MEASURE picks its algorithm by timing, so
     # results then differ in the last bits between runs and a seed no longer fixes the movie
@@ -85,12 +87,6 @@ def configure_abtem():
     dask.config.set(scheduler="synchronous")
     _ABTEM = abtem
     return abtem
-
-
-def wavelength(kv: float) -> float:
-    """Relativistic electron wavelength (Å)."""
-    v = kv * 1e3
-    return 12.2642598 / math.sqrt(v * (1 + 0.978476e-6 * v))
 
 
 def ctf_transfer(shape: tuple[int, int], sampling: float, kv: float, defocus: float, cs: float,
@@ -184,8 +180,7 @@ def _cluster(rng: np.random.Generator, max_diameter: float) -> tuple[np.ndarray,
 def exit_wave(au: np.ndarray, carbon: np.ndarray, extent: tuple[float, float], gpts: tuple[int, int],
               kv: float, support: float) -> np.ndarray:
     """abTEM exit wave (complex64 (gpts)) of Au atoms above a carbon film; positions in Å."""
-    from ase import Atoms
-
+    Atoms = require("ase", "the HRTEM kinds").Atoms
     abtem = configure_abtem()
     top = support + 4.0
     au = au.copy()
