@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from emcs.simulate.extras import require
+from emcs.simulate.extras import configure_abtem, require
 from emcs.simulate.motion import smooth_path
 from emcs.simulate.optics import wavelength
 from emcs.simulate.procedural import _edge_dislocation, grain_columns
@@ -146,8 +146,6 @@ def abtem_probe_profiles(dr: float = PROBE_DR):
     profiles : ndarray (K, R)
         Radial intensities as in :func:`probe_profile`.
     """
-    from emcs.simulate.hrtem import configure_abtem
-
     abtem = configure_abtem()
     params = _probe_grid()
     profiles = []
