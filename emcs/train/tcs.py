@@ -26,12 +26,12 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.simulate.clips import HELDOUT_KINDS, STANDIN_FRACTION, TRAIN_KINDS, available_kinds
+from emcs.tcs.nets import ARCHITECTURES, BUILDERS, build_network
 
-__all__ = ["DESCRIPTIONS", "MODEL_NAMES", "Batch", "TcsConfig", "batch_size_for", "make_batch", "make_card",
-           "model_loss", "quantize_counts", "train"]
+__all__ = ["DESCRIPTIONS", "LR_FLOOR", "MODEL_NAMES", "Batch", "TcsConfig", "batch_size_for", "make_batch",
+           "make_card", "model_loss", "quantize_counts", "train"]
 
-#: short model name (``--model``) -> architecture name of the model card
-ARCHITECTURES = {"unfold": "tcs-unfold-v1", "tcsdl": "tcs-tcsdl-v1"}
+#: short model names (``--model``), from the one network map :data:`emcs.tcs.nets.ARCHITECTURES`
 MODEL_NAMES = tuple(ARCHITECTURES)
 #: final learning rate as a fraction of the peak
 LR_FLOOR = 0.02
@@ -158,15 +158,6 @@ def make_batch(
 
 
 # --------------------------------------------------------------------------- training
-def build_model(name: str, config: dict | None = None):
-    """A fresh network by short name ('unfold' or 'tcsdl') with constructor kwargs."""
-    from emcs.tcs.nets.api import BUILDERS
-
-    if name not in ARCHITECTURES:
-        raise EmcsError(f"model must be one of {', '.join(MODEL_NAMES)}, got {name!r}", param="model")
-    return BUILDERS[ARCHITECTURES[name]](**dict(config or {}))
-
-
 def model_loss(model, y, masks, target):
     """The training loss of a model: its own ``loss`` method if any, else MSE."""
     import torch.nn.functional as F
@@ -223,7 +214,9 @@ def train(cfg: TcsConfig, progress: Callable[[int], None] | None = None, log=pri
     model_config = dict(cfg.model_config)
     if cfg.model == "tcsdl":
         model_config.setdefault("b_max", max(cfg.Bs))
-    model = build_model(cfg.model, model_config).to(device)
+    if cfg.model not in MODEL_NAMES:
+        raise EmcsError(f"model must be one of {', '.join(MODEL_NAMES)}, got {cfg.model!r}", param="model")
+    model = build_network(cfg.model, **model_config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, clock = 0, Clock()
     init_from: dict | None = None  # the shipped weights a fine-tune started from
@@ -290,7 +283,6 @@ def train(cfg: TcsConfig, progress: Callable[[int], None] | None = None, log=pri
 def _fine_tune_start(cfg: TcsConfig, device):
     """The shipped network of ``cfg.resume`` (with its own config) and where it came from."""
     from emcs.nn.weights import load_model
-    from emcs.tcs.nets.api import BUILDERS
 
     rpath = Path(cfg.resume)
     loaded, card = load_model(rpath, BUILDERS)
