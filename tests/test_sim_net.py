@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from emcs.cli import app
 from emcs.io import open_stack, write_stack
-from emcs.simulate import fluorescence as sm
 from emcs.sim.metrics import bilinear_up, fidelity, sim_reference
 from emcs.sim.otf import Optics
 from emcs.sim.recon import default_weights, load_network, net_frame
+from emcs.simulate import fluorescence as sm
 
 runner = CliRunner()
 

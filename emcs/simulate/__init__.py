@@ -136,7 +136,7 @@ def movie(
     Parameters
     ----------
     kind : str
-        One of :data:`KINDS` except "sim" (use ``emcs.sim.simulate``).
+        One of :data:`KINDS` except "sim" (use :func:`emcs.simulate.fluorescence.write_sim_data`).
     frames : int
         Number of frames T.
     size : (int, int)

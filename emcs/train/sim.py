@@ -47,8 +47,8 @@ def make_pair(seed: int, size: int = 160, optics: Optics | None = None, counts: 
     in ``*`` when parameter estimation missed and the known parameters were used.
     """
     from emcs.sim.background import remove_background
-    from emcs.simulate import fluorescence as sm
     from emcs.sim.wiener import WienerSettings, reconstruct
+    from emcs.simulate import fluorescence as sm
 
     optics = optics or Optics()
     rng = np.random.default_rng(seed)
