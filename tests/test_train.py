@@ -248,6 +248,24 @@ def test_train_cli_refuses_a_folder_of_too_small_movies(tmp_path):
     assert res.exit_code == 2 and "no movie here has 10 frames" in res.output
 
 
+def test_train_tcs_resumes_an_old_checkpoint_and_refuses_a_foreign_one(tmp_path):
+    out = tmp_path / "tcs-old.safetensors"
+    assert _train_tiny(out, "--B", "4", "--steps", "1").exit_code == 0
+    ckpt = tmp_path / ".tcs-old-train" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["opt"] = state.pop("optimizer")  # the spelling of emcs.tcs.nets.train
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    res = _train_tiny(out, "--B", "4", "--steps", "2", "--resume", str(old))
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["steps"] == 2
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    res = _train_tiny(out, "--B", "4", "--steps", "3", "--resume", str(foreign))
+    assert res.exit_code == 2 and "not an emcs training checkpoint" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
 # --------------------------------------------------------------------------- DLSS
 def test_train_resume_and_finetune(tmp_path):
     out = tmp_path / "m.safetensors"

@@ -350,10 +350,12 @@ def train_dlss(
         rmse, rmse_bl = evaluate()
         history.append({"step": step, "val_rmse": rmse, "val_rmse_bilinear": rmse_bl})
         log(f"checkpoint {step}: val rmse net {rmse:.4f} bilinear {rmse_bl:.4f}")
-        return _card(config, factors, data, data_fraction, data_noise, data_zoom, simulated, probe_blur,
-                     all_pixels, loss_floor, init, init_card, step, clock.wall() / 60, batch, patch, lr, seed,
-                     command, rmse, rmse_bl)
+        return _card(options, config, init_card, step, clock.wall() / 60, rmse, rmse_bl)
 
+    options = {"factors": factors, "data": data, "data_fraction": data_fraction, "data_noise": data_noise,
+               "data_zoom": data_zoom, "simulated": simulated, "probe_blur": probe_blur, "all_pixels": all_pixels,
+               "loss_floor": loss_floor, "init": init, "batch": batch, "patch": patch, "lr": lr, "seed": seed,
+               "command": command}
     hooks = Hooks(batch=draw, loss=loss_of, card=card, after_step=after_step,
                   state=lambda: {"config": json.dumps(config), "history": json.dumps(history)})
     written, done = run(model, opt, hooks, out=out, checkpoint=checkpoint, budget=Budget(steps, max_minutes),
@@ -364,9 +366,10 @@ def train_dlss(
     return written
 
 
-def _card(config, factors, data, data_fraction, data_noise, data_zoom, simulated, probe_blur, all_pixels,
-          loss_floor, init, init_card, step, minutes, batch, patch, lr, seed, command, rmse, rmse_bl) -> dict:
-    """The model card of the DLSS network at ``step``."""
+def _card(o: dict, config: dict, init_card: dict | None, step: int, minutes: float, rmse: float,
+          rmse_bl: float) -> dict:
+    """The model card of the DLSS network at ``step``; ``o``: the options of :func:`train_dlss`."""
+    data, zoom, blur, factors = o["data"], o["data_zoom"], o["probe_blur"], o["factors"]
     return {
         "architecture": ARCHITECTURE,
         "config": config,
@@ -378,29 +381,29 @@ def _card(config, factors, data, data_fraction, data_noise, data_zoom, simulated
         "output": "bilinear + predicted residual; measured positions pasted back",
         "training_data": (
             "procedural HAADF/ADF-STEM textures (emcs.simulate.textures.stem_texture)"
-            + (" + emcs.simulate.sample_stem" if simulated else "")
-            + (f" + scans from {data} ({data_fraction:.0%} of each batch"
-               + (", simulated detector noise added" if data_noise else ", as recorded")
-               + (f", magnified {data_zoom[0]:g}-{data_zoom[1]:g}x" if data_zoom != (1.0, 1.0) else "") + ")"
+            + (" + emcs.simulate.sample_stem" if o["simulated"] else "")
+            + (f" + scans from {data} ({o['data_fraction']:.0%} of each batch"
+               + (", simulated detector noise added" if o["data_noise"] else ", as recorded")
+               + (f", magnified {zoom[0]:g}-{zoom[1]:g}x" if zoom != (1.0, 1.0) else "") + ")"
                if data else "")
-            + f"; probe blur sigma {probe_blur[0]:g}-{probe_blur[1]:g} px"
+            + f"; probe blur sigma {blur[0]:g}-{blur[1]:g} px"
             + "; Poisson noise 2-2000 counts/px, read noise, detector lag, scan-line offsets"
         ),
-        "target": ("noise-free signal (synthetic" + (" and --data scans" if data and data_noise else "")
+        "target": ("noise-free signal (synthetic" + (" and --data scans" if data and o["data_noise"] else "")
                    + ")" + ("; recorded scan, measured pixels left out of the loss (--data)"
-                            if data and not data_noise else "")),
-        "loss": (f"per-patch MSE over {'all' if all_pixels else 'unmeasured'} pixels / "
-                 f"(bilinear MSE + {loss_floor:g})"),
-        "fine_tuned_from": (None if not init else
-                            {"path": str(init), "steps": init_card.get("steps"),
+                            if data and not o["data_noise"] else "")),
+        "loss": (f"per-patch MSE over {'all' if o['all_pixels'] else 'unmeasured'} pixels / "
+                 f"(bilinear MSE + {o['loss_floor']:g})"),
+        "fine_tuned_from": (None if not o["init"] else
+                            {"path": str(o["init"]), "steps": init_card.get("steps"),
                              "training_minutes": init_card.get("training_minutes"),
                              "loss": init_card.get("loss"), "command": init_card.get("command")}),
         "steps": step,
         "training_minutes": round(minutes, 1),
-        "batch": batch,
-        "patch": patch,
-        "learning_rate": lr,
-        "seed": seed,
-        "command": command,
+        "batch": o["batch"],
+        "patch": o["patch"],
+        "learning_rate": o["lr"],
+        "seed": o["seed"],
+        "command": o["command"],
         "synthetic_validation_rmse": {"net": rmse, "bilinear": rmse_bl},
     }
