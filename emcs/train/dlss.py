@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emcs.dlss.net import ARCHITECTURE, DLSSNet
 from emcs.dlss.sampling import NET_FACTORS
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import dihedral
@@ -177,6 +176,7 @@ def _initial_model(init, context, width, blocks, seed):
     """(model, config, card of ``init`` or None): fresh, or the weights ``init`` (fine-tuning)."""
     import torch
 
+    from emcs.dlss.net import DLSSNet
     from emcs.nn.weights import load_model
 
     config = {"width": int(width), "blocks": int(blocks)}
@@ -286,6 +286,7 @@ def train_dlss(
 
     import torch
 
+    from emcs.dlss.net import DLSSNet
     from emcs.dlss.supersample import run_net
     from emcs.simulate.extras import have
     from emcs.train.folders import user_crop_source
@@ -369,6 +370,8 @@ def train_dlss(
 def _card(o: dict, config: dict, init_card: dict | None, step: int, minutes: float, rmse: float,
           rmse_bl: float) -> dict:
     """The model card of the DLSS network at ``step``; ``o``: the options of :func:`train_dlss`."""
+    from emcs.dlss.net import ARCHITECTURE
+
     data, zoom, blur, factors = o["data"], o["data_zoom"], o["probe_blur"], o["factors"]
     return {
         "architecture": ARCHITECTURE,
