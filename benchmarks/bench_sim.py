@@ -36,7 +36,7 @@ def quality(weights: list[str], levels: list[float], seeds: list[int], size: int
     import torch
 
     from emcs.compare.metrics import affine_fidelity as fidelity
-    from emcs.sim import simulate as sm
+    from emcs.simulate import fluorescence as sm
     from emcs.sim.background import remove_background
     from emcs.sim.decorrelation import decorrelation_resolution
     from emcs.sim.otf import Optics
@@ -146,7 +146,7 @@ def speed(widths: list[int], threads: int, size: int = 512, repeats: int = 3, we
                           "parameters": int(sum(p.numel() for p in net.parameters())),
                           "trained": bool(w)}
         print(json.dumps({c: out[f"net{c}"]}), flush=True)
-    from emcs.sim import simulate as sm
+    from emcs.simulate import fluorescence as sm
 
     res = sm.simulate_movie(1, (size, size), seed=1, counts=500)
     raw = res.raw.reshape(3, 3, size, size).astype(np.float64)

@@ -6,7 +6,11 @@ Measures, on this machine:
    (HRTEM kinds after the one-off abTEM start-up, which is timed separately);
 2. the fast training samplers: ``sample_movie`` (16 frames, per kind, 128x128
    and 256x256) and ``sample_stem`` (256x256), after warm-up;
-3. the cache build time recorded in the cache index (``build_cache``).
+3. the cache build time recorded in the cache index (``build_cache``);
+4. the training-data generators of ``emcs train``: a TCS clip
+   (``emcs.simulate.clips.training_clip``, B = 10, 64x64), a DLSS pair
+   (``emcs.simulate.textures.clean_image`` + ``degrade``, 128x128) and a noisy SIM
+   wide-field input (``emcs.simulate.fluorescence.noisy_widefield``, 160x160).
 
 Usage::
 
@@ -35,6 +39,30 @@ def _time(fn, repeat: int) -> tuple[float, float]:
     for _ in range(repeat):
         fn()
     return (time.perf_counter() - t0) / repeat, (time.process_time() - c0) / repeat
+
+
+def _training_rows() -> list[tuple[str, float, float]]:
+    """(generator, wall s, CPU s) per sample of the three training-data generators."""
+    from emcs.simulate import clips, fluorescence, textures
+
+    rng = np.random.default_rng(0)
+    wide = fluorescence.clean_widefield(
+        fluorescence.render_structure("mixed", (320, 320), 40.0, rng), fluorescence.Optics())
+    wide = (wide / np.percentile(wide, 99)).astype(np.float32)
+    cases = {
+        "TCS clip, B = 10, 64x64 (`clips.training_clip`)": lambda: clips.training_clip(rng, 10, 64),
+        "DLSS pair, 128x128 (`textures.clean_image` + `degrade`)":
+            lambda: textures.degrade(rng, textures.clean_image(rng, 128, simulated=True)),
+        "SIM noisy wide-field, 160x160 (`fluorescence.noisy_widefield`)":
+            lambda: fluorescence.noisy_widefield(wide, rng),
+    }
+    rows = []
+    for name, fn in cases.items():
+        for _ in range(5):
+            fn()
+        rows.append((name, *_time(fn, 20)))
+        print(rows[-1], flush=True)
+    return rows
 
 
 def main() -> None:
@@ -78,6 +106,7 @@ def main() -> None:
         sample_stem(rng, (256, 256))
     dt_stem, cpu_stem = _time(lambda: sample_stem(rng, (256, 256)), 50)
     print("sample_stem", dt_stem, flush=True)
+    rows_training = _training_rows()
 
     lines = [
         "# Simulation throughput",
@@ -115,7 +144,13 @@ def main() -> None:
         "",
         f"`sample_stem(rng, (256, 256))`: **{dt_stem * 1e3:.1f} ms** wall, {cpu_stem * 1e3:.1f} ms CPU per image.",
         "",
+        "## Training data of `emcs train` (per sample, after warm-up)",
+        "",
+        "| generator | ms (wall) | ms (CPU) |",
+        "|---|---|---|",
     ]
+    lines += [f"| {name} | {dt * 1e3:.1f} | {cpu * 1e3:.1f} |" for name, dt, cpu in rows_training]
+    lines.append("")
     text = "\n".join(lines)
     print(text)
     if args.out:

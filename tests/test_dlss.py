@@ -201,7 +201,7 @@ def test_shipped_model_beats_bilinear():
     for s in (4, 7, 10):
         rs = []
         for k in range(3):
-            from emcs.dlss.train import degrade, stem_texture
+            from emcs.simulate.textures import degrade, stem_texture
 
             noisy, target = degrade(rng, stem_texture(np.random.default_rng(1000 + k), 160))
             sp = subsample(noisy, s)
@@ -253,58 +253,6 @@ def test_bad_inputs(tmp_path):
 
 
 # --------------------------------------------------------------------------- training
-def test_train_resume_and_finetune(tmp_path):
-    out = tmp_path / "m.safetensors"
-    ck = tmp_path / "m.ckpt"
-    base = ["train", "dlss", "--patch", 32, "--batch", 1, "--width", 6, "--out", out, "--checkpoint", ck, "-q"]
-    r = _run(*base, "--steps", 2, "--save-every", 1)
-    assert r.exit_code == 0, r.output
-    card = json.loads(out.with_suffix(".json").read_text())
-    assert card["steps"] == 2 and card["architecture"] == "dlss-unet-v1"
-    r = _run(*base, "--steps", 3, "--resume", ck)
-    assert r.exit_code == 0, r.output
-    assert json.loads(out.with_suffix(".json").read_text())["steps"] == 3
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    write_stack(scans / "s.tif", np.random.default_rng(0).random((40, 40)).astype(np.float32))
-    out2 = tmp_path / "ft.safetensors"
-    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 2, "--data", scans, "--init", out,
-             "--out", out2, "-q", "--factors", "9,10,10", "--data-zoom", "0.8,1.25")
-    assert r.exit_code == 0, r.output
-    card2 = json.loads(out2.with_suffix(".json").read_text())
-    assert card2["config"]["width"] == 6
-    assert card2["factors"] == list(range(4, 11))  # the network still serves every pitch
-    assert card2["factor_draw_weights"] == {"9": 1 / 3, "10": 2 / 3}
-    assert "magnified 0.8-1.25x" in card2["training_data"]
-    out3 = tmp_path / "new.safetensors"
-    _assert_user_error(_run("train", "dlss", "--steps", 1, "--data", tmp_path / "nope", "--out", out3))
-    _assert_user_error(_run("train", "dlss", "--steps", 1, "--factors", "3,4", "--out", out3))
-    _assert_user_error(_run("train", "dlss", "--steps", 1, "--factors", "four", "--out", out3))
-    for zoom in ("0.1,2", "2,1", "big"):
-        _assert_user_error(_run("train", "dlss", "--steps", 1, "--data", scans, "--data-zoom", zoom, "--out", out3))
-
-
-def test_zoomed_crops_magnify_the_structures():
-    from emcs.dlss.train import zoomed_crop
-
-    x = np.arange(300)
-    stripes = np.tile(((x // 4) % 2).astype(np.float32), (300, 1))  # vertical stripes, period 8 px
-    rng = np.random.default_rng(0)
-
-    def period(crop):  # mean distance between sign changes of the middle row, x 2
-        row = crop[crop.shape[0] // 2] - 0.5
-        return 2 * crop.shape[1] / max(1, np.count_nonzero(np.diff(np.sign(row))))
-
-    plain = zoomed_crop(rng, stripes, 64, (1.0, 1.0))
-    assert plain.shape == (64, 64) and set(np.unique(plain)) <= {0.0, 1.0}  # a plain crop
-    assert period(zoomed_crop(rng, stripes, 64, (2.0, 2.0))) == pytest.approx(16, rel=0.15)
-    half = zoomed_crop(rng, stripes, 64, (0.5, 0.5))  # period 4: still resolved, but low-passed
-    assert period(half) == pytest.approx(4, rel=0.15) and np.ptp(half) < 1.0
-    for _ in range(20):
-        c = zoomed_crop(rng, stripes, 48, (0.5, 2.0))
-        assert c.shape == (48, 48) and c.dtype == np.float32 and 0.0 <= c.min() <= c.max() <= 1.0
-
-
 def test_context_branch_starts_as_the_plain_network():
     import torch
 
@@ -321,111 +269,6 @@ def test_context_branch_starts_as_the_plain_network():
     with torch.no_grad():
         np.testing.assert_allclose(grown(x).numpy(), plain(x).numpy(), atol=1e-6)
         assert not torch.allclose(plain(x), x[:, :1])  # the comparison is not vacuous
-
-
-def test_finetune_grows_context_branch_and_counts_measured_pixels(tmp_path):
-    base = tmp_path / "base.safetensors"
-    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 1, "--width", 6, "--out", base, "-q")
-    assert r.exit_code == 0, r.output
-    out = tmp_path / "ctx.safetensors"
-    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 1, "--init", base, "--context", 1,
-             "--out", out, "-q")
-    assert r.exit_code == 0, r.output
-    card = json.loads(out.with_suffix(".json").read_text())
-    assert card["config"] == {"width": 6, "blocks": 2, "context": 1}
-    assert "all pixels" in card["loss"] and "+ 0.001)" in card["loss"] and card["fine_tuned_from"]["steps"] == 1
-    _assert_user_error(_run("train", "dlss", "--steps", 1, "--loss-pixels", "some", "--out", tmp_path / "z.safetensors"))
-    for floor in ("0", "-1", "2"):
-        _assert_user_error(_run("train", "dlss", "--steps", 1, "--loss-floor", floor, "--out", tmp_path / "z.safetensors"))
-    for blur in ("-1,2", "3,1", "0,9", "wide"):
-        _assert_user_error(_run("train", "dlss", "--steps", 1, "--probe-blur", blur, "--out", tmp_path / "z.safetensors"))
-    out2 = tmp_path / "blur.safetensors"
-    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 1, "--width", 6, "--probe-blur", "1,3",
-             "--loss-floor", "0.03", "--out", out2, "-q")
-    assert r.exit_code == 0, r.output
-    card = json.loads(out2.with_suffix(".json").read_text())
-    assert "probe blur sigma 1-3 px" in card["training_data"] and "+ 0.03)" in card["loss"]
-
-
-def test_masked_loss_all_pixels_counts_measured_errors():
-    import torch
-
-    from emcs.dlss.supersample import features
-    from emcs.dlss.train import masked_loss
-
-    rng = np.random.default_rng(0)
-    target = rng.random((32, 32)).astype(np.float32)
-    noisy = target + 0.1 * rng.standard_normal((32, 32)).astype(np.float32)
-    feats = torch.from_numpy(features(subsample(noisy, 4), 4, (32, 32)))[None]
-    t = torch.from_numpy(target)[None, None]
-    pred = t.clone()
-    mask = feats[:, 2:3] > 0
-    pred[mask] += 0.5  # wrong only at the measured pixels
-    _, per_free = masked_loss(pred, t, feats, None)
-    _, per_all = masked_loss(pred, t, feats, None, all_pixels=True)
-    assert float(per_free) == 0.0 and float(per_all) > 0.0
-    # a user's recorded scan is its own target: its measured pixels stay out of the loss
-    _, per_rec = masked_loss(pred, t, feats, None, all_pixels=True, recorded=np.array([True]))
-    assert float(per_rec) == 0.0
-
-
-def test_probe_blur_range_smooths_the_synthetic_images():
-    from emcs.dlss.train import stem_texture
-
-    def fine_detail(blur):  # mean squared difference of neighbouring pixels over 40 images
-        rng = np.random.default_rng(3)
-        return np.mean([np.mean(np.diff(stem_texture(rng, 64, blur), axis=1) ** 2) for _ in range(40)])
-
-    sharp, default, oversampled = fine_detail((0.0, 0.0)), fine_detail((0.0, 1.5)), fine_detail((3.0, 3.0))
-    assert sharp > default > 2 * oversampled
-    img = stem_texture(np.random.default_rng(0), 48, (3.0, 3.0))
-    assert img.shape == (48, 48) and img.dtype == np.float32 and img.min() == 0.0 and img.max() == 1.0
-
-
-def test_loss_floor_weighs_noisy_patches_more():
-    """Two patches, equally wrong: the floor sets how much more the clean one counts."""
-    import torch
-
-    from emcs.dlss.supersample import features
-    from emcs.dlss.train import masked_loss
-
-    rng = np.random.default_rng(1)
-    clean = np.add.outer(np.arange(32), np.arange(32)).astype(np.float32) / 62  # bilinear is exact here
-    feats, targets = [], []
-    for sigma in (0.0, 0.2):
-        noisy = clean + sigma * rng.standard_normal((32, 32)).astype(np.float32)
-        feats.append(features(subsample(noisy, 4), 4, (32, 32)))
-        targets.append(clean[None])
-    feats = torch.from_numpy(np.stack(feats))
-    t = torch.from_numpy(np.stack(targets))
-    pred = t + 0.05  # the same error on both patches
-    pred.requires_grad_(True)
-
-    def grad_ratio(floor):  # d loss / d pred, clean patch over noisy patch
-        pred.grad = None
-        loss, _ = masked_loss(pred, t, feats, None, floor=floor, all_pixels=True)
-        loss.backward()
-        g = pred.grad.abs().flatten(1).sum(1)
-        return float(g[0] / g[1])
-
-    r_default, r_large = grad_ratio(1e-3), grad_ratio(1e-1)
-    assert r_default > 5.0  # per-patch normalisation: the clean patch dominates
-    assert 1.0 < r_large < r_default / 3  # a large floor: close to a plain MSE
-
-
-def test_user_scans_in_batches():
-    from emcs.dlss.train import make_batch
-
-    rng = np.random.default_rng(1)
-    scan = rng.random((64, 64)).astype(np.float32)
-    crops = lambda r, n: scan[:n, :n]  # noqa: E731
-    x, y, s, rec = make_batch(rng, 4, 32, user_crops=crops, user_fraction=0.5)
-    assert x.shape == (4, 4, 32, 32) and rec.tolist() == [True, True, False, False]
-    # recorded: the target is the scan itself (up to the dihedral augmentation)
-    assert all(np.isclose(np.sort(y[i].ravel()), np.sort(scan[:32, :32].ravel())).all() for i in range(2))
-    x, y, s, rec = make_batch(rng, 4, 32, user_crops=crops, user_fraction=1.0, user_noise=True)
-    assert not rec.any()  # taken as clean: the detector model makes the input, the scan is the target
-    assert not np.allclose(x[:, 0], y[:, 0])
 
 
 @pytest.mark.skipif(not default_model_path().exists(), reason="shipped model missing")
@@ -451,7 +294,7 @@ def test_ensemble_option(tmp_path):
     torch.set_num_threads(1)
     model, _ = load_default_model()
     rng = np.random.default_rng(4)
-    from emcs.dlss.train import degrade, stem_texture
+    from emcs.simulate.textures import degrade, stem_texture
 
     noisy, target = degrade(rng, stem_texture(np.random.default_rng(1001), 99))  # odd size: offsets differ
     s = 7
@@ -529,7 +372,7 @@ def test_auto_smoothing_follows_the_noise():
 
 @pytest.mark.skipif(not default_model_path().exists(), reason="shipped model missing")
 def test_smooth_option(tmp_path):
-    from emcs.dlss.train import degrade, stem_texture
+    from emcs.simulate.textures import degrade, stem_texture
 
     rng = np.random.default_rng(5)
     clean = stem_texture(np.random.default_rng(1002), 96)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from emcs.cli import app
 from emcs.errors import EmcsError
 from emcs.io import open_stack, read_stack, write_stack
-from emcs.sim import simulate as sm
+from emcs.simulate import fluorescence as sm
 from emcs.sim.decorrelation import decorrelation_resolution
 from emcs.sim.otf import Optics
 from emcs.sim.wiener import estimate_parameters, reconstruct, widefield_reference
@@ -53,7 +53,7 @@ def _line_pairs(shape_sr, spacing_nm, px_sr=40.0):
     ys = np.arange(28, shape_sr[0] - 28, 0.25)
     for c in centres:
         for x in (c, c + d):
-            sm._splat(gt, ys, np.full_like(ys, x), np.full_like(ys, 0.25))
+            sm.add_points(gt, ys, np.full_like(ys, x), np.full_like(ys, 0.25))
     # random filaments above and below give the spectrum the 2-D support that
     # pattern estimation needs (lines alone leave k undetermined along them)
     rng = np.random.default_rng(11)

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 from emcs.cli import app
 from emcs.compare.metrics import affine_fidelity
 from emcs.io import open_stack, write_stack
-from emcs.sim import simulate as sm
 from emcs.sim.otf import Optics
 from emcs.sim.recon import default_weights, load_network, net_frame
 from emcs.sim.reference import bilinear_up, sim_reference
+from emcs.simulate import fluorescence as sm
 
 runner = CliRunner()
 
@@ -74,38 +74,3 @@ def test_sim_recon_net_cli(tmp_path, movie):
                             "--background", "rolling-ball", "--quiet"])
     assert r.exit_code == 0, r.output
     assert np.load(out2).shape == (2, 128, 128)
-
-
-def test_train_sim_cli_user_pairs_and_resume(tmp_path):
-    rng = np.random.default_rng(0)
-    wf = rng.random((2, 40, 40)).astype(np.float32)
-    sr = rng.random((2, 80, 80)).astype(np.float32)
-    write_stack(tmp_path / "wf.tif", wf)
-    write_stack(tmp_path / "sr.tif", sr)
-    out = tmp_path / "m.safetensors"
-    base = ["train", "sim", "--out", str(out), "--channels", "8", "--blocks", "1", "--patch", "16",
-            "--batch", "2", "--data-widefield", str(tmp_path / "wf.tif"), "--data-sr", str(tmp_path / "sr.tif"),
-            "--checkpoint-every", "1", "--quiet"]
-    r = runner.invoke(app, base + ["--steps", "2"])
-    assert r.exit_code == 0, r.output
-    card = json.loads(out.with_suffix(".json").read_text())
-    assert card["training"]["steps_done"] == 2 and card["config"] == {"channels": 8, "blocks": 1}
-    r = runner.invoke(app, base + ["--steps", "3", "--resume"])
-    assert r.exit_code == 0, r.output
-    assert json.loads(out.with_suffix(".json").read_text())["training"]["steps_done"] == 3
-    net, _ = load_network(out)
-    assert net_frame(net, wf[0]).shape == (80, 80)
-    # fine-tune from existing weights
-    out2 = tmp_path / "ft.safetensors"
-    r = runner.invoke(app, [a if a != str(out) else str(out2) for a in base] + ["--steps", "1", "--init", str(out)])
-    assert r.exit_code == 0, r.output
-
-
-def test_train_sim_bad_pairs(tmp_path):
-    write_stack(tmp_path / "wf.tif", np.zeros((2, 40, 40), np.float32))
-    write_stack(tmp_path / "sr.tif", np.zeros((2, 40, 40), np.float32))
-    r = runner.invoke(app, ["train", "sim", "--out", str(tmp_path / "m.safetensors"),
-                            "--data-widefield", str(tmp_path / "wf.tif"), "--data-sr", str(tmp_path / "sr.tif")])
-    assert r.exit_code == 2
-    lines = r.output.strip().splitlines()
-    assert len(lines) == 1 and "does not pair" in lines[0]

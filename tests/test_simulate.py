@@ -215,7 +215,7 @@ def test_abtem_kinds_small(kind):
 
 @pytest.mark.slow
 def test_numpy_probe_matches_abtem_probe():
-    from emcs.simulate.hrtem import configure_abtem
+    from emcs.simulate.extras import configure_abtem
     from emcs.simulate.stem import _gaussian_blur_physical, _radial_profile, probe_profile
 
     abtem = configure_abtem()
@@ -291,3 +291,78 @@ def test_cli_help_lists_kinds():
     assert res.exit_code == 0
     for kind in KINDS:
         assert kind in res.output
+
+
+# ----------------------------------------------------------------------------- optional packages
+def test_missing_abtem_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from emcs.simulate import extras
+
+    monkeypatch.setitem(sys.modules, "abtem", None)  # as if abTEM were not installed
+    monkeypatch.setattr(extras, "_ABTEM", None)
+    with pytest.raises(EmcsError, match=r"HRTEM kinds .*need abTEM: pip install 'emcs\[sim\]'"):
+        movie("hrtem-particle", 1, (32, 32), seed=0)
+    res = runner.invoke(app, ["simulate", "hrtem-particle", "-o", str(tmp_path / "x.tif"), "--size", "32", "32"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "emcs[sim]" in lines[0], res.output
+
+
+def test_missing_ase_is_one_line_and_training_leaves_its_kinds_out(monkeypatch):
+    import sys
+
+    from emcs.simulate import clips, stem
+
+    for name in ("ase", "ase.cluster"):
+        monkeypatch.setitem(sys.modules, name, None)
+    stem._cluster_positions.cache_clear()
+    try:
+        with pytest.raises(EmcsError, match=r"need ASE: pip install 'emcs\[sim\]'"):
+            movie("haadf-particle", 1, (32, 32), seed=0)
+    finally:
+        stem._cluster_positions.cache_clear()
+    monkeypatch.setattr(clips, "have", lambda module: module != "ase")
+    assert "haadf-particle" not in clips.available_kinds() and "lattice" in clips.available_kinds()
+
+
+# ----------------------------------------------------------------------------- structure
+def test_generators_import_no_circle():
+    """Every import between modules of emcs.simulate (lazy ones too) points one way."""
+    import ast
+    from pathlib import Path
+
+    import emcs.simulate
+
+    folder = Path(emcs.simulate.__file__).parent
+    edges = {}
+    for path in folder.glob("*.py"):
+        name = "emcs.simulate" if path.stem == "__init__" else f"emcs.simulate.{path.stem}"
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("emcs.simulate"):
+                subs = [f"{node.module}.{a.name}" for a in node.names]
+                deps |= {s for s in subs if (folder / f"{s.rsplit('.', 1)[1]}.py").exists()} or {node.module}
+        edges[name] = deps - {name}
+
+    def visit(node, trail):
+        assert node not in trail, " -> ".join([*trail, node])
+        for dep in edges.get(node, ()):
+            visit(dep, [*trail, node])
+
+    for name in edges:
+        visit(name, [])
+
+
+def test_one_camera_for_every_generator():
+    """The SIM camera is the shared camera with an offset (same draws, same counts)."""
+    from emcs.simulate.detector import camera_counts
+    from emcs.simulate.fluorescence import add_camera_noise
+
+    signal = np.random.default_rng(0).random((2, 16, 16)) * 300
+    a = add_camera_noise(signal, np.random.default_rng(1), background=10.0, read_noise=1.5)
+    rng = np.random.default_rng(1)
+    lam = signal + 10.0
+    ref = np.clip(np.rint(rng.poisson(lam) + rng.normal(100.0, 1.5, lam.shape)), 0, 65535).astype(np.uint16)
+    np.testing.assert_array_equal(a, ref)
+    b = camera_counts(lam, np.random.default_rng(1), readout_noise=1.5, offset=100.0, dtype=np.uint16)
+    np.testing.assert_array_equal(a, b)

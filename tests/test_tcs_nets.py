@@ -8,17 +8,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from emcs.cli import app
 from emcs.errors import EmcsError
 from emcs.nn.weights import load_model
 from emcs.tcs.masks import make_masks
 from emcs.tcs.nets import BUILDERS
 from emcs.tcs.nets.api import decode_measurements, find_model, list_models, models_dir
-from emcs.tcs.nets.data import make_batch, standin_movie
 from emcs.tcs.nets.tcsdl import TcsDlNet
-from emcs.tcs.nets.train import model_loss
 from emcs.tcs.nets.unfold import UnfoldNet
 from emcs.tcs.operator import forward
 
@@ -45,36 +41,6 @@ def default_model():
     return info
 
 
-def _toy_problem(seed=3, B=4, size=32):
-    rng = np.random.default_rng(seed)
-    b = make_batch(rng, B, size, 2, dose_range=(1000.0, 1000.0), use_simulator=False)
-    return tuple(torch.from_numpy(a) for a in (b.y, b.masks, b.target))
-
-
-@pytest.mark.parametrize(
-    "make_net, size, steps, factor",
-    [
-        (lambda: UnfoldNet(stages=2, width=8), 32, 150, 0.6),
-        (lambda: TcsDlNet(b_max=4, cnn_width=0.125, rnn_width=0.125, window=4), 16, 20, 0.5),
-    ],
-    ids=["unfold", "tcsdl"],
-)
-def test_tiny_model_overfits_toy_movie(make_net, size, steps, factor):
-    torch.manual_seed(0)
-    net = make_net()
-    y, m, t = _toy_problem(size=size)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(steps):
-        loss = model_loss(net, y, m, t)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert np.isfinite(losses).all()
-    assert min(losses[-5:]) < factor * losses[0]
-
-
 def test_networks_are_size_and_B_agnostic():
     net = UnfoldNet(stages=1, width=8)
     for B, (H, W) in [(3, (17, 30)), (12, (40, 21))]:
@@ -87,7 +53,7 @@ def test_networks_are_size_and_B_agnostic():
 
 def _movie(B, size=64, seed=11, dose=100.0, kind="cells"):
     from emcs.simulate import sample_movie
-    from emcs.tcs.nets.data import shot_noise
+    from emcs.simulate.clips import shot_noise
 
     rng = np.random.default_rng(seed)
     clean = sample_movie(rng, B, (size, size), (kind,))  # "cells" is kept out of training
@@ -239,112 +205,3 @@ def test_mismatched_card_is_refused(default_model, tmp_path):
     dst.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(EmcsError, match="architecture"):
         load_model(dst, BUILDERS)
-
-
-def test_standin_movie_range():
-    m = standin_movie(np.random.default_rng(0), 5, 32)
-    assert m.shape == (5, 32, 32) and m.dtype == np.float32
-    assert 0.0 <= m.min() and m.max() <= 1.0
-
-
-def test_train_cli_runs_resumes_and_fine_tunes_on_a_folder(tmp_path):
-    from emcs.io import write_stack
-
-    runner = CliRunner()
-    out = tmp_path / "tcs-tiny.safetensors"
-    base = ["train", "tcs", "--model", "unfold", "--B", "4", "--patch", "32", "--batch", "2",
-            "--width", "8", "--stages", "1", "--checkpoint-every", "2", "--device", "cpu", "--quiet"]
-    res = runner.invoke(app, [*base, "--steps", "2", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    card = json.loads(out.with_suffix(".json").read_text())
-    assert card["training"]["steps"] == 2 and card["B_range"] == [4, 4]
-    ckpt = tmp_path / ".tcs-tiny-train" / "checkpoint.pt"
-    res = runner.invoke(app, [*base, "--steps", "3", "--out", str(out), "--resume", str(ckpt)])
-    assert res.exit_code == 0, res.output
-    assert json.loads(out.with_suffix(".json").read_text())["training"]["steps"] == 3
-    lines = (tmp_path / ".tcs-tiny-train" / "loss.csv").read_text().splitlines()
-    assert lines[0].startswith("step") and len(lines) == 4
-    movies = tmp_path / "movies"
-    movies.mkdir()
-    write_stack(movies / "m.tif", (np.random.default_rng(0).random((6, 40, 40)) * 1000).astype(np.uint16))
-    out2 = tmp_path / "tcs-mine.safetensors"
-    res = runner.invoke(app, [*base, "--steps", "1", "--out", str(out2), "--data", str(movies),
-                              "--resume", str(out)])
-    assert res.exit_code == 0, res.output
-    card2 = json.loads(out2.with_suffix(".json").read_text())
-    assert "user movies" in card2["training"]["data"]
-    assert card2["training"]["fine_tuned_from"]["steps"] == 3  # the lineage of a fine-tune is kept
-    assert card2["training"]["cpu_s"] >= 0
-
-
-def test_quantized_training_measurements():
-    from emcs.tcs.container import anscombe_codes, anscombe_values
-    from emcs.tcs.nets.data import make_batch, quantize_counts
-
-    y = np.arange(0, 3000, 3, dtype=np.float32)
-    q = quantize_counts(y, 2.0)
-    np.testing.assert_array_equal(q, anscombe_values(anscombe_codes(y, 2.0), 2.0))  # what a reader gets
-    assert np.all(np.abs(q - y) <= np.sqrt(y + 0.375) + 0.5)
-    kw = dict(density_range=(0.5, 0.5), dose_range=(200.0, 200.0), use_simulator=False)
-    plain = make_batch(np.random.default_rng(5), 10, 32, 1, **kw)
-    quant = make_batch(np.random.default_rng(5), 10, 32, 1, quantize_range=(2.0, 2.0), quantize_fraction=1.0, **kw)
-    np.testing.assert_array_equal(plain.masks, quant.masks)  # same clip and masks, only the sums differ
-    np.testing.assert_array_equal(plain.target, quant.target)
-    rel = np.abs(quant.y - plain.y) / plain.y.mean()
-    assert 0 < float(np.median(rel)) < 0.05
-    assert len(np.unique(quant.y)) < 0.6 * len(np.unique(plain.y))  # fewer levels: the codes' lattice
-
-
-def _train_tiny(out, *options):
-    """`emcs train tcs` of a one-stage, width-8 unfold net on 32x32 patches, one clip per step."""
-    return CliRunner().invoke(app, [
-        "train", "tcs", "--model", "unfold", "--patch", "32", "--batch", "1", "--width", "8", "--stages", "1",
-        "--device", "cpu", "--quiet", "--out", str(out), *options])
-
-
-def test_train_cli_weighted_B_and_quantized_data_in_card(tmp_path):
-    out = tmp_path / "tcs-q.safetensors"
-    res = _train_tiny(out, "--B", "4,4,6", "--steps", "2", "--quantize-steps", "1,2")
-    assert res.exit_code == 0, res.output
-    card = json.loads(out.with_suffix(".json").read_text())
-    assert card["B_range"] == [4, 6] and card["B_trained"] == [4, 6]
-    assert card["B_draw_weights"] == {"4": 2 / 3, "6": 1 / 3}
-    assert "quantized as `emcs encode --quantize STEP`" in card["training"]["data"]
-
-
-def test_train_cpu_time_budget_stops_the_run(tmp_path):
-    out = tmp_path / "tcs-cpu.safetensors"
-    res = _train_tiny(out, "--B", "4", "--steps", "100000", "--max-cpu-minutes", "0.02")
-    assert res.exit_code == 0, res.output
-    training = json.loads(out.with_suffix(".json").read_text())["training"]
-    assert 1 <= training["steps"] < 100000 and training["cpu_s"] >= 1.2
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--model", "resnet"], "--model"),
-        (["--B", "ten"], "--B"),
-        (["--data", "/nonexistent/folder"], "folder"),
-        (["--resume", "/nonexistent/ckpt.pt"], "no such checkpoint"),
-        (["--density", "0.7,0.2"], "--density"),
-        (["--quantize-steps", "0,2"], "--quantize-steps"),
-        (["--quantize-steps", "1,5"], "--quantize-steps"),
-    ],
-)
-def test_train_cli_bad_input(tmp_path, args, message):
-    res = CliRunner().invoke(
-        app, ["train", "tcs", "--steps", "1", "--out", str(tmp_path / "m.safetensors"), *args]
-    )
-    assert res.exit_code == 2
-    assert message in res.output and "Traceback" not in res.output
-    assert len(res.output.strip().splitlines()) == 1
-
-
-def test_train_cli_refuses_a_folder_of_too_small_movies(tmp_path):
-    from emcs.io import write_stack
-
-    write_stack(tmp_path / "small.tif", np.zeros((3, 20, 20), np.uint8))
-    res = CliRunner().invoke(app, ["train", "tcs", "--B", "10", "--steps", "1", "--data", str(tmp_path),
-                                   "--out", str(tmp_path / "m.safetensors")])
-    assert res.exit_code == 2 and "no movie here has 10 frames" in res.output

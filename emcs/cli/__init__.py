@@ -8,7 +8,7 @@ resolution).
 
 from __future__ import annotations
 
-from emcs.cli import compare, demo, dlss, sim, simulate, tcs, tcs_train  # noqa: F401  (register commands)
+from emcs.cli import compare, demo, dlss, sim, simulate, tcs, train  # noqa: F401  (register commands)
 from emcs.cli._app import app
 
 # the order of `emcs --help`: the main job first, then by capability

@@ -164,10 +164,8 @@ def simulate_command(
 def _simulate_sim(rep, output, frames, size, seed, dose, counts, truth, force) -> None:
     if dose is not None:
         raise EmcsError("kind 'sim' is optical: give --counts (photons per pixel), not --dose")
-    try:
-        from emcs.sim.simulate import write_sim_data
-    except ImportError:
-        raise EmcsError("kind 'sim' is not available: emcs.sim.simulate.write_sim_data is missing") from None
+    from emcs.simulate.fluorescence import write_sim_data
+
     t0 = time.time()
     summary = write_sim_data(str(output), frames=1 if frames is None else frames, size=tuple(size), seed=seed,
                              counts=counts, truth=None if truth is None else str(truth), force=force)

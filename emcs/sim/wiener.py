@@ -28,7 +28,7 @@ from scipy import fft as sfft
 
 from emcs.errors import EmcsError
 from emcs.sim.otf import Optics, cosine_taper, freq_grid, otf, otf_profile
-from emcs.sim.simulate import Pattern
+from emcs.sim.forward import Pattern
 
 
 @dataclass

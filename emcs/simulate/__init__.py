@@ -1,4 +1,9 @@
-"""Simulated microscopy data: physical (abTEM + ASE) and procedural movies, STEM images.
+"""The data engine: every synthetic-data generator of emcs.
+
+Physical (abTEM + ASE, the ``[sim]`` extra, imported on first use) and procedural
+movies, STEM images, the training data of the three capabilities and one camera
+model. Only :mod:`emcs.cli` and :mod:`emcs.train` import this package; it imports the
+SIM forward model (:mod:`emcs.sim.forward`) but no other capability.
 
 Public API (stable; training code draws fresh samples without files):
 
@@ -8,7 +13,19 @@ Public API (stable; training code draws fresh samples without files):
 - :func:`sample_stem`: a fast clean HAADF-STEM-like image (H, W) in [0, 1].
 - :func:`build_cache`: precompute the abTEM building blocks that make physical
   kinds fast in :func:`sample_movie` / :func:`sample_stem`.
-- :mod:`emcs.simulate.detector`: the camera model (:func:`~emcs.simulate.detector.apply_dose`).
+- :mod:`emcs.simulate.detector`: the one camera model (:func:`~emcs.simulate.detector.apply_dose`,
+  :func:`~emcs.simulate.detector.camera_counts`).
+- :mod:`emcs.simulate.clips`: TCS training clips (:func:`~emcs.simulate.clips.training_clip`).
+- :mod:`emcs.simulate.textures`: DLSS training images and the scan detector
+  (:func:`~emcs.simulate.textures.clean_image`, :func:`~emcs.simulate.textures.degrade`).
+- :mod:`emcs.simulate.fluorescence`: SIM structures, raw stacks and wide-field frames
+  (:func:`~emcs.simulate.fluorescence.simulate_movie`, ``write_sim_data``, ``noisy_widefield``).
+- :mod:`emcs.simulate.render`: the one smooth random field and percentile normalisation.
+
+Module layers (no import circles): ``kinds``, ``extras``, ``optics``, ``render``,
+``detector``, ``cache`` import no other generator; ``motion`` uses ``render``;
+``procedural``, ``stem``, ``hrtem``, ``fast`` build on those; ``cachebuild`` (abTEM)
+and the training-data modules sit on top.
 
 Examples
 --------
@@ -119,7 +136,7 @@ def movie(
     Parameters
     ----------
     kind : str
-        One of :data:`KINDS` except "sim" (use ``emcs.sim.simulate``).
+        One of :data:`KINDS` except "sim" (use :func:`emcs.simulate.fluorescence.write_sim_data`).
     frames : int
         Number of frames T.
     size : (int, int)
@@ -154,7 +171,7 @@ def movie(
     if kind not in KINDS:
         raise EmcsError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "sim":
-        raise EmcsError("kind 'sim' is produced by emcs.sim.simulate.write_sim_data, not emcs.simulate.movie")
+        raise EmcsError("kind 'sim' is produced by emcs.simulate.fluorescence.write_sim_data, not emcs.simulate.movie")
     if dose is not None and counts is not None:
         raise EmcsError("give either a dose (e/Å²) or counts per pixel, not both")
     frames, size = _check_size(frames, size)
@@ -271,6 +288,6 @@ def build_cache(n: int = 16, seed: int = 0, path=None, progress=None) -> str:
     str
         The cache folder.
     """
-    from emcs.simulate.cache import build_cache as _build
+    from emcs.simulate.cachebuild import build_cache as _build
 
     return _build(n=n, seed=seed, path=path, progress=progress)

@@ -1,4 +1,4 @@
-"""Camera model shared by every simulated kind: dose, shot noise, readout noise, MTF.
+"""The one camera model of every generator: dose, shot noise, readout noise, MTF, offset.
 
 Convention
 ----------
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["apply_dose", "counts_per_pixel", "expected_counts", "mtf_blur", "choose_dtype"]
+__all__ = ["apply_dose", "camera_counts", "counts_per_pixel", "expected_counts", "mtf_blur", "choose_dtype"]
 
 
 def counts_per_pixel(dose: float, pixel_size: float) -> float:
@@ -135,12 +135,45 @@ def apply_dose(
     -------
     ndarray of unsigned integers, same shape as ``clean``.
     """
-    lam = _scale_to_counts(clean, dose)
-    counts = rng.poisson(lam).astype(np.float32)
+    return camera_counts(_scale_to_counts(clean, dose), rng, readout_noise=readout_noise, mtf_sigma=mtf_sigma,
+                         dtype=dtype)
+
+
+def camera_counts(
+    expected: np.ndarray,
+    rng: np.random.Generator,
+    readout_noise: float = 0.0,
+    offset: float = 0.0,
+    mtf_sigma: float = 0.0,
+    dtype: np.dtype | str | None = None,
+) -> np.ndarray:
+    """The one camera of every generator: Poisson counts of ``expected``, PSF, readout noise, integers.
+
+    Parameters
+    ----------
+    expected : ndarray
+        Expected counts per pixel (photons or electrons, gain 1), any shape.
+        The arithmetic runs in its float precision (float32 stays float32).
+    rng : numpy.random.Generator
+        Draws the Poisson counts, then (when ``readout_noise`` or ``offset`` is
+        not 0) one Gaussian value per pixel.
+    readout_noise : float
+        Gaussian readout noise, r.m.s. counts.
+    offset : float
+        Camera offset (bias) added to every pixel (e.g. 100 on an sCMOS camera).
+    mtf_sigma : float
+        Gaussian detector PSF in pixels, applied to the counts before the readout noise.
+    dtype : numpy dtype, optional
+        Integer output type; default uint8 when every value fits, else uint16.
+        Values are rounded and clipped to the type's range like a saturating camera.
+    """
+    expected = np.asarray(expected)
+    work = np.result_type(expected.dtype, np.float32)
+    counts = rng.poisson(expected).astype(work)
     if mtf_sigma > 0:
         counts = mtf_blur(counts, mtf_sigma)
-    if readout_noise > 0:
-        counts += rng.normal(0.0, readout_noise, size=counts.shape).astype(np.float32)
+    if readout_noise > 0 or offset != 0:
+        counts += rng.normal(offset, readout_noise, size=counts.shape).astype(counts.dtype)
     counts = np.rint(counts)
     if dtype is None:
         dtype = choose_dtype(float(counts.max()) if counts.size else 0.0)

@@ -16,6 +16,8 @@ import scipy.fft
 
 from emcs.simulate.cache import load_cache
 from emcs.simulate.motion import random_motion, smooth_path, warp_frame
+from emcs.simulate.optics import wavelength
+from emcs.simulate.render import normalize
 
 __all__ = ["sample_movie", "hrtem_from_cache", "DEFAULT_KINDS"]
 
@@ -23,12 +25,6 @@ DEFAULT_KINDS = ("hrtem-particle", "hrtem-sintering", "haadf-crystal", "haadf-pa
                  "cells")
 _HRTEM = ("hrtem-particle", "hrtem-sintering")
 _PROCEDURAL = ("fibres", "lattice", "cells")
-
-
-def _robust_unit(movie: np.ndarray, lo: float = 0.1, hi: float = 99.9) -> np.ndarray:
-    sub = movie[:, ::3, ::3]
-    a, b = np.percentile(sub, [lo, hi])
-    return np.clip((movie - a) / max(b - a, 1e-9), 0, 1).astype(np.float32)
 
 
 def hrtem_from_cache(rng: np.random.Generator, frames: int, size: tuple[int, int], cache: dict,
@@ -42,8 +38,6 @@ def hrtem_from_cache(rng: np.random.Generator, frames: int, size: tuple[int, int
     transformed on a grid fine enough for the intensity (4 k_max), squared, and
     resampled with smooth drift and rotation at a random pixel size.
     """
-    from emcs.simulate.hrtem import wavelength
-
     series = cache["sinter_waves"] if sintering else cache["particle_waves"]
     info = cache["info"]
     extent = float(info["extent_A"])
@@ -95,7 +89,7 @@ def hrtem_from_cache(rng: np.random.Generator, frames: int, size: tuple[int, int
         img = scipy.fft.ifft2(buf, workers=1)
         inten = (img.real**2 + img.imag**2).astype(np.float32)
         out[t] = warp_frame(inten, motion, t, order=1, mode="grid-wrap")
-    return _robust_unit(out)
+    return normalize(out, 0.1, 99.9, stride=3)
 
 
 def sample_movie(rng: np.random.Generator, frames: int, size: tuple[int, int], kinds=None) -> np.ndarray:

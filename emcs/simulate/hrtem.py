@@ -31,11 +31,12 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from emcs.simulate.extras import configure_abtem, require
 from emcs.simulate.motion import smooth_path
+from emcs.simulate.optics import wavelength
 
 __all__ = [
     "DEFAULTS",
-    "configure_abtem",
     "ctf_transfer",
     "carbon_support",
     "exit_wave",
@@ -58,39 +59,6 @@ DEFAULTS = {
     "hops": 2.0,  # surface atoms moved per frame
 }
 NN_AU = 2.884  # Å nearest-neighbour distance in Au
-_ABTEM = None
-
-
-def configure_abtem():
-    """Import abTEM configured for this use: CPU, numpy FFT, eager, quiet, one thread."""
-    global _ABTEM
-    if _ABTEM is not None:
-        return _ABTEM
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import abtem
-        import dask
-
-    # numpy's FFT (pocketfft) rather than FFTW: FFTW_MEASURE picks its algorithm by timing, so
-    # results then differ in the last bits between runs and a seed no longer fixes the movie
-    # (and its Poisson noise); numpy's FFT is deterministic and ~1.5x slower here.
-    abtem.config.set({
-        "device": "cpu",
-        "fft": "numpy",
-        "dask.lazy": False,
-        "diagnostics.progress_bar": False,
-        "fftw.threads": 1,
-        "mkl.threads": 1,
-    })
-    dask.config.set(scheduler="synchronous")
-    _ABTEM = abtem
-    return abtem
-
-
-def wavelength(kv: float) -> float:
-    """Relativistic electron wavelength (Å)."""
-    v = kv * 1e3
-    return 12.2642598 / math.sqrt(v * (1 + 0.978476e-6 * v))
 
 
 def ctf_transfer(shape: tuple[int, int], sampling: float, kv: float, defocus: float, cs: float,
@@ -184,8 +152,7 @@ def _cluster(rng: np.random.Generator, max_diameter: float) -> tuple[np.ndarray,
 def exit_wave(au: np.ndarray, carbon: np.ndarray, extent: tuple[float, float], gpts: tuple[int, int],
               kv: float, support: float) -> np.ndarray:
     """abTEM exit wave (complex64 (gpts)) of Au atoms above a carbon film; positions in Å."""
-    from ase import Atoms
-
+    Atoms = require("ase", "the HRTEM kinds").Atoms
     abtem = configure_abtem()
     top = support + 4.0
     au = au.copy()

@@ -18,5 +18,5 @@ KIND_HELP = {
     "fibres": "carbon fibres deforming in a large field of view (procedural, bright field)",
     "lattice": "atomic lattices with grain boundaries, vacancies and dislocations (procedural)",
     "cells": "cells and membranes like serial-section TEM (procedural)",
-    "sim": "structured-illumination (optical) raw frames, made by emcs.sim",
+    "sim": "structured-illumination (optical) raw 3x3 SIM stacks, wide-field frames and ground truth",
 }

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from emcs.simulate.render import smooth_field
+
 __all__ = [
     "Motion",
     "random_motion",
     "smooth_path",
-    "smooth_noise",
     "warp_movie",
     "warp_frame",
 ]
@@ -94,19 +95,6 @@ def smooth_path(rng: np.random.Generator, frames: int, step: float, dims: int = 
     return (path - path[0]).astype(np.float64)
 
 
-def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Gaussian-filtered white noise (correlation length ``sigma`` pixels), unit variance."""
-    h, w = shape
-    noise = rng.standard_normal((h, w)).astype(np.float32)
-    spec = np.fft.rfft2(noise)
-    ky = np.fft.fftfreq(h)[:, None]
-    kx = np.fft.rfftfreq(w)[None, :]
-    spec *= np.exp(-2 * (np.pi * sigma) ** 2 * (ky**2 + kx**2)).astype(np.float32)
-    out = np.fft.irfft2(spec, s=(h, w)).astype(np.float32)
-    out -= out.mean()
-    return out / (out.std() + 1e-12)
-
-
 def random_motion(
     rng: np.random.Generator,
     frames: int,
@@ -150,7 +138,7 @@ def random_motion(
         k = 2
         sig = max(h, w) * deform_scale
         fields = np.stack(
-            [np.stack([smooth_noise(rng, (h, w), sig) for _ in range(2)]) for _ in range(k)]
+            [np.stack([smooth_field(rng, (h, w), sig) for _ in range(2)]) for _ in range(k)]
         )
         tt = np.linspace(0.0, 1.0, frames)
         phase = rng.uniform(0, 2 * np.pi)

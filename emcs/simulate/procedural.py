@@ -31,8 +31,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from emcs.simulate.motion import random_motion, smooth_noise, warp_movie
-from emcs.simulate.render import convolve_fft, gaussian_psf_fft, normalize, splat
+from emcs.simulate.motion import random_motion, warp_movie
+from emcs.simulate.render import convolve_fft, gaussian_psf_fft, normalize, smooth_field, splat
 
 __all__ = ["PROCEDURAL_KINDS", "DEFAULTS", "fibres_scene", "lattice_scene", "cells_scene", "procedural_movie"]
 
@@ -153,8 +153,8 @@ def lattice_scene(rng: np.random.Generator, shape: tuple[int, int], a_px: float 
     img = convolve_fft(img, gaussian_psf_fft((h, w), sigma))
     img = img / (img.max() + 1e-12)
     # thickness / background variation and a little amorphous texture
-    img = img * (1 + 0.15 * smooth_noise(rng, (h, w), max(h, w) / 4))
-    img += 0.04 * smooth_noise(rng, (h, w), 1.5)
+    img = img * (1 + 0.15 * smooth_field(rng, (h, w), max(h, w) / 4))
+    img += 0.04 * smooth_field(rng, (h, w), 1.5)
     dark = bool(rng.random() < 0.35)
     if dark:
         img = -img
@@ -192,13 +192,13 @@ def fibres_scene(rng: np.random.Generator, shape: tuple[int, int], n_fibres: int
         if mask.all():
             continue
         d = ndimage.distance_transform_edt(mask).astype(np.float32)
-        d = d + 0.04 * r * smooth_noise(rng, (h, w), r / 2)  # rough surface
+        d = d + 0.04 * r * smooth_field(rng, (h, w), r / 2)  # rough surface
         t = 2 * np.sqrt(np.clip(r * r - d * d, 0, None))
         # longitudinal striations of the fibre surface
-        t *= 1 + 0.05 * smooth_noise(rng, (h, w), 2.0)
+        t *= 1 + 0.05 * smooth_field(rng, (h, w), 2.0)
         thickness += t / (2 * r)
     mu = rng.uniform(0.8, 1.8)
-    film = 1 + 0.04 * smooth_noise(rng, (h, w), side / 8) + 0.03 * smooth_noise(rng, (h, w), 1.2)
+    film = 1 + 0.04 * smooth_field(rng, (h, w), side / 8) + 0.03 * smooth_field(rng, (h, w), 1.2)
     img = film * np.exp(-mu * thickness)
     # weak Fresnel fringe at the edges (underfocus): bright halo outside
     img = img - 0.03 * ndimage.gaussian_laplace(thickness, 1.5)
@@ -217,8 +217,8 @@ def cells_scene(rng: np.random.Generator, shape: tuple[int, int], cell_px: float
     seeds = rng.uniform(0, 1, (n, 2)) * [h2, w2]
     yy, xx = np.meshgrid(np.arange(h2, dtype=np.float32), np.arange(w2, dtype=np.float32), indexing="ij")
     amp = cell_px * 0.12
-    ys = yy + amp * smooth_noise(rng, (h2, w2), cell_px / 6)
-    xs = xx + amp * smooth_noise(rng, (h2, w2), cell_px / 6)
+    ys = yy + amp * smooth_field(rng, (h2, w2), cell_px / 6)
+    xs = xx + amp * smooth_field(rng, (h2, w2), cell_px / 6)
     labels = cKDTree(seeds).query(np.stack([ys.ravel(), xs.ravel()], 1))[1].reshape(h2, w2)
     edge = np.zeros((h2, w2), np.float32)
     edge[:-1, :] += labels[:-1, :] != labels[1:, :]
@@ -230,7 +230,7 @@ def cells_scene(rng: np.random.Generator, shape: tuple[int, int], cell_px: float
     tone = rng.uniform(0.55, 0.85, n).astype(np.float32)[labels]
     tone = ndimage.zoom(tone, (h / h2, w / w2), order=0)[:h, :w]
     tone = ndimage.gaussian_filter(tone, 2.0)
-    texture = 0.07 * smooth_noise(rng, (h, w), 1.2) + 0.05 * smooth_noise(rng, (h, w), cell_px / 10)
+    texture = 0.07 * smooth_field(rng, (h, w), 1.2) + 0.05 * smooth_field(rng, (h, w), cell_px / 10)
     img = tone + texture
     # organelles
     yy, xx = np.ogrid[:h, :w]

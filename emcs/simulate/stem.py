@@ -31,13 +31,14 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from emcs.simulate.motion import smooth_noise, smooth_path
+from emcs.simulate.extras import configure_abtem, require
+from emcs.simulate.motion import smooth_path
+from emcs.simulate.optics import wavelength
 from emcs.simulate.procedural import _edge_dislocation, grain_columns
-from emcs.simulate.render import normalize, splat
+from emcs.simulate.render import normalize, smooth_field, splat
 
 __all__ = [
     "DEFAULTS",
-    "wavelength",
     "probe_profile",
     "abtem_probe_profiles",
     "crystal_scene",
@@ -60,12 +61,6 @@ DEFAULTS = {
 }
 PROBE_DR = 0.02
 PROBE_RMAX = 10.0
-
-
-def wavelength(kv: float) -> float:
-    """Relativistic electron wavelength in Å for an accelerating voltage in kV."""
-    v = kv * 1e3
-    return 12.2642598 / math.sqrt(v * (1 + 0.978476e-6 * v))
 
 
 def z_exponent(inner: float) -> float:
@@ -151,8 +146,6 @@ def abtem_probe_profiles(dr: float = PROBE_DR):
     profiles : ndarray (K, R)
         Radial intensities as in :func:`probe_profile`.
     """
-    from emcs.simulate.hrtem import configure_abtem
-
     abtem = configure_abtem()
     params = _probe_grid()
     profiles = []
@@ -255,7 +248,7 @@ def crystal_scene(rng: np.random.Generator, shape: tuple[int, int], pixel_size: 
         core = rng.uniform(0.2, 0.8, 2) * [h, w]
         pts = pts + _edge_dislocation(pts, core, 2.5 / pixel_size, rng.uniform(0, 2 * np.pi))
     # thickness wedge / variation, vacancies, heavy dopants
-    tmap = 1 + 0.25 * smooth_noise(rng, (h, w), max(h, w) / 3)
+    tmap = 1 + 0.25 * smooth_field(rng, (h, w), max(h, w) / 3)
     rr = np.clip(np.rint(pts[:, 0]).astype(int), 0, h - 1)
     cc = np.clip(np.rint(pts[:, 1]).astype(int), 0, w - 1)
     wts = wts * np.clip(tmap[rr, cc], 0.3, None)
@@ -279,14 +272,13 @@ def crystal_scene(rng: np.random.Generator, shape: tuple[int, int], pixel_size: 
 
 @functools.lru_cache(maxsize=48)
 def _cluster_positions(shape: str, a: int, b: int, c: int) -> np.ndarray:
-    from ase.cluster import Decahedron, Icosahedron, Octahedron
-
+    cluster = require("ase.cluster", "Au nanoparticles (the haadf-particle and HRTEM kinds)")
     if shape == "icosahedron":
-        atoms = Icosahedron("Au", noshells=a)
+        atoms = cluster.Icosahedron("Au", noshells=a)
     elif shape == "decahedron":
-        atoms = Decahedron("Au", p=a, q=b, r=c)
+        atoms = cluster.Decahedron("Au", p=a, q=b, r=c)
     else:
-        atoms = Octahedron("Au", length=a, cutoff=b)
+        atoms = cluster.Octahedron("Au", length=a, cutoff=b)
     pos = atoms.get_positions()
     return pos - pos.mean(axis=0)
 
@@ -403,7 +395,7 @@ def sample_stem(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     _, profile = random_probe(rng)
     img = render_haadf(pts, wts, (h, w), pixel_size, profile)
     # weak background: thickness-dependent diffuse scattering
-    img = img + float(img.mean()) * rng.uniform(0, 0.3) * (1 + 0.3 * smooth_noise(rng, (h, w), max(h, w) / 5))
+    img = img + float(img.mean()) * rng.uniform(0, 0.3) * (1 + 0.3 * smooth_field(rng, (h, w), max(h, w) / 5))
     if rng.random() < 0.5:
         img = _scan_noise(rng, img, rng.uniform(0.05, 0.4))
     return normalize(img, 0.05, 99.95)
@@ -445,7 +437,7 @@ def haadf_movie(kind: str, rng: np.random.Generator, frames: int, size: tuple[in
     if profile is None:
         profile = probe_profile(kv, conv, df, cs, src)
     scene = render_haadf(pts, wts, (side, side), p, profile)
-    scene = scene + float(scene.mean()) * 0.1 * (1 + 0.3 * smooth_noise(rng, (side, side), side / 5))
+    scene = scene + float(scene.mean()) * 0.1 * (1 + 0.3 * smooth_field(rng, (side, side), side / 5))
     scene = np.clip(scene / np.percentile(scene, 99.95), 0, 1)  # a pure scale: vacuum stays 0
     # continuous drift: position as a function of scan time (frames), sampled per row
     path = smooth_path(rng, frames + 1, speed, 2)

@@ -1,30 +1,29 @@
-"""Training of the VDL-SIM network: simulated pairs, fine-tuning on a user's pairs.
+"""Recipe of ``emcs train sim``: the VDL-SIM network, simulated pairs or a user's pairs.
 
 Training pairs (as in the paper, with simulated instead of BioSR data):
 
-- input: a wide-field frame of a procedural structure (filaments, tubules,
-  mesh, vesicles) with Poisson + read noise added on the fly at a random photon
-  level (2..3000 photons, SNR ~1-55, see :func:`emcs.sim.simulate.snr`), a
-  random background and sometimes a smooth out-of-focus haze;
-- target: the Wiener SIM reconstruction (parameters estimated from the data)
-  of a high-SNR simulated raw stack of the same structure (3000 photons per raw
-  frame), after rolling-ball background removal (radius 5 SR pixels).
+- input: a wide-field frame of a procedural structure (filaments, tubules, mesh,
+  vesicles; :mod:`emcs.simulate.fluorescence`) with Poisson + read noise added on the
+  fly at a random photon level (2..3000 photons, SNR ~1-55,
+  :func:`emcs.simulate.fluorescence.noisy_widefield`), a random background and
+  sometimes a smooth out-of-focus haze;
+- target: the Wiener SIM reconstruction (:func:`emcs.sim.wiener.reconstruct`,
+  parameters estimated from the data) of a high-SNR simulated raw stack of the same
+  structure (3000 photons per raw frame), after rolling-ball background removal
+  (radius 5 SR pixels).
 
-The Wiener reconstructions are the expensive part, so a pool of clean
-wide-field images and targets is computed once (:func:`build_pool`, cached in
-the work folder) and noisy patches are drawn from it at every step.
-
-Checkpoints (model + optimiser + step) are written to the work folder with
-``torch.save`` and read back with ``weights_only=True``; the shipped weights
-are fp16 safetensors via :func:`emcs.nn.weights.save_model`.
+The Wiener reconstructions are the expensive part, so a pool of clean wide-field
+images and targets is computed once (:func:`build_pool`, cached in the work folder)
+and noisy patches are drawn from it at every step. The loop is
+:func:`emcs.train.loop.run` (linear warm-up over min(100, steps / 10) steps, then a
+cosine decay to 1 % over the remaining steps, L1 loss, no gradient clipping); the
+checkpoint is ``checkpoint.pt`` in the work folder.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -32,6 +31,9 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.sim.otf import Optics
+from emcs.simulate.fluorescence import noisy_widefield
+
+__all__ = ["POOL_KINDS", "PairSampler", "SimConfig", "build_pool", "make_pair", "train"]
 
 POOL_KINDS = ("filaments", "filaments", "filaments", "tubules", "tubules", "mesh", "vesicles", "mixed", "mixed")
 
@@ -44,9 +46,9 @@ def make_pair(seed: int, size: int = 160, optics: Optics | None = None, counts: 
     Both are normalised so the wide-field's 99th percentile is 1. ``kind`` ends
     in ``*`` when parameter estimation missed and the known parameters were used.
     """
-    from emcs.sim import simulate as sm
     from emcs.sim.background import remove_background
     from emcs.sim.wiener import WienerSettings, reconstruct
+    from emcs.simulate import fluorescence as sm
 
     optics = optics or Optics()
     rng = np.random.default_rng(seed)
@@ -91,19 +93,6 @@ def build_pool(path: str, n: int, size: int = 160, seed: int = 1000,
 
 
 # ----------------------------------------------------------------------------- sampling
-def noisy_widefield(clean: np.ndarray, rng, photons: float | None = None) -> np.ndarray:
-    """A noisy camera frame (float32 counts) from a clean wide-field image (p99 = 1)."""
-    from scipy.ndimage import gaussian_filter
-
-    S = photons if photons is not None else float(np.exp(rng.uniform(np.log(2.0), np.log(3000.0))))
-    B = rng.uniform(1.0, 30.0)
-    lam = clean * S + B
-    if rng.random() < 0.5:  # out-of-focus haze
-        lam = lam + rng.uniform(0.0, 0.4) * S * gaussian_filter(clean, 12.0)
-    counts = rng.poisson(np.clip(lam, 0, None)) + rng.normal(100.0, rng.uniform(0.8, 3.0), clean.shape)
-    return counts.astype(np.float32)
-
-
 def _augment(lr: np.ndarray, sr: np.ndarray, rng):
     """Random transpose/flips that keep the SR grid aligned (SR pixel 2i = camera pixel i)."""
     if rng.random() < 0.5:
@@ -163,7 +152,9 @@ class PairSampler:
 
 # ----------------------------------------------------------------------------- training
 @dataclass
-class TrainConfig:
+class SimConfig:
+    """Options of one VDL-SIM training run (see ``emcs train sim --help``)."""
+
     channels: int = 32
     blocks: int = 4
     steps: int = 4000
@@ -178,25 +169,24 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
-    warm = min(100, cfg.steps // 10)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    t = (step - warm) / max(1, cfg.steps - warm)
-    return 1e-2 * cfg.lr + (cfg.lr - 1e-2 * cfg.lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+#: final learning rate as a fraction of the peak
+LR_FLOOR = 0.01
 
 
-def train(cfg: TrainConfig, out: str, work_dir: str, sampler: PairSampler, resume: bool = False,
+def train(cfg: SimConfig, out: str, work_dir: str, sampler: PairSampler, resume: bool = False,
           init: str | None = None, card_extra: dict | None = None,
           log: Callable[[str], None] = print, advance: Callable[[int], None] | None = None) -> dict:
     """Train (or fine-tune from ``init``) and save ``out`` (+ model card).
 
     Returns the model card as written.
     """
+    import time
+
     import torch
 
-    from emcs.nn.weights import load_model, save_model
+    from emcs.nn.weights import load_model
     from emcs.sim.net import ARCHITECTURE, BUILDERS, build
+    from emcs.train.loop import Budget, Clock, Hooks, Schedule, read_checkpoint, restore, run
 
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
@@ -206,18 +196,16 @@ def train(cfg: TrainConfig, out: str, work_dir: str, sampler: PairSampler, resum
         model, init_card = load_model(init, BUILDERS)
         cfg.channels = init_card["config"]["channels"]
         cfg.blocks = init_card["config"]["blocks"]
-        model.train()
     else:
         model = build(cfg.channels, cfg.blocks)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step = 0
+    step, clock = 0, Clock()
     if resume:
         if not os.path.exists(ckpt):
             raise EmcsError("no checkpoint to resume from", ckpt)
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
+        state = read_checkpoint(ckpt)
+        step = restore(state, model, opt, ckpt)
+        clock = Clock(state.get("elapsed", 0.0), state.get("cpu_elapsed", 0.0))
         sampler.rng = np.random.default_rng(cfg.seed + step)
         log(f"resumed from {ckpt} at step {step}")
     config = {"channels": cfg.channels, "blocks": cfg.blocks}
@@ -226,37 +214,27 @@ def train(cfg: TrainConfig, out: str, work_dir: str, sampler: PairSampler, resum
             "output": "2x upsampled SR frame (same normalisation; multiply by the input's p99.9 - p1)",
             "training": asdict(cfg)}
     card.update(card_extra or {})
+    t0, ema = time.time(), {"loss": None}
+    schedule = Schedule(cfg.lr, LR_FLOOR, warmup=min(100, cfg.steps // 10), decay_after_warmup=True,
+                        steps=cfg.steps)
 
-    def save_checkpoint():
-        tmp = ckpt + ".part"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
-        os.replace(tmp, ckpt)
+    def loss_of(b):
+        x, y = b
+        return (model(torch.from_numpy(x)) - torch.from_numpy(y)).abs().mean()
 
-    t0, run, start = time.time(), None, step
-    model.train()
-    while step < cfg.steps:
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
-        x, y = sampler.sample()
-        loss = (model(torch.from_numpy(x)) - torch.from_numpy(y)).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
-        if advance:
-            advance(1)
-        if step % 25 == 0 or step == cfg.steps:
-            log(json.dumps({"step": step, "loss": round(run, 5), "lr": round(_lr_at(step, cfg), 7),
+    def after_step(done: int, loss: float, lr: float) -> None:
+        ema["loss"] = loss if ema["loss"] is None else 0.98 * ema["loss"] + 0.02 * loss
+        if done % 25 == 0 or done == cfg.steps:
+            log(json.dumps({"step": done, "loss": round(ema["loss"], 5), "lr": round(schedule.at(done, 0.0), 7),
                             "elapsed_s": round(time.time() - t0, 1)}))
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint()
-            card["training"]["steps_done"] = step
-            card["training"]["final_loss_l1"] = round(run, 5)
-            model.eval()
-            written = save_model(out, model, card)
-            model.train()
-    model.eval()
-    if step == start:  # nothing to do (already trained to --steps)
-        return save_model(out, model, card)
+
+    def card_at(done: int) -> dict:
+        card["training"]["steps_done"] = done
+        if ema["loss"] is not None:
+            card["training"]["final_loss_l1"] = round(ema["loss"], 5)
+        return card
+
+    hooks = Hooks(batch=lambda _step: sampler.sample(), loss=loss_of, card=card_at, after_step=after_step)
+    written, _ = run(model, opt, hooks, out=out, checkpoint=ckpt, budget=Budget(cfg.steps), schedule=schedule,
+                     start=step, clock=clock, every=cfg.checkpoint_every, clip_grad=None, advance=advance)
     return written
