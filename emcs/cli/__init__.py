@@ -1,7 +1,7 @@
 """The ``emcs`` command line: a thin Typer layer that parses and delegates.
 
 One module per capability registers its commands on the shared app:
-``tcs`` (encode, decode, info), ``demo``, ``tcs_train`` (train tcs), ``simulate``,
+``tcs`` (encode, decode, info), ``demo``, ``train`` (train tcs|dlss|sim), ``simulate``,
 ``compare``, ``dlss`` (subsample, supersample) and ``sim`` (sim-recon,
 resolution).
 """

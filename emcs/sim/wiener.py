@@ -14,7 +14,7 @@ Per time point, with raw frames ``d[a, n]`` (angle a, phase step n):
    modulation ``alpha = (m/2) exp(i phi)`` comes from the band overlap;
 5. generalised Wiener combination + OTF-shaped apodisation on the 2x grid.
 
-Conventions (shared with :mod:`emcs.sim.simulate`): k in cycles/um as (ky, kx);
+Conventions (shared with :mod:`emcs.sim.forward`): k in cycles/um as (ky, kx);
 the phase ``phi`` of a pattern ``1 + m cos(2 pi k.r + phi + 2 pi n / P)`` refers
 to the centre of camera pixel (0, 0).
 """
