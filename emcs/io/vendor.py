@@ -1,0 +1,180 @@
+"""Vendor microscope formats read through rosettasciio, lazily.
+
+- Gatan DigitalMicrograph ``.dm3`` / ``.dm4``: single images and stacks
+  (in-situ series saved as one file per frame are read as a sequence:
+  ``'Hour_00/*/*/*.dm4'``);
+- Thermo Fisher Velox ``.emd`` and NCEM/Berkeley ``.emd`` / ``.h5`` (HDF5);
+- Thermo Fisher TIA ``.ser`` (the ``.emi`` beside it is read for metadata if present).
+
+rosettasciio is an optional extra (``pip install 'emcs[formats]'``). Data are
+opened with ``lazy=True``: rosettasciio memory-maps DM data and wraps HDF5 and
+SER data in dask arrays, and emcs computes only the frames asked for (with
+dask's synchronous scheduler), so memory stays bounded by a few frames (one
+dask chunk at most) whatever the file size.
+
+Reference: the RosettaSciIO developers, RosettaSciIO (Zenodo,
+doi:10.5281/zenodo.8011666).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from emcs.errors import EmcsError
+from emcs.io.stack import Stack, _check_dtype, _describe, _native, _to_stack_shape, to_angstrom
+
+_PLUGINS = {
+    ".dm3": "digitalmicrograph",
+    ".dm4": "digitalmicrograph",
+    ".emd": "emd",
+    ".h5": "emd",
+    ".hdf5": "emd",
+    ".ser": "tia",
+}
+_EXTRA_HINT = "pip install 'emcs[formats]'"
+
+
+def _plugin(path: str):
+    suffix = os.path.splitext(path)[1].lower()
+    name = _PLUGINS[suffix]
+    try:
+        import importlib
+
+        return importlib.import_module(f"rsciio.{name}")
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or "rosettasciio"
+        raise EmcsError(
+            f"reading {suffix} needs the optional extra ({missing} is missing): {_EXTRA_HINT}",
+            path,
+        ) from exc
+
+
+def _read_signals(path: str) -> list[dict]:
+    module = _plugin(path)
+    kwargs = {"lazy": True}
+    if module.__name__.endswith(".emd"):
+        kwargs["select_type"] = "images"
+    try:
+        signals = module.file_reader(path, **kwargs)
+    except ImportError as exc:  # h5py (for EMD) or dask missing
+        raise EmcsError(
+            f"reading this file needs the optional extra ({exc.name} is missing): {_EXTRA_HINT}",
+            path,
+        ) from exc
+    except Exception as exc:
+        kind = os.path.splitext(path)[1].lower()
+        raise EmcsError(f"not a readable {kind} file ({_describe(exc)})", path) from exc
+    return list(signals or [])
+
+
+def _image_axes(signal: dict) -> list[dict] | None:
+    """The two signal axes (y, x) of an image (or image stack) signal; None otherwise."""
+    axes = sorted(signal.get("axes", []), key=lambda a: a.get("index_in_array", 0))
+    data = signal["data"]
+    if len(axes) != data.ndim or data.ndim not in (2, 3):
+        return None
+    if np.dtype(data.dtype).kind in "cV":  # complex (FFT), RGB records
+        return None
+    spatial = [a for a in axes if not a.get("navigate", False)]
+    if data.ndim == 3 and len(spatial) != 2:
+        return None
+    return axes[-2:]
+
+
+def _title(signal: dict) -> str:
+    return str(signal.get("metadata", {}).get("General", {}).get("title", "") or "")
+
+
+def _choose(signals: list[dict], dataset, path: str) -> tuple[int, dict]:
+    images = [(k, s) for k, s in enumerate(signals) if _image_axes(s) is not None]
+    titles = [_title(s) or f"#{k}" for k, s in images]
+    if not images:
+        kinds = sorted({f"{s['data'].ndim}-D {np.dtype(s['data'].dtype)}" for s in signals})
+        raise EmcsError(
+            "holds no image or image stack emcs can read (found: "
+            + (", ".join(kinds) or "nothing") + ")",
+            path,
+        )
+    if dataset is None:
+        return images[0]
+    if isinstance(dataset, (int, np.integer)) or str(dataset).isdigit():
+        index = int(dataset)
+        if 0 <= index < len(images):
+            return images[index]
+    else:
+        for item, title in zip(images, titles):
+            if title == dataset:
+                return item
+    raise EmcsError(
+        f"dataset {dataset!r} not found; the images here are "
+        + ", ".join(f"{i}: {t}" for i, t in enumerate(titles)),
+        path,
+        param="dataset",
+    )
+
+
+def _close_file(data) -> None:
+    """Close the file handle behind a lazy rosettasciio array (HDF5 / memmap)."""
+    try:
+        from rsciio.utils.file import get_file_handle
+
+        handle = get_file_handle(data)
+    except Exception:
+        return
+    if handle is not None:
+        try:
+            handle.close()
+        except Exception:
+            pass
+
+
+def open_vendor(path: str, dataset: int | str | None = None) -> Stack:
+    """Open a Gatan, Velox, NCEM or TIA file as a lazy :class:`Stack`.
+
+    Parameters
+    ----------
+    path : str
+        ``.dm3``, ``.dm4``, ``.emd``, ``.h5``/``.hdf5`` (NCEM EMD) or ``.ser``.
+    dataset : int or str, optional
+        Index or title of the image to read when the file holds several
+        (the list is in ``stack.metadata["datasets"]``); the first by default.
+
+    Returns
+    -------
+    Stack
+        Frames (T, H, W) in the stored dtype; pixel size in Å from the
+        file's calibration (``None`` for uncalibrated or reciprocal-space axes).
+    """
+    signals = _read_signals(path)
+    index, signal = _choose(signals, dataset, path)
+    data = signal["data"]
+    y_axis, x_axis = _image_axes(signal)
+    dtype = _check_dtype(data.dtype, path)
+    shape = _to_stack_shape(tuple(data.shape), path)
+    pixel_size = to_angstrom(x_axis.get("scale"), x_axis.get("units"))
+    view = data.reshape(shape) if tuple(data.shape) != shape else data
+
+    def reader(a: int, b: int) -> np.ndarray:
+        chunk = view[a:b]
+        if hasattr(chunk, "compute"):
+            chunk = chunk.compute(scheduler="synchronous")
+        return _native(np.asarray(chunk))
+
+    def close() -> None:
+        for s in signals:
+            _close_file(s["data"])
+
+    fmt = os.path.splitext(path)[1].lower().lstrip(".")
+    metadata = {
+        "format": fmt,
+        "access": "lazy",
+        "dataset": _title(signal) or f"#{index}",
+        "datasets": [_title(s) or f"#{k}" for k, s in enumerate(signals)
+                     if _image_axes(s) is not None],
+        "axes_units": [str(a.get("units", "")) for a in
+                       sorted(signal.get("axes", []), key=lambda a: a.get("index_in_array", 0))],
+        "_close": close,
+    }
+    return Stack(path, shape, dtype, pixel_size, reader, metadata)
