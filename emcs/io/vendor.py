@@ -18,6 +18,8 @@ doi:10.5281/zenodo.8011666).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 
 import numpy as np
@@ -33,22 +35,16 @@ _PLUGINS = {
     ".hdf5": "emd",
     ".ser": "tia",
 }
+_SPECTRAL_UNITS = ("eV", "keV")
 _EXTRA_HINT = "pip install 'emcs[formats]'"
 
 
 def _plugin(path: str):
     suffix = os.path.splitext(path)[1].lower()
-    name = _PLUGINS[suffix]
     try:
-        import importlib
-
-        return importlib.import_module(f"rsciio.{name}")
+        return importlib.import_module(f"rsciio.{_PLUGINS[suffix]}")
     except ImportError as exc:
-        missing = getattr(exc, "name", None) or "rosettasciio"
-        raise EmcsError(
-            f"reading {suffix} needs the optional extra ({missing} is missing): {_EXTRA_HINT}",
-            path,
-        ) from exc
+        raise EmcsError(f"reading {suffix} needs the optional extra: {_EXTRA_HINT}", path) from exc
 
 
 def _read_signals(path: str) -> list[dict]:
@@ -60,7 +56,7 @@ def _read_signals(path: str) -> list[dict]:
         signals = module.file_reader(path, **kwargs)
     except ImportError as exc:  # h5py (for EMD) or dask missing
         raise EmcsError(
-            f"reading this file needs the optional extra ({exc.name} is missing): {_EXTRA_HINT}",
+            f"reading {os.path.splitext(path)[1].lower()} needs the optional extra: {_EXTRA_HINT}",
             path,
         ) from exc
     except Exception as exc:
@@ -77,9 +73,9 @@ def _image_axes(signal: dict) -> list[dict] | None:
         return None
     if np.dtype(data.dtype).kind in "cV":  # complex (FFT), RGB records
         return None
-    spatial = [a for a in axes if not a.get("navigate", False)]
-    if data.ndim == 3 and len(spatial) != 2:
-        return None
+    signal_axes = [a for a in axes if not a.get("navigate", False)]
+    if len(signal_axes) == 1 or str(axes[-1].get("units", "")) in _SPECTRAL_UNITS:
+        return None  # a spectrum image (EELS, EDS), not images
     return axes[-2:]
 
 
@@ -104,7 +100,7 @@ def _choose(signals: list[dict], dataset, path: str) -> tuple[int, dict]:
         if 0 <= index < len(images):
             return images[index]
     else:
-        for item, title in zip(images, titles):
+        for item, title in zip(images, titles, strict=True):
             if title == dataset:
                 return item
     raise EmcsError(
@@ -115,19 +111,19 @@ def _choose(signals: list[dict], dataset, path: str) -> tuple[int, dict]:
     )
 
 
-def _close_file(data) -> None:
-    """Close the file handle behind a lazy rosettasciio array (HDF5 / memmap)."""
-    try:
-        from rsciio.utils.file import get_file_handle
+def _file_handles(signals: list[dict]) -> list:
+    """The open files behind lazy rosettasciio arrays (HDF5 files; DM/SER memmaps have none)."""
+    from rsciio.utils.file import get_file_handle
 
-        handle = get_file_handle(data)
-    except Exception:
-        return
-    if handle is not None:
+    handles = []
+    for s in signals:
         try:
-            handle.close()
+            handle = get_file_handle(s["data"], warn=False)
         except Exception:
-            pass
+            handle = None
+        if handle is not None and all(handle is not h for h in handles):
+            handles.append(handle)
+    return handles
 
 
 def open_vendor(path: str, dataset: int | str | None = None) -> Stack:
@@ -162,9 +158,12 @@ def open_vendor(path: str, dataset: int | str | None = None) -> Stack:
             chunk = chunk.compute(scheduler="synchronous")
         return _native(np.asarray(chunk))
 
+    handles = _file_handles(signals)
+
     def close() -> None:
-        for s in signals:
-            _close_file(s["data"])
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                handle.close()
 
     fmt = os.path.splitext(path)[1].lower().lstrip(".")
     metadata = {

@@ -121,6 +121,8 @@ def _current_umask() -> int:
 
 
 def _fmt(path: str) -> str:
+    if is_pattern(path):
+        return "sequence"
     lower = path.lower()
     if lower.endswith((".tif", ".tiff")):
         return "tiff"
@@ -128,8 +130,6 @@ def _fmt(path: str) -> str:
         return "mrc"
     if lower.endswith(".npy"):
         return "npy"
-    if is_pattern(path):
-        return "sequence"
     if path == STDIO:
         return "tiff"
     raise EmcsError(
