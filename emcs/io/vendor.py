@@ -9,8 +9,9 @@
 rosettasciio is an optional extra (``pip install 'emcs[formats]'``). Data are
 opened with ``lazy=True``: rosettasciio memory-maps DM data and wraps HDF5 and
 SER data in dask arrays, and emcs computes only the frames asked for (with
-dask's synchronous scheduler), so memory stays bounded by a few frames (one
-dask chunk at most) whatever the file size.
+dask's synchronous scheduler) one storage block at a time, so memory stays
+bounded (the frames asked for, plus one block of at most 256 MiB) whatever the
+file size.
 
 Reference: the RosettaSciIO developers, RosettaSciIO (Zenodo,
 doi:10.5281/zenodo.8011666).
@@ -36,6 +37,7 @@ _PLUGINS = {
     ".ser": "tia",
 }
 _SPECTRAL_UNITS = ("eV", "keV")
+BLOCK_CACHE_BYTES = 256 * 2**20
 _EXTRA_HINT = "pip install 'emcs[formats]'"
 
 
@@ -126,6 +128,37 @@ def _file_handles(signals: list[dict]) -> list:
     return handles
 
 
+class _BlockReader:
+    """Frames of a dask array, computed one storage block (along the frame axis) at a time.
+
+    A lazy array's blocks follow the file's storage (HDF5 chunks, memmap
+    pieces); asking dask for a few frames recomputes the whole block each
+    time. Streaming reads therefore keep the last block (at most
+    :data:`BLOCK_CACHE_BYTES`; larger blocks are sliced directly), so every
+    block is read once.
+    """
+
+    def __init__(self, data):
+        self.data = data
+        self.edges = np.cumsum((0,) + tuple(data.chunks[0]))
+        self.frame_bytes = int(np.prod(data.shape[1:])) * np.dtype(data.dtype).itemsize
+        self.cached: tuple[int, int, np.ndarray] | None = None
+
+    def _compute(self, a: int, b: int) -> np.ndarray:
+        return _native(np.asarray(self.data[a:b].compute(scheduler="synchronous")))
+
+    def __call__(self, a: int, b: int) -> np.ndarray:
+        if self.cached is not None and self.cached[0] <= a and b <= self.cached[1]:
+            start, _, block = self.cached
+            return block[a - start:b - start].copy()
+        lo = int(self.edges[np.searchsorted(self.edges, a, side="right") - 1])
+        hi = int(self.edges[np.searchsorted(self.edges, b, side="left")])
+        if (hi - lo) * self.frame_bytes > BLOCK_CACHE_BYTES:
+            return self._compute(a, b)
+        self.cached = (lo, hi, self._compute(lo, hi))
+        return self(a, b)
+
+
 def open_vendor(path: str, dataset: int | str | None = None) -> Stack:
     """Open a Gatan, Velox, NCEM or TIA file as a lazy :class:`Stack`.
 
@@ -152,11 +185,8 @@ def open_vendor(path: str, dataset: int | str | None = None) -> Stack:
     pixel_size = to_angstrom(x_axis.get("scale"), x_axis.get("units"))
     view = data.reshape(shape) if tuple(data.shape) != shape else data
 
-    def reader(a: int, b: int) -> np.ndarray:
-        chunk = view[a:b]
-        if hasattr(chunk, "compute"):
-            chunk = chunk.compute(scheduler="synchronous")
-        return _native(np.asarray(chunk))
+    reader = _BlockReader(view) if hasattr(view, "compute") else (
+        lambda a, b: _native(np.asarray(view[a:b])))
 
     handles = _file_handles(signals)
 
