@@ -169,3 +169,22 @@ def test_unknown_suffix_lists_the_readable_ones(tmp_path):
     path.write_bytes(b"123")
     with pytest.raises(EmcsError, match=r"unknown file type; emcs reads .*\.dm4.*\.eer"):
         open_stack(path)
+
+
+def test_block_reader_reads_each_block_once():
+    import dask.array as da
+
+    from emcs.io.vendor import _BlockReader
+
+    data = np.arange(10 * 4 * 3, dtype=np.uint16).reshape(10, 4, 3)
+    calls = []
+
+    def load(block, block_info=None):
+        calls.append(block_info[0]["array-location"][0])
+        return block
+
+    lazy = da.from_array(data, chunks=(4, 4, 3)).map_blocks(load, dtype=data.dtype)
+    reader = _BlockReader(lazy)
+    got = np.concatenate([reader(a, min(a + 3, 10)) for a in range(0, 10, 3)])
+    np.testing.assert_array_equal(got, data)
+    assert sorted(set(calls)) == [(0, 4), (4, 8), (8, 10)] and len(calls) == 3

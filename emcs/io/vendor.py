@@ -53,7 +53,7 @@ def _read_signals(path: str) -> list[dict]:
     module = _plugin(path)
     kwargs = {"lazy": True}
     if module.__name__.endswith(".emd"):
-        kwargs["select_type"] = "images"
+        kwargs.update(select_type="images", load_SI_image_stack=True)  # images only, all frames
     try:
         signals = module.file_reader(path, **kwargs)
     except ImportError as exc:  # h5py (for EMD) or dask missing
@@ -151,12 +151,18 @@ class _BlockReader:
         if self.cached is not None and self.cached[0] <= a and b <= self.cached[1]:
             start, _, block = self.cached
             return block[a - start:b - start].copy()
+        head = None
+        if self.cached is not None and self.cached[0] <= a < self.cached[1]:
+            start, stop, block = self.cached  # streaming on: reuse the cached part
+            head, a = block[a - start:], stop
         lo = int(self.edges[np.searchsorted(self.edges, a, side="right") - 1])
         hi = int(self.edges[np.searchsorted(self.edges, b, side="left")])
         if (hi - lo) * self.frame_bytes > BLOCK_CACHE_BYTES:
-            return self._compute(a, b)
-        self.cached = (lo, hi, self._compute(lo, hi))
-        return self(a, b)
+            tail = self._compute(a, b)
+        else:
+            self.cached = (lo, hi, self._compute(lo, hi))
+            tail = self.cached[2][a - lo:b - lo]
+        return tail.copy() if head is None else np.concatenate([head, tail])
 
 
 def open_vendor(path: str, dataset: int | str | None = None) -> Stack:
