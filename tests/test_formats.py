@@ -188,3 +188,11 @@ def test_block_reader_reads_each_block_once():
     got = np.concatenate([reader(a, min(a + 3, 10)) for a in range(0, 10, 3)])
     np.testing.assert_array_equal(got, data)
     assert sorted(set(calls)) == [(0, 4), (4, 8), (8, 10)] and len(calls) == 3
+
+
+def test_ser_reciprocal_calibration_gives_no_pixel_size(tmp_path):
+    # TIA diffraction patterns are calibrated in 1/m; rosettasciio reports them as ~1e16 nm
+    path = tmp_path / "diffraction_1.ser"
+    write_ser(path, MOVIE[:1], pixel_size_m=4e7)
+    with open_stack(path) as s:
+        assert s.pixel_size is None

@@ -37,6 +37,8 @@ _PLUGINS = {
     ".ser": "tia",
 }
 _SPECTRAL_UNITS = ("eV", "keV")
+_SPECTRAL_AXES = ("Energy loss", "Energy", "Wavelength")
+MAX_PIXEL_SIZE = 1e7  # Å (1 mm)
 BLOCK_CACHE_BYTES = 256 * 2**20
 _EXTRA_HINT = "pip install 'emcs[formats]'"
 
@@ -75,10 +77,29 @@ def _image_axes(signal: dict) -> list[dict] | None:
         return None
     if np.dtype(data.dtype).kind in "cV":  # complex (FFT), RGB records
         return None
-    signal_axes = [a for a in axes if not a.get("navigate", False)]
-    if len(signal_axes) == 1 or str(axes[-1].get("units", "")) in _SPECTRAL_UNITS:
-        return None  # a spectrum image (EELS, EDS), not images
+    if _is_spectral(axes):
+        return None  # a spectrum image (EELS, EDS, CL), not images
     return axes[-2:]
+
+
+def _is_spectral(axes: list[dict]) -> bool:
+    """A spectrum or spectrum image: an energy / wavelength axis, or one signal axis of three."""
+    signal_axes = [a for a in axes if not a.get("navigate", False)]
+    return (
+        (len(axes) == 3 and len(signal_axes) == 1)
+        or any(str(a.get("units", "")) in _SPECTRAL_UNITS for a in axes)
+        or any(str(a.get("name", "")) in _SPECTRAL_AXES for a in axes)
+    )
+
+
+def _pixel_size(axis: dict) -> float | None:
+    """Å per pixel from a rosettasciio axis; None if absent or implausible.
+
+    TIA diffraction patterns carry reciprocal calibrations that rosettasciio
+    labels "nm" (1e16 nm per pixel); a pixel over 1 mm is taken as no pixel size.
+    """
+    value = to_angstrom(axis.get("scale"), axis.get("units"))
+    return value if value is not None and value <= MAX_PIXEL_SIZE else None
 
 
 def _title(signal: dict) -> str:
@@ -185,10 +206,10 @@ def open_vendor(path: str, dataset: int | str | None = None) -> Stack:
     signals = _read_signals(path)
     index, signal = _choose(signals, dataset, path)
     data = signal["data"]
-    y_axis, x_axis = _image_axes(signal)
+    _, x_axis = _image_axes(signal)
     dtype = _check_dtype(data.dtype, path)
     shape = _to_stack_shape(tuple(data.shape), path)
-    pixel_size = to_angstrom(x_axis.get("scale"), x_axis.get("units"))
+    pixel_size = _pixel_size(x_axis)
     view = data.reshape(shape) if tuple(data.shape) != shape else data
 
     reader = _BlockReader(view) if hasattr(view, "compute") else (
