@@ -28,6 +28,7 @@ import re
 import numpy as np
 
 from emcs.errors import EmcsError
+from emcs.io.partial import clean_stale_partials, partial_path
 
 SEQUENCE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 _PNG_DTYPES = (np.dtype("uint8"), np.dtype("uint16"))
@@ -90,6 +91,7 @@ def check_sequence(pattern: str, n_frames: int, dtype, force: bool) -> None:
     if not os.path.isdir(folder):
         raise EmcsError(f"the output folder {folder} does not exist; create it first "
                         f"(mkdir -p {folder})", pattern)
+    clean_stale_partials(folder)
     if not force:
         for k in range(n_frames):
             name = pattern % k
@@ -107,8 +109,6 @@ class SequenceSink:
         self.written: list[str] = []
 
     def write(self, index: int, frame: np.ndarray) -> None:
-        from emcs.io.partial import partial_path
-
         target = self.pattern % index
         tmp = partial_path(target)
         try:
