@@ -1,8 +1,9 @@
-"""Vendor formats (DM3/DM4, Velox and NCEM EMD, TIA SER, Falcon EER), sequences, stdio,
-output suffix checks, stale partial files, MRC image stacks and streaming statistics."""
+"""Vendor formats: Gatan DM3/DM4, Velox and NCEM EMD, TIA SER (through rosettasciio, the
+``formats`` extra) and Falcon EER, on tiny files made by ``tests/vendor_files.py``."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -10,17 +11,16 @@ import pytest
 from vendor_files import write_dm, write_eer, write_ser, write_velox
 
 from emcs.errors import EmcsError
-from emcs.io import (
-    open_stack,
-    read_stack,
-)
+from emcs.io import open_stack, read_stack
 
-pytest.importorskip("rsciio")
+needs_rsciio = pytest.mark.skipif(importlib.util.find_spec("rsciio") is None,
+                                  reason="needs the formats extra (rosettasciio)")
 RNG = np.random.default_rng(5)
 MOVIE = RNG.integers(0, 4000, (4, 12, 10)).astype(np.uint16)
 
 
 # ----------------------------------------------------------------------------- Gatan DM
+@needs_rsciio
 @pytest.mark.parametrize("version", [3, 4])
 @pytest.mark.parametrize("dtype", ["uint16", "float32", "int16", "uint8", "int32"])
 def test_dm_stack_and_image(tmp_path, version, dtype):
@@ -40,6 +40,7 @@ def test_dm_stack_and_image(tmp_path, version, dtype):
     np.testing.assert_array_equal(data[0], stack[0])
 
 
+@needs_rsciio
 def test_dm_reciprocal_units_give_no_pixel_size(tmp_path):
     path = tmp_path / "diffraction.dm4"
     write_dm(path, MOVIE[0], pixel_size=0.01, units="1/nm")
@@ -47,6 +48,7 @@ def test_dm_reciprocal_units_give_no_pixel_size(tmp_path):
         assert s.pixel_size is None
 
 
+@needs_rsciio
 def test_dm_in_situ_series_as_sequence(tmp_path):
     for k in range(3):
         folder = tmp_path / "Hour_00" / "Minute_00" / f"Second_{k:02d}"
@@ -57,6 +59,7 @@ def test_dm_in_situ_series_as_sequence(tmp_path):
         np.testing.assert_array_equal(s.read(), MOVIE[:3])
 
 
+@needs_rsciio
 def test_corrupt_dm_is_one_line_error(tmp_path):
     path = tmp_path / "bad.dm4"
     path.write_bytes(b"\x00\x00\x00\x04" + b"\x01" * 40)
@@ -65,6 +68,7 @@ def test_corrupt_dm_is_one_line_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- TIA SER
+@needs_rsciio
 @pytest.mark.parametrize("version", [0x0210, 0x0220])
 def test_ser_series(tmp_path, version):
     path = tmp_path / "series_1.ser"
@@ -76,6 +80,7 @@ def test_ser_series(tmp_path, version):
 
 
 # ----------------------------------------------------------------------------- EMD
+@needs_rsciio
 def test_velox_emd_datasets(tmp_path):
     path = tmp_path / "velox.emd"
     write_velox(path, {"HAADF": MOVIE, "DF4": MOVIE[0].astype(np.float32)}, pixel_size_m=5e-11)
@@ -91,6 +96,7 @@ def test_velox_emd_datasets(tmp_path):
         open_stack(path, dataset="BF")
 
 
+@needs_rsciio
 def test_ncem_emd_written_by_rosettasciio(tmp_path):
     from rsciio.emd import file_writer
 
@@ -105,6 +111,7 @@ def test_ncem_emd_written_by_rosettasciio(tmp_path):
             np.testing.assert_array_equal(s.read(), MOVIE)
 
 
+@needs_rsciio
 def test_spectrum_image_is_refused(tmp_path):
     from rsciio.emd import file_writer
 
@@ -171,6 +178,7 @@ def test_unknown_suffix_lists_the_readable_ones(tmp_path):
         open_stack(path)
 
 
+@needs_rsciio
 def test_block_reader_reads_each_block_once():
     import dask.array as da
 
@@ -190,6 +198,7 @@ def test_block_reader_reads_each_block_once():
     assert sorted(set(calls)) == [(0, 4), (4, 8), (8, 10)] and len(calls) == 3
 
 
+@needs_rsciio
 def test_ser_reciprocal_calibration_gives_no_pixel_size(tmp_path):
     # TIA diffraction patterns are calibrated in 1/m; rosettasciio reports them as ~1e16 nm
     path = tmp_path / "diffraction_1.ser"
