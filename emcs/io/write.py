@@ -206,10 +206,7 @@ class StackWriter:
             return self._exit_sequence(exc_type)
         try:
             if exc_type is None:
-                if self._written != self.shape[0]:
-                    raise RuntimeError(
-                        f"StackWriter got {self._written} frames, expected {self.shape[0]}"
-                    )
+                self._check_complete()
                 self._finish()
             else:
                 self._abort()
@@ -219,14 +216,20 @@ class StackWriter:
             raise
         return bool(self._ctx.__exit__(exc_type, exc, tb))
 
-    def _exit_sequence(self, exc_type) -> bool:
-        if exc_type is None and self._written != self.shape[0]:
-            self._handle.abort()
+    def _check_complete(self) -> None:
+        if self._written != self.shape[0]:
             raise RuntimeError(f"StackWriter got {self._written} frames, expected {self.shape[0]}")
-        if exc_type is None:
-            self._handle.finish()
-        else:
+
+    def _exit_sequence(self, exc_type) -> bool:
+        try:
+            if exc_type is None:
+                self._check_complete()
+                self._handle.finish()
+                return False
+        except BaseException:
             self._handle.abort()
+            raise
+        self._handle.abort()
         return False
 
     def _open(self) -> None:
