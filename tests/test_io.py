@@ -213,3 +213,133 @@ def test_written_files_get_normal_permissions(tmp_path):
         os.umask(mask)
     assert (os.stat(tmp_path / "p.tif").st_mode & 0o777) == 0o644
     assert (os.stat(tmp_path / "q.bin").st_mode & 0o777) == 0o644
+
+
+# ----------------------------------------------------------------------------- outputs
+def test_check_output_suffixes_and_missing_folder(tmp_path):
+    from emcs.io import check_output
+
+    with pytest.raises(EmcsError, match=r"out.tif: unsupported output type; allowed: .npz$"):
+        check_output(tmp_path / "out.tif", suffixes=(".npz",))
+    assert check_output(tmp_path / "OUT.NPZ", suffixes=(".npz",)).endswith("OUT.NPZ")
+    with pytest.raises(EmcsError, match=r"does not exist; create it first \(mkdir -p "):
+        check_output(tmp_path / "nope" / "out.tif")
+
+
+def test_mrc_movie_is_an_image_stack(tmp_path):
+    import mrcfile
+
+    write_stack(tmp_path / "m.mrc", _data("float32", (5, 16, 16)), pixel_size=1.25)
+    with mrcfile.open(tmp_path / "m.mrc") as mrc:
+        assert mrc.header.ispg == 0 and mrc.is_image_stack() and not mrc.is_volume()
+        assert int(mrc.header.nz) == 5 and int(mrc.header.mz) == 1
+        assert float(mrc.voxel_size.x) == pytest.approx(1.25)
+    with open_stack(tmp_path / "m.mrc") as s:
+        assert s.pixel_size == pytest.approx(1.25) and s.pixel_size_nm == pytest.approx(0.125)
+
+
+def test_stale_partials_are_cleaned(tmp_path):
+    from emcs.io import clean_stale_partials
+
+    dead = tmp_path / ".out.npz.999999999-0a1b2c3d.part.npz"
+    mine = tmp_path / f".out.npz.{os.getpid()}-0a1b2c3d.part.npz"
+    old = tmp_path / f".x.tif.{os.getppid()}-00000000.part.tif"
+    other = tmp_path / ".hidden.part.txt"
+    for f in (dead, mine, old, other):
+        f.write_bytes(b"x")
+    os.utime(old, (0, 0))  # older than a day: its pid may have been reused
+    with atomic_output(tmp_path / "new.tif") as tmp:
+        open(tmp, "wb").close()
+        assert os.path.basename(tmp).startswith(f".new.tif.{os.getpid()}-")
+    assert not dead.exists() and not old.exists()
+    assert mine.exists() and other.exists() and (tmp_path / "new.tif").exists()
+    assert clean_stale_partials(str(tmp_path)) == []
+
+
+def test_killed_writer_leaves_a_file_the_next_run_removes(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os, signal, numpy as np; from emcs.io import StackWriter\n"
+            f"w = StackWriter({str(tmp_path / 'big.tif')!r}, (4, 8, 8), np.uint16).__enter__()\n"
+            "w.write(np.zeros((1, 8, 8), np.uint16)); os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", code], env={**os.environ}, check=False)
+    left = [f for f in os.listdir(tmp_path) if f.startswith(".big.tif.")]
+    assert len(left) == 1 and not (tmp_path / "big.tif").exists()
+    write_stack(tmp_path / "other.tif", _data("uint16"))
+    assert sorted(os.listdir(tmp_path)) == ["other.tif"]
+
+
+# ----------------------------------------------------------------------------- sequences
+@pytest.mark.parametrize("dtype, suffix", [("uint8", "png"), ("uint16", "png"),
+                                           ("float32", "tif"), ("int16", "npy")])
+def test_sequence_roundtrip(tmp_path, dtype, suffix):
+    data = _data(dtype, (3, 9, 7))
+    pattern = str(tmp_path / f"f_%04d.{suffix}")
+    with StackWriter(pattern, data.shape, data.dtype, pixel_size=2.0) as w:
+        w.write(data)
+    assert sorted(os.listdir(tmp_path)) == [f"f_{k:04d}.{suffix}" for k in range(3)]
+    for name in (pattern, str(tmp_path / f"f_*.{suffix}")):
+        back, info = read_stack(name)
+        assert back.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(back, data)
+
+
+def test_sequence_rules(tmp_path):
+    pattern = str(tmp_path / "f_%d.png")
+    with pytest.raises(EmcsError, match="PNG frames hold 8- or 16-bit unsigned integers"):
+        with StackWriter(pattern, (2, 8, 8), np.float32):
+            pass
+    write_stack(pattern, _data("uint8", (12, 8, 8)))
+    with pytest.raises(EmcsError, match="f_0.png: already exists"):
+        write_stack(pattern, _data("uint8", (2, 8, 8)))
+    with open_stack(pattern) as s:  # natural order: f_2 before f_10
+        np.testing.assert_array_equal(s[10], _data("uint8", (12, 8, 8))[10])
+    write_stack(pattern, _data("uint8", (2, 8, 8)) + 1, force=True)  # older frames 2..11 go
+    assert sorted(os.listdir(tmp_path)) == ["f_0.png", "f_1.png"]
+    with pytest.raises(RuntimeError):
+        with StackWriter(str(tmp_path / "g_%03d.tif"), (3, 8, 8), np.uint16) as w:
+            w.write(np.zeros((2, 8, 8), np.uint16))
+    assert not any(f.startswith("g_") for f in os.listdir(tmp_path))  # a failed run leaves none
+
+
+# ----------------------------------------------------------------------------- stdin / stdout
+@pytest.mark.parametrize("suffix", [".tif", ".npy", ".mrc"])
+def test_stdin_and_stdout(tmp_path, suffix):
+    import subprocess
+    import sys
+
+    data = _data("uint16", (3, 8, 8))
+    write_stack(tmp_path / f"in{suffix}", data)
+    code = ("import sys; from emcs.io import read_stack, write_stack\n"
+            "data, info = read_stack('-'); write_stack('-', data, pixel_size=info.pixel_size)\n")
+    with open(tmp_path / f"in{suffix}", "rb") as src, open(tmp_path / "out.tif", "wb") as dst:
+        subprocess.run([sys.executable, "-c", code], stdin=src, stdout=dst, check=True)
+    back, _ = read_stack(tmp_path / "out.tif")
+    np.testing.assert_array_equal(back, data)
+    assert sorted(os.listdir(tmp_path)) == sorted([f"in{suffix}", "out.tif"])
+
+
+def test_stdin_garbage_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from emcs.errors import EmcsError; from emcs.io import open_stack\n"
+            "try:\n    open_stack('-')\nexcept EmcsError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], input=b"hello", capture_output=True,
+                         check=True).stdout.decode()
+    assert out.startswith("-: unrecognised data on standard input")
+
+
+# ----------------------------------------------------------------------------- statistics
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "int8"])
+def test_stack_stats_streams(tmp_path, dtype):
+    from emcs.io import stack_stats
+
+    data = _data(dtype, (7, 33, 31))
+    write_stack(tmp_path / "s.npy", data)
+    with open_stack(tmp_path / "s.npy") as s:
+        st = stack_stats(s, chunk_bytes=1)  # one frame at a time
+    ref = data.astype(np.float64)
+    assert st["min"] == ref.min() and st["max"] == ref.max() and st["n_pixels"] == ref.size
+    assert st["mean"] == pytest.approx(ref.mean()) and st["std"] == pytest.approx(ref.std())

@@ -1,65 +1,112 @@
 """Safe writing of image stacks: temporary file + rename, never a silent overwrite.
 
-Formats: TIFF (ImageJ-compatible where the dtype allows, pixel size kept),
-MRC (voxel size kept) and ``.npy``. :class:`StackWriter` writes frame chunks
-as they are produced so that memory stays bounded.
+Formats: TIFF (pixel size kept), MRC (MRC2014 image stack, space group 0,
+voxel size kept), ``.npy``, image sequences (``frames/f_%04d.png``, see
+:mod:`emcs.io.sequence`) and ``-`` (standard output, TIFF; see
+:mod:`emcs.io.stdio`). :class:`StackWriter` writes frame chunks as they are
+produced so that memory stays bounded. Pixel sizes are in Å.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 
 import numpy as np
 
 from emcs.errors import EmcsError
+from emcs.io.partial import clean_stale_partials, partial_path
+from emcs.io.sequence import SequenceSink, check_sequence, is_pattern
+from emcs.io.stdio import STDIO, check_stdout, stdout_output
 
 WRITE_SUFFIXES = (".tif", ".tiff", ".mrc", ".mrcs", ".npy")
 _IMAGEJ_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
 
 
-def check_output(path: str | os.PathLike, force: bool = False) -> str:
-    """Validate an output path before any work is done.
+def check_suffix(path: str | os.PathLike, suffixes, what: str = "output") -> str:
+    """Refuse a file name whose suffix is not one of ``suffixes`` (case-insensitive).
 
-    Raises :class:`EmcsError` if the file exists and ``force`` is false, or if
-    its folder does not exist.
+    >>> check_suffix("run1.npz", (".npz",))
+    'run1.npz'
+    >>> check_suffix("run1.tif", (".npz",))
+    Traceback (most recent call last):
+    ...
+    emcs.errors.EmcsError: run1.tif: unsupported output type; allowed: .npz
     """
     path = os.fspath(path)
+    if path != STDIO and not path.lower().endswith(tuple(s.lower() for s in suffixes)):
+        raise EmcsError(f"unsupported {what} type; allowed: " + ", ".join(suffixes), path)
+    return path
+
+
+def check_output(path: str | os.PathLike, force: bool = False, suffixes=None) -> str:
+    """Validate an output path before any work is done.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file, ``-`` (standard output) or, for image sequences, a
+        printf pattern (``frames/f_%04d.png``).
+    force : bool
+        Allow overwriting an existing file.
+    suffixes : sequence of str, optional
+        The suffixes the caller can write (``(".npz",)``); others are refused
+        with a message naming the file and the allowed suffixes.
+
+    Raises
+    ------
+    EmcsError
+        Wrong suffix, existing file without ``force``, a folder, a missing or
+        read-only output folder, or ``-`` while stdout is a terminal.
+    """
+    path = os.fspath(path)
+    if suffixes is not None:
+        check_suffix(path, suffixes)
+    if path == STDIO:
+        check_stdout()
+        return path
     if os.path.isdir(path):
         raise EmcsError("is a folder; give an output file name", path)
     if os.path.exists(path) and not force:
         raise EmcsError("already exists; use --force to overwrite it", path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise EmcsError(f"the output folder {folder} does not exist", path)
+        raise EmcsError(
+            f"the output folder {folder} does not exist; create it first (mkdir -p {folder})", path
+        )
     if not os.access(folder, os.W_OK):
         raise EmcsError(f"the output folder {folder} is not writable", path)
     return path
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[str]:
+def atomic_output(path: str | os.PathLike, force: bool = False,
+                  suffix: str | None = None) -> Iterator[str]:
     """Yield a temporary path in the target folder; rename it to ``path`` on success.
 
     On any error the temporary file is removed and an existing ``path`` is left
-    untouched.
+    untouched. The temporary file is hidden and carries this process's id
+    (:mod:`emcs.io.partial`); those left by killed runs are removed here first.
+    ``path`` ``-`` writes to standard output (``suffix`` names the format of
+    the temporary file, e.g. ``".npz"``).
     """
     path = check_output(path, force)
+    if path == STDIO:
+        with stdout_output(suffix or ".tif") as tmp:
+            yield tmp
+        return
     folder = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
+    clean_stale_partials(folder)
     # keep the suffix so that libraries choosing a format by name still work
-    suffix = "".join(s for s in (os.path.splitext(base)[1],))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{suffix}", dir=folder)
-    os.close(fd)
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would
+    tmp = partial_path(path)
+    # created like a plain open() would (umask applies), never over another file
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     mode = 0o666 & ~_current_umask()
-    os.chmod(tmp, mode)
     try:
         yield tmp
-        os.chmod(tmp, mode)  # again: some writers (e.g. safetensors) replace the file they are given
+        os.chmod(tmp, mode)  # some writers (e.g. safetensors) replace the file they are given
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -74,6 +121,8 @@ def _current_umask() -> int:
 
 
 def _fmt(path: str) -> str:
+    if is_pattern(path):
+        return "sequence"
     lower = path.lower()
     if lower.endswith((".tif", ".tiff")):
         return "tiff"
@@ -81,8 +130,11 @@ def _fmt(path: str) -> str:
         return "mrc"
     if lower.endswith(".npy"):
         return "npy"
+    if path == STDIO:
+        return "tiff"
     raise EmcsError(
-        "unsupported output type; write .tif/.tiff, .mrc/.mrcs or .npy", path
+        "unsupported output type; write .tif/.tiff, .mrc/.mrcs, .npy, a frame pattern "
+        "(frames/f_%04d.png) or - (stdout)", path
     )
 
 
@@ -92,7 +144,9 @@ class StackWriter:
     Parameters
     ----------
     path : str
-        Output file (.tif, .tiff, .mrc, .mrcs or .npy).
+        Output file (.tif, .tiff, .mrc, .mrcs or .npy), a printf pattern for
+        an image sequence (``frames/f_%04d.png``, see :mod:`emcs.io.sequence`)
+        or ``-`` (TIFF on standard output).
     shape : tuple of int
         Final (T, H, W) shape.
     dtype : numpy dtype
@@ -133,7 +187,12 @@ class StackWriter:
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> StackWriter:
-        self._ctx = atomic_output(self.path, self.force)
+        if self.format == "sequence":
+            check_sequence(self.path, self.shape[0], self.dtype, self.force)
+            self._handle = SequenceSink(self.path, self.shape, self.dtype, self.pixel_size,
+                                        self.force)
+            return self
+        self._ctx = atomic_output(self.path, self.force, suffix=".tif")
         self._tmp = self._ctx.__enter__()
         try:
             self._open()
@@ -143,12 +202,11 @@ class StackWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.format == "sequence":
+            return self._exit_sequence(exc_type)
         try:
             if exc_type is None:
-                if self._written != self.shape[0]:
-                    raise RuntimeError(
-                        f"StackWriter got {self._written} frames, expected {self.shape[0]}"
-                    )
+                self._check_complete()
                 self._finish()
             else:
                 self._abort()
@@ -157,6 +215,22 @@ class StackWriter:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             raise
         return bool(self._ctx.__exit__(exc_type, exc, tb))
+
+    def _check_complete(self) -> None:
+        if self._written != self.shape[0]:
+            raise RuntimeError(f"StackWriter got {self._written} frames, expected {self.shape[0]}")
+
+    def _exit_sequence(self, exc_type) -> bool:
+        try:
+            if exc_type is None:
+                self._check_complete()
+                self._handle.finish()
+                return False
+        except BaseException:
+            self._handle.abort()
+            raise
+        self._handle.abort()
+        return False
 
     def _open(self) -> None:
         if self.format == "tiff":
@@ -172,6 +246,7 @@ class StackWriter:
                 self._handle = mrcfile.new_mmap(
                     self._tmp, shape=self.shape, mrc_mode=_mrc_mode(dtype, self.path), overwrite=True
                 )
+            self._handle.set_image_stack()  # MRC2014: a movie is an image stack (ispg 0), not a volume
             if self.pixel_size:
                 self._handle.voxel_size = self.pixel_size
         else:
@@ -195,6 +270,9 @@ class StackWriter:
         if self.format == "tiff":
             for k in range(n):
                 self._write_tiff_page(frames[k])
+        elif self.format == "sequence":
+            for k in range(n):
+                self._handle.write(a + k, frames[k])
         elif self.format == "mrc":
             self._handle.data[a:b] = frames
         else:
@@ -221,6 +299,7 @@ class StackWriter:
         if self.format == "tiff":
             self._handle.close()
         elif self.format == "mrc":
+            self._handle.set_image_stack()
             self._handle.update_header_from_data()
             self._handle.update_header_stats()
             if self.pixel_size:
@@ -264,7 +343,8 @@ def write_stack(
     Parameters
     ----------
     path : str
-        ``.tif``/``.tiff``, ``.mrc``/``.mrcs`` or ``.npy``.
+        ``.tif``/``.tiff``, ``.mrc``/``.mrcs``, ``.npy``, a frame pattern
+        (``frames/f_%04d.png``) or ``-`` (TIFF on stdout).
     data : ndarray
         The pixels; a 2-D array is written as a one-frame stack.
     pixel_size : float, optional
