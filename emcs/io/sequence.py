@@ -102,9 +102,11 @@ def check_sequence(pattern: str, n_frames: int, dtype, force: bool) -> None:
 class SequenceSink:
     """Writes frames one file each, atomically; used by :class:`emcs.io.StackWriter`."""
 
-    def __init__(self, pattern: str, shape, dtype, pixel_size, force: bool):
+    def __init__(self, pattern: str, shape, dtype, pixel_size, force: bool, write_tiff=None):
         self.pattern, self.shape, self.dtype = pattern, shape, np.dtype(dtype)
         self.pixel_size, self.force = pixel_size, force
+        # TIFF frames are written by emcs.io.write (handed in: no import circle)
+        self.write_tiff = write_tiff
         self.suffix = _frame_suffix(pattern)
         self.written: list[str] = []
 
@@ -129,9 +131,7 @@ class SequenceSink:
 
             iio.imwrite(tmp, frame, extension=".png")
         else:
-            from emcs.io.write import write_stack
-
-            write_stack(tmp, frame, pixel_size=self.pixel_size, force=True)
+            self.write_tiff(tmp, frame, pixel_size=self.pixel_size, force=True)
 
     def finish(self) -> None:
         if self.force:

@@ -190,7 +190,7 @@ class StackWriter:
         if self.format == "sequence":
             check_sequence(self.path, self.shape[0], self.dtype, self.force)
             self._handle = SequenceSink(self.path, self.shape, self.dtype, self.pixel_size,
-                                        self.force)
+                                        self.force, write_tiff=write_stack)
             return self
         self._ctx = atomic_output(self.path, self.force, suffix=".tif")
         self._tmp = self._ctx.__enter__()
