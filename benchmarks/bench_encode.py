@@ -92,8 +92,9 @@ def bench_throughput(frames: dict[str, np.ndarray], B: int) -> list[dict]:
 def _bench_one(name: str, x: np.ndarray, B: int) -> dict:
     import imagecodecs
 
-    from emcs.tcs.encode import accumulator_dtype, bit_masks, encode_group, encode_stack
+    from emcs.tcs.encode import encode_stack
     from emcs.tcs.masks import make_masks
+    from emcs.tcs.operator import accumulator_dtype, bit_masks, encode_group
 
     T, H, W = x.shape
     nbytes = x.nbytes
@@ -211,10 +212,10 @@ def bench_quality(quick: bool) -> list[dict]:
     from skimage import data
 
     from emcs.io import read_stack
-    from emcs.tcs.decode import GAPTV_SETTINGS, scale_measurements
-    from emcs.tcs.encode import encode_group
+    from emcs.tcs.decode import GAPTV_SETTINGS
     from emcs.tcs.gaptv import gap_tv, naive_estimate
     from emcs.tcs.masks import make_masks
+    from emcs.tcs.operator import TcsOperator, encode_group
 
     torch.set_num_threads(1)
     rows = []
@@ -244,7 +245,7 @@ def bench_quality(quick: bool) -> list[dict]:
         H, W = raw.shape[1:]
         m = make_masks(5, 10, H, W)
         lo, hi = float(raw.min()), float(raw.max())
-        y = scale_measurements(encode_group(raw, m)[None], m.sum(0), (lo, hi))[0]
+        y = TcsOperator.from_masks(m).scale_measurements(encode_group(raw, m)[None], (lo, hi))[0]
         ref = (clean - lo) / (hi - lo)
         rng = float(ref.max() - ref.min())
 
@@ -280,13 +281,14 @@ def bench_roundtrip(n: int = 40, size: int = 512, B: int = 10) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "m.npy")
         np.save(src, x)
+        npz, rec = os.path.join(tmp, "m.npz"), os.path.join(tmp, "rec.npy")
         for label, (pack, q) in ROUNDTRIP_MODES.items():
-            npz, rec = os.path.join(tmp, "m.npz"), os.path.join(tmp, "rec.npy")
-            t_enc, res = _best(lambda: encode_stack(src, npz, B=B, seed=1, pack=pack, quantize=q, force=True))
+            t_enc, res = _best(lambda p=pack, q=q: encode_stack(src, npz, B=B, seed=1, pack=p, quantize=q,
+                                                                force=True))
             args = ["decode", npz, "-o", rec, "--method", "gap-tv", "--device", "cpu", "--quiet", "--force"]
             gap_tv, dec.gap_tv = dec.gap_tv, no_decoder
             try:
-                t_dec, _ = _best(lambda: app(args, standalone_mode=False), repeats=2)
+                t_dec, _ = _best(lambda a=args: app(a, standalone_mode=False), repeats=2)
             finally:
                 dec.gap_tv = gap_tv
             rows.append({"mode": label, "shape": f"{T}x{size}x{size}", "encode_s": t_enc, "decode_s": t_dec,

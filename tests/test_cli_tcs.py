@@ -211,3 +211,31 @@ def test_demo_runs_and_refuses_to_overwrite(tmp_path, monkeypatch):
 def test_demo_without_example_files(tmp_path, monkeypatch):
     monkeypatch.setenv("EMCS_EXAMPLES", str(tmp_path / "none"))
     _one_line_error(_run("demo", "-o", tmp_path / "d"), "au_movie.tif", "missing")
+
+
+def test_info_check(write_movie, tmp_path):
+    import io
+    import zipfile
+
+    src, _ = write_movie("k.tif", T=6, H=8, W=8)
+    assert _run("encode", src, "-B", 3).exit_code == 0
+    good = tmp_path / "k.npz"
+    r = _run("info", good, "--check", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"path": str(good), "valid": True, "problems": []}
+    with zipfile.ZipFile(good) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(np.load(io.BytesIO(members["meta.npy"])).tobytes())
+    meta.pop("B")
+    meta["mask"]["kind"] = "painted"
+    buf = io.BytesIO()
+    np.save(buf, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    members["meta.npy"] = buf.getvalue()
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(bad, "w") as z:
+        for name, raw in members.items():
+            z.writestr(name, raw)
+    r = _run("info", bad, "--check")
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"emcs: {bad}: ") for line in lines)
+    assert "lacks: B" in lines[0] and "mask kind 'painted'" in lines[1]

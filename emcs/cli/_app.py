@@ -15,34 +15,39 @@ import typer
 
 from emcs.errors import EmcsError
 
-
 #: library parameter names whose CLI option has another name (parameter -> flag);
 #: options named like the parameter are found on the running command itself.
 PARAM_FLAGS: dict[str, str] = {}
 
 
-def flag_names() -> dict[str, str]:
-    """Parameter name -> flag of the running command (``{"quantize": "--quantize"}``)."""
-    import click
+def flag_names(func) -> dict[str, str]:
+    """Parameter name -> flag of a command function (``{"quantize": "--quantize"}``).
+
+    Read from the function's Typer options (the longest of each option's
+    names), completed by :data:`PARAM_FLAGS`.
+    """
+    import inspect
+
+    from typer.models import OptionInfo
 
     flags = dict(PARAM_FLAGS)
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        for p in ctx.command.params:
-            if isinstance(p, click.Option) and p.name and p.opts:
-                flags[p.name] = max(p.opts, key=len)
+    for name, p in inspect.signature(func).parameters.items():
+        if isinstance(p.default, OptionInfo) and p.default.param_decls:
+            flags.setdefault(name, max(p.default.param_decls, key=len))
     return flags
 
 
 def _report_user_errors(func):
     """Turn an :class:`EmcsError` into one line on stderr and exit code 2."""
 
+    flags = flag_names(func)
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except EmcsError as exc:
-            typer.echo(f"emcs: error: {exc.with_flags(flag_names())}", err=True)
+            typer.echo(f"emcs: error: {exc.with_flags(flags)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("emcs: interrupted", err=True)

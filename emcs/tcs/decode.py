@@ -1,10 +1,13 @@
 """Decode a measurement container back into a movie (``emcs decode``).
 
+The container is read once: its measurements are decoded group by group and
+their checksum is checked on the way (:meth:`emcs.tcs.container.Container.blocks`).
 For every group k with n_k frames and masks C_1..C_{n_k}:
 
 1. scale to the decoders' units with the stored input range [lo, hi]:
    frames ``X_s = (X - lo) / (hi - lo)``, so the measurement becomes
-   ``Y_s = (Y - lo * R_k) / (hi - lo)`` with ``R_k = sum_{b<=n_k} C_b``;
+   ``Y_s = (Y - lo * R_k) / (hi - lo)`` with ``R_k = sum_{b<=n_k} C_b``
+   (:meth:`emcs.tcs.operator.TcsOperator.scale_measurements`);
 2. reconstruct ``X_s`` with a neural decoder (``emcs.tcs.nets``, when one fits
    B and the mask density) or with GAP-TV (:mod:`emcs.tcs.gaptv`);
 3. unscale, clip to [lo, hi], round (integer input) and cast to the input dtype;
@@ -14,6 +17,7 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +26,7 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import ENSEMBLES
-from emcs.tcs.container import Container, load_container
+from emcs.tcs.container import Container, open_container
 from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS, gap_tv
 
 METHODS = ("auto", "gap-tv", "net")
@@ -43,13 +47,6 @@ GAPTV_SETTINGS = {
 def default_output(container_path: str) -> str:
     """``<stem>.tif`` beside the container."""
     return os.path.splitext(os.fspath(container_path))[0] + ".tif"
-
-
-def scale_measurements(y: np.ndarray, mask_sum: np.ndarray, value_range) -> np.ndarray:
-    """Y_s = (Y - lo * R) / (hi - lo) as float32 (frames scaled to [0, 1])."""
-    lo, hi = value_range
-    span = (hi - lo) or 1.0
-    return ((np.asarray(y, dtype=np.float64) - lo * mask_sum) / span).astype(np.float32)
 
 
 def unscale_frames(x: np.ndarray, value_range, dtype) -> np.ndarray:
@@ -80,8 +77,6 @@ def choose_noise_level(container: Container, noise: str = "auto") -> tuple[str, 
     Haar-MAD estimate) relative to the input's value range; containers without
     it are treated as ``low``.
     """
-    if noise not in NOISE_LEVELS:
-        raise EmcsError(f"--noise must be one of {', '.join(NOISE_LEVELS)}, got {noise!r}")
     sigma = container.meta["input"].get("noise_sigma")
     lo, hi = container.value_range
     scaled = None if sigma is None else float(sigma) / ((hi - lo) or 1.0)
@@ -100,8 +95,6 @@ def plan_methods(container: Container, method: str) -> tuple[dict[int, tuple[str
     notes : list of str
         Human notes (why GAP-TV was used instead of a network).
     """
-    if method not in METHODS:
-        raise EmcsError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     sizes = sorted({int(n) for n in container.counts})
     plan: dict[int, tuple[str, object]] = {n: ("gap-tv", None) for n in sizes}
     notes: list[str] = []
@@ -122,6 +115,24 @@ def plan_methods(container: Container, method: str) -> tuple[dict[int, tuple[str
     return plan, notes
 
 
+def group_batches(counts: np.ndarray, batch: int) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` runs of at most ``batch`` groups with the same frame count.
+
+    Examples
+    --------
+    >>> group_batches(np.array([5, 5, 5, 2]), 2)
+    [(0, 2), (2, 3), (3, 4)]
+    """
+    out, k, N = [], 0, len(counts)
+    while k < N:
+        stop = k + 1
+        while stop < N and stop - k < batch and int(counts[stop]) == int(counts[k]):
+            stop += 1
+        out.append((k, stop))
+        k = stop
+    return out
+
+
 def iter_decoded(
     container: Container,
     plan: dict[int, tuple[str, object]],
@@ -133,21 +144,20 @@ def iter_decoded(
     noise: str = "low",
     ensemble: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_frame, frames)`` in the input dtype, a batch of groups at a time."""
-    masks = container.masks()
+    """Yield ``(first_frame, frames)`` in the input dtype, a batch of groups at a time.
+
+    The measurements are read in one pass (:meth:`~emcs.tcs.container.Container.blocks`):
+    a container not yet verified has its checksum checked at the end of it.
+    """
+    op = container.operator
     B = container.B
     H, W = container.frame_shape
-    N = container.n_measurements
-    per = B * H * W
-    batch = max(1, max_elements // per)
-    k = 0
-    while k < N:
+    batches = group_batches(container.counts, max(1, max_elements // (B * H * W)))
+    # the blocks first: their generator checks the checksum after the last batch
+    for y, (k, _) in zip(container.blocks(stop for _, stop in batches), batches, strict=True):
         n = int(container.counts[k])
-        stop = k + 1
-        while stop < N and stop - k < batch and int(container.counts[stop]) == n:
-            stop += 1
-        c = masks[:n]
-        y = scale_measurements(container.measurements[k:stop], c.sum(0), container.value_range)
+        c = op.masks(n)
+        y = op.scale_measurements(y, container.value_range, n)
         kind, info = plan[n]
         if kind == "net":
             api, reason = _net_api()
@@ -159,11 +169,24 @@ def iter_decoded(
                        **GAPTV_SETTINGS[noise])
         x = np.asarray(x).reshape(-1, H, W)
         yield k * B, unscale_frames(x, container.value_range, container.input_dtype)
-        k = stop
+
+
+def check_decode_options(method: str, iters: int, noise: str, ensemble: int) -> None:
+    """Raise :class:`EmcsError` (naming the parameter) for an unknown method, noise level or
+    ensemble size, or fewer than one iteration."""
+    if method not in METHODS:
+        raise EmcsError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
+    if iters < 1:
+        raise EmcsError(f"iters must be at least 1, got {iters}", param="iters")
+    if noise not in NOISE_LEVELS:
+        raise EmcsError(f"noise must be one of {', '.join(NOISE_LEVELS)}, got {noise!r}", param="noise")
+    if ensemble not in ENSEMBLE_SIZES:
+        raise EmcsError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {ensemble}",
+                        param="ensemble")
 
 
 def decode_container(
-    path: str | os.PathLike,
+    source: str | os.PathLike | Container,
     output: str | os.PathLike | None = None,
     *,
     method: str = "auto",
@@ -179,15 +202,17 @@ def decode_container(
 
     Parameters
     ----------
-    path : str
-        Container written by :func:`emcs.tcs.encode.encode_stack`.
+    source : str or Container
+        Container written by :func:`emcs.tcs.encode.encode_stack`, or one
+        already opened with :func:`emcs.tcs.container.open_container` (the
+        caller closes it). It is read once; its checksum is checked on the way.
     output : str, optional
         Output stack; default ``<stem>.tif`` beside the container.
     method : {"auto", "gap-tv", "net"}
         ``auto``: a network when one fits, otherwise GAP-TV; ``net``: the same
         but a missing network is reported through ``on_note`` as a warning.
     iters : int
-        GAP-TV iterations.
+        GAP-TV iterations (>= 1).
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     force : bool
@@ -207,28 +232,37 @@ def decode_container(
     -------
     dict
         Summary (output, frames, shape, dtype, methods, seconds, ...).
+
+    Raises
+    ------
+    EmcsError
+        A bad option (named by its parameter), a bad container (also a
+        checksum mismatch found while reading: the output is then not
+        written), an unsupported or existing output.
     """
-    from emcs.io import WRITE_SUFFIXES, StackWriter, check_output
+    check_decode_options(method, iters, noise, ensemble)
+    t0 = time.perf_counter()
+    if isinstance(source, Container):
+        opened = contextlib.nullcontext(source)
+    else:
+        opened = open_container(source)
+    with opened as container:
+        return _decode(container, output, t0, method=method, iters=iters, device=device, force=force,
+                       noise=noise, ensemble=ensemble, progress=progress, on_note=on_note)
+
+
+def _decode(container: Container, output, t0: float, *, method, iters, device, force, noise, ensemble,
+            progress, on_note) -> dict:
+    from emcs.io import StackWriter
     from emcs.nn.device import pick_device
 
-    if method not in METHODS:
-        raise EmcsError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if iters < 1:
-        raise EmcsError(f"--iters must be at least 1, got {iters}")
-    if ensemble not in ENSEMBLE_SIZES:
-        raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {ensemble}")
-    path = os.fspath(path)
+    path = container.path
     output = default_output(path) if output is None else os.fspath(output)
-    t0 = time.perf_counter()
-    container = load_container(path)
-    check_output(output, force)
-    if not output.lower().endswith(WRITE_SUFFIXES):
-        raise EmcsError("unsupported output type; write .tif/.tiff, .mrc/.mrcs or .npy", output)
-    dev = pick_device(device)
-    level, sigma = choose_noise_level(container, noise)
     T, H, W = container.input_shape
     with StackWriter(output, container.input_shape, container.input_dtype,
                      pixel_size=container.pixel_size, force=force) as writer:
+        dev = pick_device(device)
+        level, sigma = choose_noise_level(container, noise)
         plan, notes = plan_methods(container, method)
         for note in notes:
             if on_note is not None:
@@ -268,11 +302,12 @@ __all__ = [
     "GAPTV_SETTINGS",
     "METHODS",
     "NOISE_LEVELS",
+    "check_decode_options",
     "choose_noise_level",
     "decode_container",
     "default_output",
+    "group_batches",
     "iter_decoded",
     "plan_methods",
-    "scale_measurements",
     "unscale_frames",
 ]
