@@ -268,12 +268,12 @@ ROUNDTRIP_MODES = {"none": ("none", None), "zstd": ("zstd", None), "jpegxl": ("j
 
 def bench_roundtrip(n: int = 40, size: int = 512, B: int = 10) -> list[dict]:
     """Encode (``encode_stack``) and decode (``emcs decode`` without its decoder) seconds per pack mode."""
-    import emcs.tcs.decode as dec
+    import emcs.tcs.gaptv as gaptv
     from emcs.cli import app
     from emcs.tcs.encode import encode_stack
 
-    def no_decoder(y, masks, **_):
-        return np.zeros((len(y), len(masks), *y.shape[1:]), np.float32)
+    def no_decoder(y, operator, **_):
+        return np.zeros((len(y), operator.B, *y.shape[1:]), np.float32)
 
     T = n * B
     x = np.random.default_rng(2).poisson(20.0, (T, size, size)).astype(np.uint16)
@@ -286,11 +286,11 @@ def bench_roundtrip(n: int = 40, size: int = 512, B: int = 10) -> list[dict]:
             t_enc, res = _best(lambda p=pack, q=q: encode_stack(src, npz, B=B, seed=1, pack=p, quantize=q,
                                                                 force=True))
             args = ["decode", npz, "-o", rec, "--method", "gap-tv", "--device", "cpu", "--quiet", "--force"]
-            gap_tv, dec.gap_tv = dec.gap_tv, no_decoder
+            gap_tv, gaptv.gap_tv = gaptv.gap_tv, no_decoder
             try:
                 t_dec, _ = _best(lambda a=args: app(a, standalone_mode=False), repeats=2)
             finally:
-                dec.gap_tv = gap_tv
+                gaptv.gap_tv = gap_tv
             rows.append({"mode": label, "shape": f"{T}x{size}x{size}", "encode_s": t_enc, "decode_s": t_dec,
                          "ratio": res["ratio"], "MB": x.nbytes / 1e6})
     return rows

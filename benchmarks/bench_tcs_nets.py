@@ -64,28 +64,23 @@ def simulate(kind: str, B: int, size: int, dose: float, seed: int):
 
 def tcs_bytes(y_counts: np.ndarray) -> int:
     """Bytes of the measurement as ``emcs encode`` stores it (narrowed to the smallest int type)."""
-    from emcs.tcs.container import smallest_int_dtype
+    from emcs.tcs.operator import smallest_int_dtype
 
     dt = smallest_int_dtype(int(y_counts.min()), int(y_counts.max()))
     return int(y_counts.size) * dt.itemsize
 
 
-def packed_bytes(y_counts: np.ndarray, masks: np.ndarray, quantize: float | None = None,
+def packed_bytes(y_counts: np.ndarray, operator, quantize: float | None = None,
                  packer: str = "jpegxl") -> int:
     """Bytes of the measurement in an ``emcs encode --pack PACKER [--quantize STEP]`` container."""
-    from emcs.tcs.container import (
-        anscombe_codes,
-        encode_measurement,
-        packed_codec,
-        smallest_int_dtype,
-    )
-    from emcs.tcs.predictive import open_count
+    from emcs.tcs.container import anscombe_codes, encode_measurement, packed_codec
+    from emcs.tcs.operator import smallest_int_dtype
 
     if quantize:
         y_counts = anscombe_codes(y_counts, quantize)
     dt = smallest_int_dtype(int(y_counts.min()), int(y_counts.max()))
     codec = packed_codec(packer, dt)
-    S = open_count(masks) if codec == "mask-predictive" else None
+    S = operator.open_count() if codec == "mask-predictive" else None
     return sum(len(encode_measurement(y.astype(dt), codec, S, quantize)) for y in y_counts)
 
 
@@ -117,11 +112,12 @@ def quality(args) -> dict:
 
     from emcs.compare.codecs import CODECS
     from emcs.tcs.container import anscombe_codes, anscombe_values
-    from emcs.tcs.gaptv import gap_tv
-    from emcs.tcs.masks import make_masks
-    from emcs.tcs.nets.api import decode_measurements, list_models
+    from emcs.tcs.decoders import GAP_TV, get_decoder
+    from emcs.tcs.nets.api import list_models
+    from emcs.tcs.operator import TcsOperator
 
     torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
     only = set(args.only) if args.only else None
 
     def wanted(name: str) -> bool:
@@ -134,26 +130,26 @@ def quality(args) -> dict:
             seed = HELDOUT_SEED + 1000 * B + 100 * r_ + k
             clean, counts, scale = simulate(kind, B, args.size, args.dose, seed)
             noisy = counts.astype(np.float32) * scale
-            masks = make_masks(seed, B, args.size, args.size, 0.5)
-            y_counts = (counts.astype(np.int64) * masks).sum(0)[None]
+            op = TcsOperator.generated(seed, B, (args.size, args.size), 0.5)
+            y_counts = op.encode(counts).astype(np.int64)[None]
             q = args.quantize
             if q:  # what the decoder gets back from an --quantize container
                 y = anscombe_values(anscombe_codes(y_counts, q), q) * scale
             else:
                 y = y_counts.astype(np.float32) * scale
             pre = "predictive-" if args.packer == "predictive" else ""
-            budget = packed_bytes(y_counts, masks, q, args.packer) if (args.pack or q) else tcs_bytes(y_counts)
+            budget = packed_bytes(y_counts, op, q, args.packer) if (args.pack or q) else tcs_bytes(y_counts)
             tag = f" [quantized {q:g}]" if q else ""
             res = {}
             for info in models:
                 for ens in args.ensemble:
                     t = time.perf_counter()
-                    x = decode_measurements(y, masks, info, device="cpu", ensemble=ens)[0]
+                    x = get_decoder(info.name, device=cpu, ensemble=ens)(y, op)[0]
                     name = (info.name if ens == 1 else f"{info.name} (ensemble {ens})") + tag
                     res[name] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
             if wanted("gap-tv"):
                 t = time.perf_counter()
-                x = gap_tv(y, masks)[0]
+                x = get_decoder(GAP_TV)(y, op)[0]
                 res["gap-tv" + tag] = dict(score(x, clean, noisy), seconds=time.perf_counter() - t)
             for codec in (c for c in CODECS if wanted(c)):
                 r, over = codec_at_budget(counts, codec, budget)
@@ -253,8 +249,11 @@ def bars(summary: dict, default: str = "tcs-unfold") -> str:
 
 
 def update_cards(summary: dict, settings: dict, command: str) -> None:
+    from emcs.tcs.nets import ARCHITECTURES
     from emcs.tcs.nets.api import list_models
     from emcs.tcs.nets.train import DESCRIPTIONS
+
+    short_names = {arch: short for short, arch in ARCHITECTURES.items()}
 
     for info in list_models():
         cpath = info.path.with_suffix(".json")
@@ -263,8 +262,7 @@ def update_cards(summary: dict, settings: dict, command: str) -> None:
         for B, ms in summary.items():
             if info.name in ms:
                 per_B[f"B={B}"] = ms  # this model, the other TCS models, GAP-TV and the codecs
-        short = "unfold" if "unfold" in card["architecture"] else "tcsdl"
-        card.setdefault("description", DESCRIPTIONS[short])
+        card.setdefault("description", DESCRIPTIONS[short_names[card["architecture"]]])
         card["metrics"] = {
             "held_out": per_B,
             "data": f"held-out simulated movies ({settings.get('repeats', 1)} per kind and B): "
@@ -281,18 +279,21 @@ def update_cards(summary: dict, settings: dict, command: str) -> None:
 def speed(args) -> None:
     import torch
 
-    from emcs.tcs.masks import make_masks
-    from emcs.tcs.nets.api import decode_measurements, list_models
+    from emcs.tcs.decoders import get_decoder
+    from emcs.tcs.nets.api import list_models
+    from emcs.tcs.operator import TcsOperator
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     for B in args.B:
-        masks = make_masks(1, B, args.size, args.size)
-        y = (rng.random((B, args.size, args.size), dtype=np.float32) * masks).sum(0)[None]
+        op = TcsOperator.generated(1, B, (args.size, args.size))
+        y = op.forward(rng.random((B, args.size, args.size), dtype=np.float32))[None]
+        warm = TcsOperator.generated(1, B, (64, 64))
         for info in list_models():
-            decode_measurements(y[:, :64, :64], masks[:, :64, :64], info, device="cpu")  # warm-up
+            decoder = get_decoder(info.name, device=torch.device("cpu"))
+            decoder(y[:, :64, :64], warm)  # warm-up
             t = time.perf_counter()
-            decode_measurements(y, masks, info, device="cpu")
+            decoder(y, op)
             dt = time.perf_counter() - t
             print(f"{info.name} B={B} {args.size}x{args.size}: {dt:.2f} s, "
                   f"{B * args.size**2 / dt / 1e6:.3f} reconstructed Mpixel/s ({args.threads} threads)", flush=True)

@@ -99,3 +99,18 @@ def test_noisy_settings_beat_naive_on_a_shot_noise_movie():
     naive = score(naive_estimate(y, c))
     high = score(gap_tv(y, c, iters=20, **GAPTV_SETTINGS["high"]))
     assert high > naive + 1.0, (naive, high)
+
+
+def test_operator_and_masks_give_the_same_reconstruction():
+    from emcs.tcs.operator import TcsOperator
+
+    op = TcsOperator.generated(6, 5, (40, 36))
+    x = _scene(B=5, size=40)[:, :, :36]
+    y = op.forward(x)[None]
+    np.testing.assert_array_equal(gap_tv(y, op, iters=4), gap_tv(y, op.masks(), iters=4))
+    np.testing.assert_array_equal(naive_estimate(y, op), naive_estimate(y, op.masks()))
+    tiled = gap_tv(y, op, iters=4, max_elements=5 * 24 * 24, overlap=4)  # 4 tiles, blended
+    assert np.abs(tiled - gap_tv(y, op, iters=4)).mean() < 0.01
+    short = op.group(3)
+    assert gap_tv(short.forward(x[:3])[None], short, iters=2).shape == (1, 3, 40, 36)
+

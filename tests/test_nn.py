@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -94,6 +95,18 @@ def test_tiling_matches_untiled_network(shape):
     tiled = tiled_apply(net, x, tile=64, overlap=16, batch=3)
     assert tiled.shape == whole.shape
     assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("length", [100, 129, 300])
+def test_even_tiling_layout(length):
+    from emcs.nn.tiling import _starts
+
+    starts = _starts(length, 48, 8, even=True)
+    assert starts[0] == 0 and starts[-1] == length - 48
+    gaps = np.diff(starts)
+    assert gaps.max() <= 40 and gaps.max() - gaps.min() <= 1  # >= 8 px of overlap, evenly spread
+    x = torch.rand(1, 3, length, 70)
+    assert torch.allclose(tiled_apply(lambda t: 2 * t, x, tile=48, overlap=8, even=True, margin=0), 2 * x)
 
 
 def test_tiling_with_upscaling():

@@ -190,3 +190,30 @@ def test_bad_groups_are_refused():
         op.group(0)
     with pytest.raises(ValueError):
         TcsOperator.generated(2**32, 4, (3, 3))
+
+
+def test_encoder_operator_gaptv_and_unfold_agree_on_the_forward_model():
+    """One forward model: the encoder (exact), the operator, GAP-TV and tcs-unfold."""
+    torch = pytest.importorskip("torch")
+    from emcs.tcs import gaptv
+    from emcs.tcs.nets import unfold
+    from emcs.tcs.nets.unfold import UnfoldNet
+
+    assert gaptv.forward is tcsop.forward and unfold.tcs_forward is tcsop.forward
+    rng = np.random.default_rng(12)
+    op = TcsOperator.generated(31, 6, (18, 22), 0.5)
+    counts = rng.integers(0, 4000, (6, 18, 22)).astype(np.uint16)
+    y = op.encode(counts)
+    x64 = counts.astype(np.float64)
+    np.testing.assert_array_equal(op.forward(x64), y)  # integers: exact
+    np.testing.assert_array_equal(tcsop.forward(torch.from_numpy(x64), op.tensor(dtype=torch.float64)).numpy(), y)
+    # GAP-TV with a vanishing TV weight and one plain projection lands on {x : A x = y}
+    ys = (y / 4000.0).astype(np.float32)[None]
+    rec = gaptv.gap_tv(ys, op, iters=1, weight=1e-9, accelerate=False)
+    np.testing.assert_allclose(op.forward(rec), ys, rtol=1e-5, atol=1e-5)
+    # tcs-unfold with its denoisers at their zero start and a full step does the same
+    net = UnfoldNet(stages=1, width=4)
+    with torch.no_grad():
+        net.step.fill_(40.0)  # sigmoid(40) = 1 in float32
+        out = net(torch.from_numpy(ys), op.tensor()[None]).numpy()
+    np.testing.assert_allclose(op.forward(out), ys, rtol=1e-5, atol=1e-5)

@@ -14,12 +14,13 @@ from emcs.cli import app
 from emcs.errors import EmcsError
 from emcs.nn.weights import load_model
 from emcs.tcs.masks import make_masks
-from emcs.tcs.nets.api import BUILDERS, decode_measurements, find_model, list_models, models_dir
+from emcs.tcs.nets import BUILDERS
+from emcs.tcs.nets.api import decode_measurements, find_model, list_models, models_dir
 from emcs.tcs.nets.data import make_batch, standin_movie
 from emcs.tcs.nets.tcsdl import TcsDlNet
 from emcs.tcs.nets.train import model_loss
 from emcs.tcs.nets.unfold import UnfoldNet
-from emcs.tcs.physics import forward
+from emcs.tcs.operator import forward
 
 #: required mean PSNR gain of the shipped default model over GAP-TV (dB) on the fixed movies
 MARGIN_DB = 2.0
@@ -150,6 +151,64 @@ def test_find_model_coverage(default_model):
     assert find_model(20, 0.5).name == default_model.name
     names = [i.name for i in list_models()]
     assert "tcs-unfold" in names and "tcs-tcsdl" in names
+
+
+def test_registry_chooses_decoders_by_name(default_model, monkeypatch):
+    from emcs.tcs import decoders
+
+    names = decoders.decoder_names()
+    assert names[0] == "gap-tv" and {"tcs-unfold", "tcs-tcsdl"} <= set(names)
+    assert decoders.select_decoder("auto", 10, 0.5) == (default_model.name, None)
+    assert decoders.select_decoder("net", 10, 0.5)[0] == default_model.name
+    assert decoders.select_decoder("gap-tv", 10, 0.5) == ("gap-tv", None)
+    assert decoders.select_decoder("tcs-tcsdl", 10, 0.5) == ("tcs-tcsdl", None)
+    name, why = decoders.select_decoder("auto", 64, 0.5)
+    assert name == "gap-tv" and why == "no trained network for B=64 at mask density 0.50"
+    name, why = decoders.select_decoder("auto", 4, 0.5, group="the short last group (4 frames of B=10)")
+    assert name == "gap-tv" and "short last group" in why
+    path = str(default_model.path)
+    assert decoders.select_decoder("auto", 10, 0.5, model=path) == (path, None)
+    assert decoders.select_decoder("auto", 4, 0.5, model="tcs-unfold")[0] == "gap-tv"
+    with pytest.raises(EmcsError) as err:
+        decoders.select_decoder("fista", 10, 0.5)
+    assert err.value.param == "method" and "tcs-unfold" in str(err.value)
+    with pytest.raises(EmcsError) as err:
+        decoders.select_decoder("auto", 10, 0.5, model="tcs-nonexistent")
+    assert err.value.param == "model"
+    monkeypatch.setattr(decoders, "networks_unavailable", lambda: "the neural decoders are not available (test)")
+    assert decoders.select_decoder("auto", 10, 0.5) == ("gap-tv", "the neural decoders are not available (test)")
+
+
+def test_decoder_objects_take_measurements_and_operator(default_model):
+    from emcs.tcs.decoders import GapTv, Network, get_decoder
+    from emcs.tcs.gaptv import gap_tv
+    from emcs.tcs.operator import TcsOperator
+
+    clean, y, masks = _movie(10, size=32)
+    op = TcsOperator.from_masks(masks)
+    cpu = torch.device("cpu")
+    net = get_decoder("tcs-unfold", device=cpu)
+    assert isinstance(net, Network) and net.name == "tcs-unfold"
+    np.testing.assert_array_equal(net(y, op), decode_measurements(y, masks, default_model, device="cpu"))
+    by_path = get_decoder(str(default_model.path), device=cpu, ensemble=2)
+    assert by_path.name == "tcs-unfold" and by_path(y, op).shape == (1, 10, 32, 32)
+    tv = get_decoder("gap-tv", device=cpu, iters=5)
+    assert isinstance(tv, GapTv)
+    np.testing.assert_array_equal(tv(y, op), gap_tv(y, masks, iters=5))
+    short = op.group(4)
+    part = short.forward(clean[:4])[None].astype(np.float32)
+    assert net(part, short).shape == (1, 4, 32, 32)
+
+
+def test_one_network_map():
+    from emcs.tcs.nets import ARCHITECTURES, architecture, build_network
+
+    assert set(BUILDERS) == set(ARCHITECTURES.values())
+    assert isinstance(build_network("unfold", stages=1, width=8), UnfoldNet)
+    assert isinstance(build_network("tcs-tcsdl-v1", b_max=4, cnn_width=0.125, rnn_width=0.125), TcsDlNet)
+    with pytest.raises(EmcsError) as err:
+        architecture("resnet")
+    assert err.value.param == "model"
 
 
 def _copy_model(info, folder):

@@ -1,4 +1,8 @@
-"""Resolve the ``--device`` option and prepare the process for tensor work."""
+"""Resolve a device name (``auto``, ``cpu``, ``cuda``) once and prepare the process for tensor work.
+
+Call :func:`pick_device` once, at the public boundary, and pass the resulting
+``torch.device`` on (never its string, to be picked again).
+"""
 
 from __future__ import annotations
 
@@ -35,18 +39,19 @@ def keep_freed_memory() -> bool:
         return False
 
 
-def pick_device(name: str = "auto"):
+def pick_device(name="auto"):
     """Return a ``torch.device`` for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     ``auto`` picks CUDA when a GPU is visible and the CPU otherwise. Asking for
     CUDA on a machine without one is a user error (:class:`EmcsError`). The
     first call also tunes the C allocator for tiled tensor work
-    (:func:`keep_freed_memory`).
+    (:func:`keep_freed_memory`). A ``torch.device`` is returned as it is.
     """
     import torch
 
     keep_freed_memory()
-
+    if isinstance(name, torch.device):
+        return name
     name = (name or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -54,9 +59,9 @@ def pick_device(name: str = "auto"):
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise EmcsError(f"--device {name}: no CUDA GPU is available on this machine")
+            raise EmcsError(f"device {name}: no CUDA GPU is available on this machine", param="device")
         try:
             return torch.device(name)
         except RuntimeError as exc:
-            raise EmcsError(f"--device {name}: {exc}") from exc
-    raise EmcsError(f"--device must be auto, cpu or cuda, got {name!r}")
+            raise EmcsError(f"device {name}: {exc}", param="device") from exc
+    raise EmcsError(f"device must be auto, cpu or cuda, got {name!r}", param="device")

@@ -7,28 +7,37 @@ ramps up to 1, and stays 1 along the image border;
 overlapping outputs are averaged with those weights. Memory is bounded by the
 tile size, the result has no seams, and on frames no larger than one tile the
 result is exactly the untiled one.
+
+The networks (TCS, DLSS) and GAP-TV (:mod:`emcs.tcs.gaptv`, which spreads its
+tiles evenly and ramps over the whole overlap: ``even=True, margin=0``) use it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
+def _starts(length: int, tile: int, overlap: int, even: bool = False) -> list[int]:
+    """Tile starts: every ``tile - overlap`` plus one flush with the end, or (``even``)
+    the fewest tiles with at least ``overlap`` of overlap, spread evenly."""
     if length <= tile:
         return [0]
+    if even:
+        n = math.ceil((length - overlap) / (tile - overlap))
+        stride = (length - tile) / (n - 1)
+        return sorted({int(round(i * stride)) for i in range(n)})
     stride = tile - overlap
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return sorted(set(starts))
 
 
-def _ramp(n: int, overlap: int, ramp_start: bool, ramp_end: bool, torch, device):
+def _ramp(n: int, overlap: int, ramp_start: bool, ramp_end: bool, torch, device, margin: int):
     w = torch.ones(n, device=device)
     if overlap > 0:
-        # zero weight on the outermost quarter of the overlap (no context there),
+        # zero weight on the outermost `margin` pixels of the overlap (no context there),
         # then a linear ramp up to 1: outputs near a tile's interior edge are discarded
-        margin = overlap // 4
         r = torch.clamp(
             (torch.arange(overlap, device=device, dtype=torch.float32) - margin + 0.5)
             / (overlap - margin),
@@ -50,6 +59,9 @@ def tiled_apply(
     scale: int = 1,
     batch: int = 4,
     out_device=None,
+    *,
+    margin: int | None = None,
+    even: bool = False,
 ):
     """Apply ``fn`` to overlapping tiles of ``x`` and blend the results.
 
@@ -69,6 +81,11 @@ def tiled_apply(
         Tiles per call of ``fn``.
     out_device : torch.device, optional
         Where the blended output is accumulated (default: x's device).
+    margin : int, optional
+        Pixels of the overlap at a tile's interior edge that get zero weight
+        (default a quarter of the overlap; 0 ramps over the whole overlap).
+    even : bool
+        Spread the fewest tiles evenly instead of stepping by ``tile - overlap``.
 
     Returns
     -------
@@ -94,12 +111,13 @@ def tiled_apply(
     if H <= tile and W <= tile:
         with torch.no_grad():
             return fn(x).float().to(out_device)
-    ys, xs = _starts(H, tile, overlap), _starts(W, tile, overlap)
+    ys, xs = _starts(H, tile, overlap, even), _starts(W, tile, overlap, even)
     th, tw = min(tile, H), min(tile, W)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]
     out = None
     norm = torch.zeros(1, 1, H * scale, W * scale, device=out_device)
     s, ov = scale, overlap * scale
+    m = ov // 4 if margin is None else margin * s  # zero-weight margin in output pixels
     with torch.no_grad():
         for n in range(N):
             for i in range(0, len(boxes), batch):
@@ -109,8 +127,8 @@ def tiled_apply(
                 if out is None:
                     out = torch.zeros(N, res.shape[1], H * s, W * s, device=out_device)
                 for k, (y0, x0) in enumerate(chunk):
-                    wy = _ramp(th * s, ov, y0 > 0, y0 + th < H, torch, out_device)
-                    wx = _ramp(tw * s, ov, x0 > 0, x0 + tw < W, torch, out_device)
+                    wy = _ramp(th * s, ov, y0 > 0, y0 + th < H, torch, out_device, m)
+                    wx = _ramp(tw * s, ov, x0 > 0, x0 + tw < W, torch, out_device, m)
                     w = wy[:, None] * wx[None, :]
                     out[n, :, y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] += res[k] * w
                     if n == 0:

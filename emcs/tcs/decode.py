@@ -8,8 +8,8 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
    frames ``X_s = (X - lo) / (hi - lo)``, so the measurement becomes
    ``Y_s = (Y - lo * R_k) / (hi - lo)`` with ``R_k = sum_{b<=n_k} C_b``
    (:meth:`emcs.tcs.operator.TcsOperator.scale_measurements`);
-2. reconstruct ``X_s`` with a neural decoder (``emcs.tcs.nets``, when one fits
-   B and the mask density) or with GAP-TV (:mod:`emcs.tcs.gaptv`);
+2. reconstruct ``X_s`` with a decoder of :mod:`emcs.tcs.decoders`: a neural
+   network (when one fits B and the mask density) or GAP-TV;
 3. unscale, clip to [lo, hi], round (integer input) and cast to the input dtype;
 4. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
    keeping the pixel size.
@@ -26,10 +26,10 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import ENSEMBLES
+from emcs.tcs import decoders
 from emcs.tcs.container import Container, open_container
-from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS, gap_tv
+from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
 
-METHODS = ("auto", "gap-tv", "net")
 NOISE_LEVELS = ("auto", "low", "high")
 #: self-ensemble sizes of the network decoder
 ENSEMBLE_SIZES = tuple(ENSEMBLES)
@@ -61,15 +61,6 @@ def unscale_frames(x: np.ndarray, value_range, dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
-def _net_api():
-    """(find_model, decode_measurements) or a reason why the neural decoders are unavailable."""
-    try:
-        from emcs.tcs.nets.api import decode_measurements, find_model
-    except ImportError as exc:
-        return None, f"the neural decoders are not available ({exc})"
-    return (find_model, decode_measurements), None
-
-
 def choose_noise_level(container: Container, noise: str = "auto") -> tuple[str, float | None]:
     """("low" or "high", scaled noise sigma or None) from the encoder's noise estimate.
 
@@ -86,31 +77,25 @@ def choose_noise_level(container: Container, noise: str = "auto") -> tuple[str, 
 
 
 def plan_methods(container: Container, method: str) -> tuple[dict[int, tuple[str, object]], list[str]]:
-    """Decide the decoder for each distinct group size.
+    """Decide the decoder for each distinct group size (:func:`emcs.tcs.decoders.select_decoder`).
+
+    ``method`` is ``"auto"``, ``"net"``, ``"gap-tv"`` or a decoder name.
 
     Returns
     -------
     plan : dict
-        group frame count -> ("net", model_info) or ("gap-tv", None).
+        group frame count -> ("net", model name) or ("gap-tv", None).
     notes : list of str
         Human notes (why GAP-TV was used instead of a network).
     """
     sizes = sorted({int(n) for n in container.counts})
-    plan: dict[int, tuple[str, object]] = {n: ("gap-tv", None) for n in sizes}
+    plan: dict[int, tuple[str, object]] = {}
     notes: list[str] = []
-    if method == "gap-tv":
-        return plan, notes
-    api, reason = _net_api()
     for n in sizes:
-        info = None
-        if api is not None:
-            info = api[0](n, container.density)
-        if info is not None:
-            plan[n] = ("net", info)
-        else:
-            what = (f"B={n}" if n == container.B
-                    else f"the short last group ({n} frames of B={container.B})")
-            why = reason or f"no trained network for {what} at mask density {container.density:.2f}"
+        what = f"B={n}" if n == container.B else f"the short last group ({n} frames of B={container.B})"
+        name, why = decoders.select_decoder(method, n, container.density, group=what)
+        plan[n] = ("gap-tv", None) if name == decoders.GAP_TV else ("net", name)
+        if why is not None:
             notes.append(f"{why}; using GAP-TV for {'it' if n != container.B else 'these groups'}")
     return plan, notes
 
@@ -152,30 +137,24 @@ def iter_decoded(
     op = container.operator
     B = container.B
     H, W = container.frame_shape
+    gap_tv = decoders.get_decoder(decoders.GAP_TV, device=device, iters=iters, max_elements=max_elements,
+                                  **GAPTV_SETTINGS[noise])
+    nets = {name: decoders.get_decoder(name, device=device, ensemble=ensemble)
+            for kind, name in plan.values() if kind == "net"}
     batches = group_batches(container.counts, max(1, max_elements // (B * H * W)))
     # the blocks first: their generator checks the checksum after the last batch
     for y, (k, _) in zip(container.blocks(stop for _, stop in batches), batches, strict=True):
         n = int(container.counts[k])
-        c = op.masks(n)
         y = op.scale_measurements(y, container.value_range, n)
-        kind, info = plan[n]
-        if kind == "net":
-            api, reason = _net_api()
-            if api is None:
-                raise EmcsError(reason)
-            x = api[1](y, c, info, str(device), progress=progress, ensemble=ensemble)
-        else:
-            x = gap_tv(y, c, iters=iters, device=device, max_elements=max_elements, progress=progress,
-                       **GAPTV_SETTINGS[noise])
-        x = np.asarray(x).reshape(-1, H, W)
+        kind, name = plan[n]
+        decoder = nets[name] if kind == "net" else gap_tv
+        x = np.asarray(decoder(y, op.group(n), progress=progress)).reshape(-1, H, W)
         yield k * B, unscale_frames(x, container.value_range, container.input_dtype)
 
 
-def check_decode_options(method: str, iters: int, noise: str, ensemble: int) -> None:
-    """Raise :class:`EmcsError` (naming the parameter) for an unknown method, noise level or
-    ensemble size, or fewer than one iteration."""
-    if method not in METHODS:
-        raise EmcsError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
+def check_decode_options(iters: int, noise: str, ensemble: int) -> None:
+    """Raise :class:`EmcsError` (naming the parameter) for an unknown noise level or ensemble
+    size, or fewer than one iteration (the decoder registry checks the method)."""
     if iters < 1:
         raise EmcsError(f"iters must be at least 1, got {iters}", param="iters")
     if noise not in NOISE_LEVELS:
@@ -208,9 +187,10 @@ def decode_container(
         caller closes it). It is read once; its checksum is checked on the way.
     output : str, optional
         Output stack; default ``<stem>.tif`` beside the container.
-    method : {"auto", "gap-tv", "net"}
-        ``auto``: a network when one fits, otherwise GAP-TV; ``net``: the same
-        but a missing network is reported through ``on_note`` as a warning.
+    method : str
+        ``auto`` or ``net``: a network when one fits, otherwise GAP-TV (the
+        CLI warns about a missing network for ``net``); ``gap-tv``; or a
+        decoder name (:func:`emcs.tcs.decoders.decoder_names`).
     iters : int
         GAP-TV iterations (>= 1).
     device : str
@@ -222,7 +202,7 @@ def decode_container(
         level the encoder measured (:func:`choose_noise_level`).
     ensemble : {1, 2, 4, 8}
         Network only: average over this many flips/rotations
-        (:func:`emcs.tcs.nets.api.decode_measurements`).
+        (:class:`emcs.tcs.decoders.Network`).
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional
@@ -240,7 +220,7 @@ def decode_container(
         checksum mismatch found while reading: the output is then not
         written), an unsupported or existing output.
     """
-    check_decode_options(method, iters, noise, ensemble)
+    check_decode_options(iters, noise, ensemble)
     t0 = time.perf_counter()
     if isinstance(source, Container):
         opened = contextlib.nullcontext(source)
@@ -274,8 +254,7 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
                                            noise=level, ensemble=ensemble):
             writer.write(frames)
     seconds = time.perf_counter() - t0
-    used = sorted({("net:" + str(getattr(info, "name", info))) if kind == "net" else "gap-tv"
-                   for kind, info in plan.values()})
+    used = sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()})
     return {
         "input": path,
         "output": output,
@@ -300,7 +279,6 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
 __all__ = [
     "ENSEMBLE_SIZES",
     "GAPTV_SETTINGS",
-    "METHODS",
     "NOISE_LEVELS",
     "check_decode_options",
     "choose_noise_level",

@@ -1,7 +1,9 @@
 """GAP-TV: the classical TCS decoder (no weights; any B, mask and frame size).
 
-Generalized alternating projection (Liao, Li & Carin 2014) in its accelerated
-form (Yuan, ICIP 2016) with a total-variation denoiser, as in PnP-SCI:
+Generalized alternating projection (Liao, Li & Carin, SIAM J. Imaging Sci. 2014)
+in its accelerated form with a total-variation denoiser (X. Yuan, "Generalized
+alternating projection based total variation minimization for compressive
+sensing", ICIP 2016), as in PnP-SCI (Yuan, Liu, Suo & Dai, CVPR 2020):
 
     theta_0 = Ybar (the normalized measurement, paper Eq. 2), y_acc = 0
     repeat `iters` times:
@@ -16,10 +18,13 @@ published PnP-SCI settings. For shot-noise-limited movies, plain GAP with a
 spatio-temporal TV (``accelerate=False, temporal=1``) is far more robust; see
 :data:`emcs.tcs.decode.GAPTV_SETTINGS` and ``benchmarks/encode.md``.
 
+A, A^T and R are those of :mod:`emcs.tcs.operator` (the solver receives the
+measurements and a :class:`~emcs.tcs.operator.TcsOperator`, or its masks).
 All operations are elementwise or stencils in torch, batched over
 measurements, on CPU or CUDA. Large frames are split into overlapping spatial
-tiles (blended linearly) so that memory stays bounded. Values are in the
-scaled units of the caller (typically frames in [0, 1]).
+tiles (:func:`emcs.nn.tiling.tiled_apply`, blended linearly) so that memory
+stays bounded. Values are in the scaled units of the caller (typically frames
+in [0, 1]).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+
+from emcs.nn.tiling import tiled_apply
+from emcs.tcs.operator import TcsOperator, adjoint, forward, mask_sum, normalized_measurement
 
 DEFAULT_ITERS = 40
 DEFAULT_WEIGHT = 0.3
@@ -118,8 +126,8 @@ def naive_estimate(y, masks):
     ----------
     y : ndarray or tensor
         (n, H, W) or (H, W) measurements.
-    masks : ndarray or tensor
-        (B, H, W) binary masks.
+    masks : TcsOperator, ndarray or tensor
+        The operator, or its (B, H, W) binary masks.
 
     Returns
     -------
@@ -131,35 +139,36 @@ def naive_estimate(y, masks):
     >>> naive_estimate(np.full((2, 2), 3.0), np.ones((3, 2, 2), bool))[0].tolist()
     [[1.0, 1.0], [1.0, 1.0]]
     """
+    masks = _as_masks(masks)
     if isinstance(y, np.ndarray):
         c = np.asarray(masks, dtype=np.float32)
-        r = c.sum(0)
-        r[r == 0] = 1
-        yb = np.asarray(y, dtype=np.float32) / r
+        yb = normalized_measurement(np.asarray(y, dtype=np.float32), c)
         return np.repeat(yb[..., None, :, :], c.shape[0], axis=-3)
     torch = _torch()
     c = torch.as_tensor(masks).to(device=y.device, dtype=torch.float32)
-    r = c.sum(0)
-    r = r + (r == 0)
-    yb = y.float() / r
+    yb = normalized_measurement(y.float(), c)
     return yb.unsqueeze(-3).expand(*yb.shape[:-2], c.shape[0], *yb.shape[-2:]).clone()
+
+
+def _as_masks(masks):
+    """The (B, H, W) masks of a :class:`TcsOperator`, or ``masks`` itself (an array or tensor)."""
+    return masks.masks() if isinstance(masks, TcsOperator) else masks
 
 
 def _gap_tv_block(y, c, iters, weights, tv_iters, accelerate, step, temporal=0.0):
     """GAP-TV on one (n, H, W) block with float masks c (B, H, W) (tensors on one device)."""
     torch = _torch()
-    r = c.sum(0)
-    r = r + (r == 0).to(r.dtype)
-    theta = (y / r).unsqueeze(1) * torch.ones_like(c)  # naive start: Ybar in every frame
+    r = mask_sum(c)
+    theta = adjoint(y / r, torch.ones_like(c))  # naive start: Ybar in every frame
     y_acc = torch.zeros_like(y)
     for k in range(iters):
-        y_hat = (theta * c).sum(1)
+        y_hat = forward(theta, c)
         if accelerate:
             y_acc = y_acc + (y - y_hat)
             resid = (y_acc - y_hat) / r
         else:
             resid = (y - y_hat) / r
-        x = theta + step * c * resid.unsqueeze(1)
+        x = theta + step * adjoint(resid, c)
         theta = tv_denoise(x, weights[k], tv_iters, temporal)
     return theta
 
@@ -184,25 +193,6 @@ class _fewer_threads:
         return False
 
 
-def _tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    if size <= tile:
-        return [(0, size)]
-    n = math.ceil((size - overlap) / (tile - overlap))
-    stride = (size - tile) / (n - 1)
-    starts = sorted({int(round(i * stride)) for i in range(n)})
-    return [(s, s + tile) for s in starts]
-
-
-def _ramp(length: int, lo_edge: bool, hi_edge: bool, overlap: int, torch, device):
-    w = torch.ones(length, device=device)
-    ramp = (torch.arange(overlap, device=device, dtype=torch.float32) + 0.5) / overlap
-    if overlap and lo_edge and length > overlap:
-        w[:overlap] = ramp
-    if overlap and hi_edge and length > overlap:
-        w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0))
-    return w
-
-
 def gap_tv(
     y,
     masks,
@@ -224,8 +214,9 @@ def gap_tv(
     ----------
     y : ndarray or torch.Tensor
         (n, H, W) or (H, W) measurements in scaled units (frames ~ [0, 1]).
-    masks : ndarray or torch.Tensor
-        (B, H, W) binary masks used by every measurement.
+    masks : TcsOperator, ndarray or torch.Tensor
+        The operator of these measurements (:meth:`TcsOperator.group` for a
+        short group), or the (B, H, W) binary masks they all used.
     iters : int
         Outer GAP iterations (40 is the PnP-SCI setting).
     weight, final_weight : float
@@ -260,11 +251,9 @@ def gap_tv(
     Examples
     --------
     >>> import numpy as np
-    >>> from emcs.tcs.masks import make_masks
-    >>> C = make_masks(1, 4, 16, 16)
+    >>> op = TcsOperator.generated(seed=1, B=4, frame_shape=(16, 16))
     >>> x = np.full((4, 16, 16), 0.5, np.float32)
-    >>> y = (x * C).sum(0)
-    >>> rec = gap_tv(y, C, iters=10)
+    >>> rec = gap_tv(op.forward(x), op, iters=10)
     >>> rec.shape, bool(abs(rec - 0.5).max() < 0.05)
     ((4, 16, 16), True)
     """
@@ -277,8 +266,11 @@ def gap_tv(
     squeeze = yt.ndim == 2
     if squeeze:
         yt = yt[None]
-    ct = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks)
-    ct = ct.to(device=device, dtype=torch.float32)
+    if isinstance(masks, TcsOperator):
+        ct = masks.tensor(device=device)
+    else:
+        ct = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks)
+        ct = ct.to(device=device, dtype=torch.float32)
     if ct.ndim != 3 or ct.shape[1:] != yt.shape[1:]:
         raise ValueError(f"masks of shape {tuple(ct.shape)} do not fit measurements {tuple(yt.shape)}")
     n, H, W = yt.shape
@@ -287,32 +279,27 @@ def gap_tv(
     out = torch.empty((n, B, H, W), dtype=torch.float32, device=device)
     per_frame = B * H * W
     work = min(n * per_frame, max_elements)
+
+    def block(t):  # t: (k, 1 + B, h, w), the measurements then the masks of one tile
+        return _gap_tv_block(t[:, 0], t[0, 1:], iters, weights, tv_iters, accelerate, step, temporal)
+
     with torch.no_grad(), _fewer_threads(torch, device, work):
         if per_frame <= max_elements:
             batch = max(1, max_elements // per_frame)
             for s in range(0, n, batch):
                 e = min(n, s + batch)
                 out[s:e] = _gap_tv_block(yt[s:e], ct, iters, weights, tv_iters, accelerate, step,
-                                           temporal)
+                                         temporal)
                 if progress is not None:
                     progress(e - s)
-        else:
+        else:  # one measurement at a time, in overlapping tiles of about max_elements
             side = max(2 * overlap + 8, int(math.sqrt(max_elements / B)))
-            rows, cols = _tiles(H, side, overlap), _tiles(W, side, overlap)
+            x = torch.empty((1, 1 + B, H, W), dtype=torch.float32, device=device)
+            x[0, 1:] = ct
             for i in range(n):
-                acc = torch.zeros((B, H, W), device=device)
-                wsum = torch.zeros((H, W), device=device)
-                for r0, r1 in rows:
-                    wr = _ramp(r1 - r0, r0 > 0, r1 < H, overlap, torch, device)
-                    for c0, c1 in cols:
-                        wc = _ramp(c1 - c0, c0 > 0, c1 < W, overlap, torch, device)
-                        w2 = wr[:, None] * wc[None, :]
-                        rec = _gap_tv_block(yt[i : i + 1, r0:r1, c0:c1], ct[:, r0:r1, c0:c1],
-                                            iters, weights, tv_iters, accelerate, step,
-                                            temporal)[0]
-                        acc[:, r0:r1, c0:c1] += rec * w2
-                        wsum[r0:r1, c0:c1] += w2
-                out[i] = acc / wsum
+                x[0, 0] = yt[i]
+                out[i] = tiled_apply(block, x, tile=side, overlap=overlap, batch=1, margin=0,
+                                     even=True)[0]
                 if progress is not None:
                     progress(1)
     if squeeze:

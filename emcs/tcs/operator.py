@@ -386,7 +386,7 @@ class TcsOperator:
         n = self._n(n)
         device = torch.device("cpu") if device is None else torch.device(device)
         dtype = torch.float32 if dtype is None else dtype
-        key = (n, str(device), dtype)
+        key = (n, device, dtype)
         if key not in self._tensors:
             self._tensors[key] = torch.from_numpy(self.masks(n)).to(device=device, dtype=dtype)
         return self._tensors[key]

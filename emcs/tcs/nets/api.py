@@ -1,14 +1,16 @@
-"""What ``emcs decode`` uses: pick a shipped model and decode measurements with it.
+"""Shipped TCS network models: find one for a request, load it, decode with it.
 
 >>> from emcs.tcs.nets.api import find_model, decode_measurements
 >>> info = find_model(B=10, density=0.5)            # doctest: +SKIP
->>> frames = decode_measurements(y, masks, info)     # doctest: +SKIP
+>>> frames = decode_measurements(y, operator, info)  # doctest: +SKIP
 
 Models live in the repository's ``models/`` folder (or the folder named by the
 environment variable ``EMCS_MODELS``) as ``tcs-*.safetensors`` with a JSON
 model card each; the card's ``B_range``, ``density_range`` and ``rank`` (lower
 is preferred; the default model has rank 0) decide which model serves a
-request.
+request. A model elsewhere is loaded by the path of its ``.safetensors`` file
+(:func:`load_model_info`). The decoder objects of :mod:`emcs.tcs.decoders`
+call :func:`decode_measurements`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import ENSEMBLES, dihedral
-from emcs.nn.weights import models_dir
+from emcs.nn.weights import models_dir, read_card
+from emcs.tcs.nets import BUILDERS
+from emcs.tcs.operator import TcsOperator
 
 #: tile edge and overlap (pixels) for frames larger than one tile; 48 px of overlap
 #: covers the receptive field of tcs-unfold's learned stages (measured: tiled and
@@ -32,34 +36,13 @@ TILE = 512
 OVERLAP = 48
 
 
-def _build_unfold(**config):
-    from emcs.tcs.nets.unfold import UnfoldNet
-
-    return UnfoldNet(**config)
-
-
-def _build_tcsdl(**config):
-    from emcs.tcs.nets.tcsdl import TcsDlNet
-
-    return TcsDlNet(**config)
-
-
-#: architecture name (model card) -> constructor
-BUILDERS: dict[str, Callable] = {
-    "tcs-unfold-v1": _build_unfold,
-    "tcs-tcsdl-v1": _build_tcsdl,
-}
-
-
 @dataclass
 class ModelInfo:
-    """A shipped model: short name (file stem), weights path and parsed model card."""
+    """A model: short name (file stem), weights path and parsed model card."""
 
     name: str
     path: Path
     card: dict = field(repr=False)
-
-
 
 
 def list_models(folder: str | os.PathLike | None = None) -> list[ModelInfo]:
@@ -98,16 +81,28 @@ def find_model(B: int, density: float, folder: str | os.PathLike | None = None) 
     return None
 
 
-def measurement_scale(y, masks) -> float:
-    """Intensity scale s of one measurement: the mean of Ybar = Y / R (at least 1e-3).
+def load_model_info(model: str | os.PathLike, folder: str | os.PathLike | None = None) -> ModelInfo:
+    """A model by name (a shipped ``tcs-*`` model) or by the path of its ``.safetensors`` file.
 
-    The networks see ``Y / s`` (frames with a mean of about 1) and their output
-    is multiplied back by s, so they do not depend on how the caller scaled the
-    frames (training uses the same normalisation per sample).
+    A path needs its JSON model card beside it, naming a TCS architecture.
+    Raises :class:`EmcsError` (parameter ``model``) for an unknown name.
     """
-    from emcs.tcs.physics import normalized_measurement
-
-    return max(float(normalized_measurement(y, masks).mean()), 1e-3)
+    text = os.fspath(model)
+    if text.endswith(".safetensors") or os.sep in text or (os.altsep and os.altsep in text):
+        path = Path(text)
+        if not path.is_file():
+            raise EmcsError("no such weights file", path)
+        card = read_card(path)
+        if card.get("architecture") not in BUILDERS:
+            raise EmcsError(f"model card names architecture {card.get('architecture')!r}, "
+                            f"expected one of {sorted(BUILDERS)}", path)
+        return ModelInfo(path.stem, path, card)
+    infos = list_models(folder)
+    for info in infos:
+        if info.name == text:
+            return info
+    names = ", ".join(i.name for i in infos) or "none installed"
+    raise EmcsError(f"model must be a .safetensors file or one of {names}, got {text!r}", param="model")
 
 
 _CACHE: dict = {}
@@ -131,9 +126,9 @@ def load(info: ModelInfo, device):
 
 def decode_measurements(
     y: np.ndarray,
-    masks: np.ndarray,
+    operator: TcsOperator | np.ndarray,
     model_info: ModelInfo,
-    device: str = "auto",
+    device=None,
     progress: Callable[[int], None] | None = None,
     tile: int = TILE,
     overlap: int = OVERLAP,
@@ -145,12 +140,14 @@ def decode_measurements(
     ----------
     y : ndarray, (n, H, W)
         Measurements, scaled so the frames are in about [0, 1].
-    masks : ndarray of bool, (B, H, W)
-        The masks shared by these measurements.
+    operator : TcsOperator or ndarray of bool
+        The operator of these measurements (B = their frame count), or its
+        (B, H, W) masks.
     model_info : ModelInfo
-        From :func:`find_model`.
-    device : str
-        ``auto`` (or None), ``cpu`` or ``cuda``; fp16 autocast is used on CUDA.
+        From :func:`find_model` or :func:`load_model_info`.
+    device : torch.device, optional
+        Where to run (default: CUDA if available, else the CPU); fp16 autocast
+        is used on CUDA.
     progress : callable, optional
         ``advance(k)`` called once per finished measurement.
     tile, overlap : int
@@ -173,31 +170,34 @@ def decode_measurements(
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 2:
         y = y[None]
-    masks = np.asarray(masks)
-    if y.ndim != 3 or masks.ndim != 3 or masks.shape[1:] != y.shape[1:]:
-        raise EmcsError(f"measurements {y.shape} and masks {masks.shape} do not fit together")
+    if not isinstance(operator, TcsOperator):
+        operator = TcsOperator.from_masks(operator)
+    if y.ndim != 3 or operator.frame_shape != y.shape[1:]:
+        raise EmcsError(f"measurements {y.shape} and masks {(operator.B, *operator.frame_shape)} "
+                        "do not fit together")
     if ensemble not in ENSEMBLES:
-        raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble}")
+        raise EmcsError(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble}",
+                        param="ensemble")
+    dev = pick_device("auto") if device is None else torch.device(device)
     if ensemble > 1:
         acc = None
         transforms = ENSEMBLES[ensemble]
+        masks = operator.masks()
         for t in transforms:
             last = t == transforms[-1]  # progress is reported by the last pass
-            res = dihedral(decode_measurements(dihedral(y, t), dihedral(masks, t), model_info, device,
+            res = dihedral(decode_measurements(dihedral(y, t), dihedral(masks, t), model_info, dev,
                                                progress if last else None, tile, overlap), t, inverse=True)
             acc = res if acc is None else np.add(acc, res, out=acc)
             del res
         return acc / np.float32(ensemble)
-    dev = pick_device("auto" if device in (None, "None", "") else device)
     model = load(model_info, dev)
-    B, H, W = masks.shape
+    B, (H, W) = operator.B, operator.frame_shape
     b_max = model_info.card.get("config", {}).get("b_max")
     if b_max is not None and B > b_max:
-        raise EmcsError(f"model {model_info.name} handles at most B={b_max} frames, got {B}")
-    r = np.maximum(masks.sum(0, dtype=np.int32), 1)  # mask_sum
+        raise EmcsError(f"model {model_info.name} handles at most B={b_max} frames, got {B}", param="model")
     # one input tensor (1, 1 + B, H, W): the scaled measurement, then the masks
     x = torch.empty((1, 1 + B, H, W), dtype=torch.float32, device=dev)
-    x[0, 1:] = torch.from_numpy(masks)
+    x[0, 1:] = torch.from_numpy(operator.masks())
     out = np.empty((y.shape[0], B, H, W), dtype=np.float32)
     cuda = dev.type == "cuda"
 
@@ -207,7 +207,7 @@ def decode_measurements(
 
     with torch.inference_mode():
         for i in range(y.shape[0]):
-            s = max(float((y[i] / r).mean()), 1e-3)  # see measurement_scale
+            s = operator.measurement_scale(y[i])
             x[0, 0] = torch.from_numpy(y[i] / s)
             res = tiled_apply(run, x, tile=tile, overlap=overlap, batch=4 if cuda else 1)
             np.multiply(res[0].cpu().numpy(), s, out=out[i])
@@ -215,3 +215,7 @@ def decode_measurements(
             if progress is not None:
                 progress(1)
     return out
+
+
+__all__ = ["OVERLAP", "TILE", "ModelInfo", "covers", "decode_measurements", "find_model", "list_models",
+           "load", "load_model_info"]

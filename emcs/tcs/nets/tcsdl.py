@@ -1,4 +1,7 @@
-"""``tcs-tcsdl``: the TCS-DL (= BIRNAT) decoder of Zheng et al. 2021, as a reference point.
+"""``tcs-tcsdl``: the TCS-DL (= BIRNAT) decoder, as a reference point.
+
+Zheng, Wang, Yuan & Xin, "Deep learning for video compressive sensing", Patterns 2021,
+after BIRNAT (Cheng et al., ECCV 2020).
 
 Faithful to the paper's Methods and the BIRNAT code structure:
 
@@ -28,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emcs.tcs.nets import ARCHITECTURES
 from emcs.tcs.nets.unfold import pad_even
-from emcs.tcs.physics import mask_sum
+from emcs.tcs.operator import normalized_measurement
 
-ARCHITECTURE = "tcs-tcsdl-v1"
+ARCHITECTURE = ARCHITECTURES["tcsdl"]
 
 
 def _act() -> nn.Module:
@@ -166,8 +170,7 @@ class TcsDlNet(nn.Module):
         B = masks.shape[1]
         if B > self.b_max:
             raise ValueError(f"this tcsdl network handles B <= {self.b_max}, got {B}")
-        r = mask_sum(masks)
-        ybar = (y / r)[:, None]
+        ybar = normalized_measurement(y, masks)[:, None]
         z = torch.cat([ybar, ybar * masks], 1)
         if B < self.b_max:
             z = F.pad(z, (0, 0, 0, 0, 0, self.b_max - B))

@@ -7,11 +7,13 @@ Ybar (paper Eq. 2) repeated over the B frames, K stages each do
     x <- x + D_k(x, C, Ybar)                       (learned residual denoiser)
 
 with the real masks C, forward model A and R = sum_b C_b (see
-:mod:`emcs.tcs.physics`). D_k works at half resolution (2x2 pixel-unshuffle)
-with the B frames folded into the batch for 3x3 convolutions and mixed along
-time by (3, 1, 1) convolutions plus a frame-mean context branch. Nothing in
-the network depends on B, on the mask, or on the frame size, so one model
-serves B = 10 .. 30, any seed or explicit mask, and any H x W.
+:mod:`emcs.tcs.operator`; deep unfolding of GAP as in Meng, Yuan & Jalali,
+Int. J. Comput. Vis. 2023, and Wu, Zhang & Mou, ICCV 2021). D_k works at half
+resolution (2x2 pixel-unshuffle) with the B frames folded into the batch for
+3x3 convolutions and mixed along time by (3, 1, 1) convolutions plus a
+frame-mean context branch. Nothing in the network depends on B, on the mask,
+or on the frame size, so one model serves B = 10 .. 30, any seed or explicit
+mask, and any H x W.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emcs.tcs.physics import forward as tcs_forward
-from emcs.tcs.physics import mask_sum
+from emcs.tcs.nets import ARCHITECTURES
+from emcs.tcs.operator import adjoint, mask_sum
+from emcs.tcs.operator import forward as tcs_forward
 
-ARCHITECTURE = "tcs-unfold-v1"
-
+ARCHITECTURE = ARCHITECTURES["unfold"]
 
 
 def pad_even(y: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +41,7 @@ def pad_even(y: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.
         y = F.pad(y[:, None], (0, pw, 0, ph), mode="replicate")[:, 0]
         masks = F.pad(masks, (0, pw, 0, ph))
     return y, masks.expand(n, -1, -1, -1)
+
 
 class TemporalMix(nn.Module):
     """Mix features across the B frames: (3,1,1) convolution + frame-mean context."""
@@ -117,7 +120,7 @@ class UnfoldNet(nn.Module):
         c_b = masks.reshape(n * B, 1, *x.shape[2:])
         for k, den in enumerate(self.denoisers):
             lam = torch.sigmoid(self.step[k])
-            x = x + lam * masks * ((y - tcs_forward(x, masks)) / r)[:, None]
+            x = x + lam * adjoint((y - tcs_forward(x, masks)) / r, masks)
             z = torch.cat([x.reshape(n * B, 1, *x.shape[2:]), c_b, ybar_b], 1)
             x = x + den(z, n).view(n, B, *x.shape[2:])
         return x[..., :H, :W]
