@@ -412,7 +412,7 @@ def test_validate_lists_every_problem(container, tmp_path):
     raw[c.measurements.offset + 3] ^= 0xFF
     del c
     (tmp_path / "flip.npz").write_bytes(bytes(raw))
-    [problem] = validate(tmp_path / "flip.npz")
+    [problem] = validate(tmp_path / "flip.npz")  # the zip CRC (small member) or the sha256
     assert problem.startswith("checksum mismatch")
 
 

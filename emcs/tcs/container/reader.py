@@ -366,8 +366,10 @@ def load_container(path: str | os.PathLike, verify: bool = True, mmap: bool = Tr
     >>> c.measurements.shape, c.counts, c.B, c.masks().shape  # doctest: +SKIP
     """
     c = open_container(path, mmap)
-    if isinstance(c.measurements, PackedMeasurements):
-        c.measurements.close()
-    if verify:
-        c.verify()
+    try:
+        if verify:
+            c.verify()  # with the archive open for the whole pass
+    finally:
+        if isinstance(c.measurements, PackedMeasurements):
+            c.measurements.close()
     return c

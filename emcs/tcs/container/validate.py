@@ -51,7 +51,7 @@ def validate(path: str | os.PathLike) -> list[str]:
             return problems
         readers = {"counts": lambda: read_small_member(zf, COUNTS_MEMBER, path),
                    "packed": lambda: read_packed_mask(zf, path, meta),
-                   "y": lambda: read_measurements(zf, path, meta, mmap=False),
+                   "y": lambda: read_measurements(zf, path, meta, mmap=True),
                    "input": lambda: input_description(meta, path)}
         parts = {}
         for name, read in readers.items():
