@@ -100,7 +100,9 @@ def encode_cmd(
 def decode_cmd(
     container: Path = typer.Argument(..., help="Measurement container (.npz) from `emcs encode`."),
     output: Path = typer.Option(None, "--output", "-o", help="Output stack (.tif, .mrc, .npy); default <stem>.tif beside the container."),
-    method: str = typer.Option("auto", "--method", "-m", help="auto (network if one fits, else GAP-TV), gap-tv or net."),
+    method: str = typer.Option(
+        "auto", "--method", "-m",
+        help="auto (network if one fits, else GAP-TV), gap-tv, net, or a network model name."),
     iters: int = typer.Option(40, "--iters", help="GAP-TV iterations."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     noise: str = typer.Option("auto", "--noise", help="GAP-TV settings: auto (from the noise the encoder measured), low or high."),
