@@ -21,7 +21,15 @@ real serial-section TEM stack shipped in ``../shared/data`` (ISBI 2012,
 uint8, 30 sections played forwards and backwards to 120 frames), and a
 low-dose uint16 "counts" version of it (Poisson, mean about 4 counts).
 
-Part 2 runs ``emcs encode`` in a subprocess on movies of growing length
+Part 2 (``--parts roundtrip``) encodes a 400 x 512 x 512 uint16 counts movie
+(40 measurements at B = 10) with every ``--pack`` / ``--quantize`` mode
+(``encode_stack``, best of 3) and decodes each container through the CLI
+(``emcs decode --method gap-tv --device cpu``, in-process, best of 2) with
+GAP-TV replaced by a stand-in that returns zeros: what is timed is the decode
+pipeline around the decoder (opening, validating and verifying the container,
+decoding its members, scaling, writing the output ``.npy``).
+
+Part 3 runs ``emcs encode`` in a subprocess on movies of growing length
 (512 x 512 uint16, .npy and .tif) and samples the child's /proc status every
 10 ms: peak RSS, and its anonymous part (heap: what the encoder allocates)
 versus file-backed pages (the memory-mapped input, which the kernel can drop
@@ -84,8 +92,9 @@ def bench_throughput(frames: dict[str, np.ndarray], B: int) -> list[dict]:
 def _bench_one(name: str, x: np.ndarray, B: int) -> dict:
     import imagecodecs
 
-    from emcs.tcs.encode import accumulator_dtype, bit_masks, encode_group, encode_stack
+    from emcs.tcs.encode import encode_stack
     from emcs.tcs.masks import make_masks
+    from emcs.tcs.operator import accumulator_dtype, bit_masks, encode_group
 
     T, H, W = x.shape
     nbytes = x.nbytes
@@ -203,10 +212,10 @@ def bench_quality(quick: bool) -> list[dict]:
     from skimage import data
 
     from emcs.io import read_stack
-    from emcs.tcs.decode import GAPTV_SETTINGS, scale_measurements
-    from emcs.tcs.encode import encode_group
+    from emcs.tcs.decode import GAPTV_SETTINGS
     from emcs.tcs.gaptv import gap_tv, naive_estimate
     from emcs.tcs.masks import make_masks
+    from emcs.tcs.operator import TcsOperator, encode_group
 
     torch.set_num_threads(1)
     rows = []
@@ -236,7 +245,7 @@ def bench_quality(quick: bool) -> list[dict]:
         H, W = raw.shape[1:]
         m = make_masks(5, 10, H, W)
         lo, hi = float(raw.min()), float(raw.max())
-        y = scale_measurements(encode_group(raw, m)[None], m.sum(0), (lo, hi))[0]
+        y = TcsOperator.from_masks(m).scale_measurements(encode_group(raw, m)[None], (lo, hi))[0]
         ref = (clean - lo) / (hi - lo)
         rng = float(ref.max() - ref.min())
 
@@ -252,12 +261,58 @@ def bench_quality(quick: bool) -> list[dict]:
     return rows
 
 
+#: label -> (pack, quantize) of the round-trip part
+ROUNDTRIP_MODES = {"none": ("none", None), "zstd": ("zstd", None), "jpegxl": ("jpegxl", None),
+                   "predictive": ("predictive", None), "predictive, quantize 1": ("predictive", 1.0)}
+
+
+def bench_roundtrip(n: int = 40, size: int = 512, B: int = 10) -> list[dict]:
+    """Encode (``encode_stack``) and decode (``emcs decode`` without its decoder) seconds per pack mode."""
+    import emcs.tcs.gaptv as gaptv
+    from emcs.cli import app
+    from emcs.tcs.encode import encode_stack
+
+    def no_decoder(y, operator, **_):
+        return np.zeros((len(y), operator.B, *y.shape[1:]), np.float32)
+
+    T = n * B
+    x = np.random.default_rng(2).poisson(20.0, (T, size, size)).astype(np.uint16)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "m.npy")
+        np.save(src, x)
+        npz, rec = os.path.join(tmp, "m.npz"), os.path.join(tmp, "rec.npy")
+        for label, (pack, q) in ROUNDTRIP_MODES.items():
+            t_enc, res = _best(lambda p=pack, q=q: encode_stack(src, npz, B=B, seed=1, pack=p, quantize=q,
+                                                                force=True))
+            args = ["decode", npz, "-o", rec, "--method", "gap-tv", "--device", "cpu", "--quiet", "--force"]
+            gap_tv, gaptv.gap_tv = gaptv.gap_tv, no_decoder
+            try:
+                t_dec, _ = _best(lambda a=args: app(a, standalone_mode=False), repeats=2)
+            finally:
+                gaptv.gap_tv = gap_tv
+            rows.append({"mode": label, "shape": f"{T}x{size}x{size}", "encode_s": t_enc, "decode_s": t_dec,
+                         "ratio": res["ratio"], "MB": x.nbytes / 1e6})
+    return rows
+
+
+def _print_roundtrip(rows: list[dict], B: int) -> None:
+    print(f"\n## Encode and decode seconds per pack mode (uint16 counts, mean 20, B = {B})\n")
+    print("decode: `emcs decode --method gap-tv --device cpu` in-process, GAP-TV replaced by a stand-in "
+          "(the pipeline around the decoder)\n")
+    print("| mode | frames | ratio | encode s | encode MB/s | decode s |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['shape']} | {r['ratio']:.2f} | {r['encode_s']:.3f} | "
+              f"{r['MB'] / r['encode_s']:.0f} | {r['decode_s']:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="emcs encode benchmark")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("-B", type=int, default=10)
-    parser.add_argument("--parts", default="speed,memory,quality",
-                        help="comma-separated subset of speed, memory, quality")
+    parser.add_argument("--parts", default="speed,roundtrip,memory,quality",
+                        help="comma-separated subset of speed, roundtrip, memory, quality")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(f"# emcs encode benchmark\n\nmachine: {platform.processor() or platform.machine()}, "
@@ -265,6 +320,8 @@ def main() -> None:
           f"command: python benchmarks/bench_encode.py {' '.join(sys.argv[1:])}\n")
     if "speed" in parts:
         _print_speed(bench_throughput(load_frames(args.quick), args.B), args.B)
+    if "roundtrip" in parts:
+        _print_roundtrip(bench_roundtrip(B=args.B), args.B)
     if "memory" in parts:
         lengths = [20, 80] if args.quick else [100, 400, 1600]
         size = 256 if args.quick else 512

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -134,10 +135,21 @@ def test_decode_and_info_bad_inputs(write_movie, tmp_path):
     assert not (tmp_path / "r.tif").exists()
 
 
-def test_decode_net_falls_back_with_warning(write_movie, tmp_path, monkeypatch):
-    import emcs.tcs.decode as dec
+def _fake_models(monkeypatch, find_model):
+    """The decoder registry sees one fake network model, served for the groups ``find_model`` covers."""
+    import emcs.tcs.decoders as decoders
 
-    monkeypatch.setattr(dec, "_net_api", lambda: ((lambda B, density: None, None), None))
+    api = SimpleNamespace(find_model=lambda B, density, folder=None: find_model(B, density),
+                          load_model_info=lambda name, folder=None: SimpleNamespace(name=name),
+                          list_models=lambda folder=None: [])
+    monkeypatch.setattr(decoders, "_models", lambda: api)
+    monkeypatch.setattr(decoders, "networks_unavailable", lambda: None)
+
+
+def test_decode_net_falls_back_with_warning(write_movie, tmp_path, monkeypatch):
+    import emcs.tcs.decoders as decoders
+
+    _fake_models(monkeypatch, lambda B, density: None)
     src, _ = write_movie("n.tif", T=4, H=8, W=8)
     assert _run("encode", src, "-B", 7, "-o", tmp_path / "n.npz").exit_code == 0
     r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec.npy", "--method", "net",
@@ -146,27 +158,25 @@ def test_decode_net_falls_back_with_warning(write_movie, tmp_path, monkeypatch):
     assert "warning" in r.stderr and "GAP-TV" in r.stderr and "B=7" in r.stderr
     out = json.loads(r.stdout)
     assert out["decoders"] == ["gap-tv"] and out["shape"] == [4, 8, 8]
-    monkeypatch.setattr(dec, "_net_api", lambda: (None, "the neural decoders are not available (test)"))
+    monkeypatch.setattr(decoders, "networks_unavailable", lambda: "the neural decoders are not available (test)")
     r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec2.npy", "--iters", 2)
     assert r.exit_code == 0 and "not available" in r.stderr and "warning" not in r.stderr
 
 
 def test_decode_uses_a_network_when_one_covers_B(write_movie, tmp_path, monkeypatch):
     """auto: a covering network decodes the full groups, GAP-TV the short last one."""
-    import emcs.tcs.decode as dec
+    import emcs.tcs.nets.api as api
     from emcs.tcs.gaptv import naive_estimate
 
     calls = []
 
-    def find_model(B, density):
-        return "fake-net" if B == 5 else None
+    def decode_measurements(y, operator, info, device, progress=None, ensemble=1):
+        calls.append((y.shape, operator.masks().shape, info.name, str(device), ensemble))
+        assert y.dtype == np.float32
+        return naive_estimate(y, operator.masks())
 
-    def decode_measurements(y, masks, info, device, progress=None, ensemble=1):
-        calls.append((y.shape, masks.shape, info, device, ensemble))
-        assert y.dtype == np.float32 and masks.dtype == bool
-        return naive_estimate(y, masks)
-
-    monkeypatch.setattr(dec, "_net_api", lambda: ((find_model, decode_measurements), None))
+    _fake_models(monkeypatch, lambda B, density: SimpleNamespace(name="fake-net") if B == 5 else None)
+    monkeypatch.setattr(api, "decode_measurements", decode_measurements)
     src, data = write_movie("f.tif", T=12, H=8, W=6, dtype=np.uint8)
     assert _run("encode", src, "-B", 5, "--seed", 2).exit_code == 0
     r = _run("decode", tmp_path / "f.npz", "-o", tmp_path / "f.npy", "--device", "cpu", "--iters", 2, "--json",
@@ -211,3 +221,31 @@ def test_demo_runs_and_refuses_to_overwrite(tmp_path, monkeypatch):
 def test_demo_without_example_files(tmp_path, monkeypatch):
     monkeypatch.setenv("EMCS_EXAMPLES", str(tmp_path / "none"))
     _one_line_error(_run("demo", "-o", tmp_path / "d"), "au_movie.tif", "missing")
+
+
+def test_info_check(write_movie, tmp_path):
+    import io
+    import zipfile
+
+    src, _ = write_movie("k.tif", T=6, H=8, W=8)
+    assert _run("encode", src, "-B", 3).exit_code == 0
+    good = tmp_path / "k.npz"
+    r = _run("info", good, "--check", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"path": str(good), "valid": True, "problems": []}
+    with zipfile.ZipFile(good) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(np.load(io.BytesIO(members["meta.npy"])).tobytes())
+    meta.pop("B")
+    meta["mask"]["kind"] = "painted"
+    buf = io.BytesIO()
+    np.save(buf, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    members["meta.npy"] = buf.getvalue()
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(bad, "w") as z:
+        for name, raw in members.items():
+            z.writestr(name, raw)
+    r = _run("info", bad, "--check")
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"emcs: {bad}: ") for line in lines)
+    assert "lacks: B" in lines[0] and "mask kind 'painted'" in lines[1]

@@ -234,8 +234,9 @@ def test_packed_refuses_corrupt_or_missing_members(write_movie, tmp_path):
     odd = _rewrite(path, tmp_path / "odd.npz", edit_meta=lambda m: m.update(measurement_codec="lzma"))
     with pytest.raises(EmcsError, match="codec"):
         load_container(odd)
-    with pytest.raises(EmcsError, match="--pack"):
+    with pytest.raises(EmcsError, match="^pack must be one of") as err:
         encode_stack(src, tmp_path / "x.npz", B=5, pack="gzip")
+    assert err.value.param == "pack"
 
 
 def test_quantized_counts_stay_within_their_shot_noise(tmp_path):
@@ -269,8 +270,8 @@ def test_quantize_refusals(write_movie, tmp_path):
     with pytest.raises(EmcsError, match="integer counts"):
         encode_stack(src, tmp_path / "f.npz", B=5, pack="zstd", quantize=1.0)
     isrc, _ = write_movie("i.tif", T=10, H=16, W=16, dtype=np.uint8)
-    with pytest.raises(EmcsError, match="--pack"):
-        encode_stack(isrc, tmp_path / "i.npz", B=5, quantize=1.0)
+    with pytest.raises(EmcsError, match="pack must be predictive, jpegxl or zstd to quantize"):
+        encode_stack(isrc, tmp_path / "i.npz", B=5, pack="none", quantize=1.0)
     with pytest.raises(EmcsError, match="step"):
         encode_stack(isrc, tmp_path / "i.npz", B=5, pack="zstd", quantize=0.0)
     neg = tmp_path / "neg.tif"
@@ -316,7 +317,8 @@ def test_predictive_round_trip_is_exact(tmp_path, dtype, lam, explicit):
 
 def test_predictive_packs_noisy_counts_far_smaller_than_jpegxl(tmp_path):
     from emcs.tcs.container import anscombe_codes, encode_measurement
-    from emcs.tcs.predictive import decode_predictive, open_count
+    from emcs.tcs.container.predictive import decode_predictive
+    from emcs.tcs.operator import open_count
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:96, :96]
@@ -365,7 +367,8 @@ def test_predictive_format_is_pinned():
     """A blob written by the first predictive coder still decodes to the same values: any change to
     the prediction (which would make old containers unreadable) fails here."""
     from emcs.tcs.container import anscombe_codes
-    from emcs.tcs.predictive import decode_predictive, encode_predictive, open_count
+    from emcs.tcs.container.predictive import decode_predictive, encode_predictive
+    from emcs.tcs.operator import open_count
 
     blob = bytes.fromhex(
         "454d500104090000000d000000000000000000f03f70636f210303461d04010374000000360040eaffffff88f6ffff"
@@ -379,3 +382,69 @@ def test_predictive_format_is_pinned():
     assert int((values * np.arange(values.size).reshape(values.shape)).sum()) == 112237
     np.testing.assert_array_equal(decode_predictive(encode_predictive(codes, open_count(C), 1.0), open_count(C), 1.0,
                                                     (9, 13)), codes)
+
+
+# --------------------------------------------------------------------------- validate, open_container
+def test_validate_lists_every_problem(container, tmp_path):
+    from emcs.tcs.container import validate
+
+    path, _ = container
+    assert validate(path) == []
+    assert validate(tmp_path / "missing.npz") == ["no such file"]
+    (tmp_path / "g.npz").write_bytes(b"not a zip at all" * 10)
+    assert "corrupt or truncated archive" in validate(tmp_path / "g.npz")[0]
+
+    def edit(m):
+        m.pop("B")
+        m["mask"].pop("seed")
+        m["measurement_quantization"] = {"kind": "log"}
+
+    problems = validate(_rewrite(path, tmp_path / "many.npz", edit_meta=edit))
+    assert len(problems) == 3, problems  # every problem, not just the first
+    assert any("quantization" in p for p in problems) and any("lacks: B" in p for p in problems)
+    assert any("mask.seed" in p for p in problems)
+    with pytest.raises(EmcsError, match="quantization"):  # the loader stops at the first
+        load_container(tmp_path / "many.npz")
+    inconsistent = _rewrite(path, tmp_path / "i.npz", edit_meta=lambda m: m["input"].update(shape=[99, 16, 12]))
+    assert len(validate(inconsistent)) == 2  # frame counts and coverage
+    c = load_container(path)
+    raw = bytearray(path.read_bytes())
+    raw[c.measurements.offset + 3] ^= 0xFF
+    del c
+    (tmp_path / "flip.npz").write_bytes(bytes(raw))
+    [problem] = validate(tmp_path / "flip.npz")  # the zip CRC (small member) or the sha256
+    assert problem.startswith("checksum mismatch")
+
+
+def test_validate_packed_members(write_movie, tmp_path):
+    from emcs.tcs.container import validate
+
+    _, path, member, bad = _packed_and_corrupted(write_movie, tmp_path, "predictive", np.uint16)
+    assert validate(path) == []
+    assert "corrupt" in validate(bad)[0]
+    assert "missing" in validate(_rewrite(path, tmp_path / "gone.npz", drop=(member,)))[0]
+
+
+def test_open_container_reads_once_and_closes(write_movie, tmp_path, monkeypatch):
+    import emcs.tcs.container.packed as packed_mod
+    from emcs.tcs.container import open_container
+    from emcs.tcs.decode import decode_container
+
+    src, path, member, bad = _packed_and_corrupted(write_movie, tmp_path, "predictive", np.uint16)
+    decoded = []
+    real = packed_mod.decode_measurement
+    monkeypatch.setattr(packed_mod, "decode_measurement",
+                        lambda data, *a: decoded.append(1) or real(data, *a))
+    with open_container(path) as c:
+        assert not c.verified and c.measurements._zf is not None
+        blocks = list(c.blocks([1, 2]))
+        assert c.verified and len(decoded) == 2
+        np.testing.assert_array_equal(np.concatenate(blocks), load_container(path).measurements)
+        zf = c.measurements._zf
+    assert c.measurements is None and zf.fp is None  # the archive is closed
+    decoded.clear()
+    decode_container(path, tmp_path / "r.npy", method="gap-tv", iters=2, device="cpu")
+    assert len(decoded) == 2  # decode reads every member once (the checksum on the way)
+    with pytest.raises(EmcsError, match="corrupt|checksum"):
+        decode_container(bad, tmp_path / "bad.npy", method="gap-tv", iters=2, device="cpu")
+    assert not (tmp_path / "bad.npy").exists()

@@ -7,9 +7,10 @@ import pytest
 
 from emcs.io import open_stack, read_stack
 from emcs.tcs.container import load_container
-from emcs.tcs.decode import decode_container, scale_measurements, unscale_frames
-from emcs.tcs.encode import accumulator_dtype, encode_group, encode_stack
+from emcs.tcs.decode import decode_container, unscale_frames
+from emcs.tcs.encode import encode_stack
 from emcs.tcs.masks import make_masks
+from emcs.tcs.operator import TcsOperator, accumulator_dtype, encode_group
 
 
 def _direct_sums(data, masks, B):
@@ -72,7 +73,7 @@ def test_scaling_inverts():
     c = rng.random((4, 6, 6)) < 0.5
     y = encode_group(x, c)
     lo, hi = 100, 899
-    ys = scale_measurements(y[None], c.sum(0), (lo, hi))
+    ys = TcsOperator.from_masks(c).scale_measurements(y[None], (lo, hi))
     xs = (x.astype(np.float64) - lo) / (hi - lo)
     np.testing.assert_allclose(ys[0], (xs * c).sum(0), atol=1e-5)
     np.testing.assert_array_equal(unscale_frames(xs, (lo, hi), np.uint16), x)

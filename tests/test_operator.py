@@ -146,15 +146,6 @@ def test_constructors_agree():
     assert explicit.density == pytest.approx(masks.mean())
 
 
-def test_container_mask_sums_agree():
-    from emcs.tcs.container import group_mask_sum
-
-    meta = {"kind": "generated", "algorithm": MASK_ALGORITHM, "seed": 8, "density": 0.5}
-    op = TcsOperator.from_meta(meta, None, 10, (16, 12))
-    for n in (10, 3):
-        np.testing.assert_array_equal(op.open_count(n), group_mask_sum(meta, None, 10, 16, 12, n))
-
-
 def test_pickle_round_trip():
     masks = make_masks(4, 5, 6, 7)
     for op in (TcsOperator.generated(4, 5, (6, 7)), TcsOperator.from_masks(masks)):

@@ -42,17 +42,12 @@ def encode_cmd(
 ) -> None:
     """Compress movies: every B frames become one coded measurement (Y = sum C_b X_b)."""
     from emcs.io import check_output, open_stack
-    from emcs.tcs.encode import default_output, encode_stack, load_mask_file, validate_options
+    from emcs.tcs.encode import default_output, encode_stack, load_mask_file
 
     rep = Reporter(quiet, as_json)
     if output is not None and len(inputs) > 1:
         raise EmcsError(f"-o/--output names one file, but {len(inputs)} inputs were given; "
                         "leave out -o to write <stem>.npz beside each input")
-    validate_options(B, density, seed)
-    from emcs.tcs.container import check_pack, check_quantize
-
-    pack = check_pack(pack if pack is not None else "predictive" if quantize is not None else "none")
-    quantize = check_quantize(quantize, pack)
     masks = None
     if mask is not None:
         if seed is not None:
@@ -69,18 +64,19 @@ def encode_cmd(
             raise EmcsError("the output would overwrite the input", out)
         check_output(out, force)
     # open every input first so that a bad file stops the run before any work
+    frames = {}
     for inp in inputs:
         with open_stack(inp) as stack:
-            check_quantize(quantize, pack, stack.dtype, inp)
+            frames[inp] = stack.n_frames
             if masks is not None and masks.shape[1:] != stack.frame_shape:
                 raise EmcsError(
                     f"the mask has frames of {masks.shape[1:]} but {inp} has {stack.frame_shape}",
                     mask,
                 )
     results = []
+    group = masks.shape[0] if masks is not None else B
     for inp, out in zip(inputs, outputs, strict=True):
-        with open_stack(inp) as stack:
-            n_groups = -(-stack.n_frames // (masks.shape[0] if masks is not None else B))
+        n_groups = -(-frames[inp] // group) if group >= 1 else None  # encode_stack checks B
         with rep.progress(f"Encoding {os.path.basename(inp)}", n_groups) as advance:
             res = encode_stack(inp, out, B=B, seed=seed, density=density, masks=masks,
                                mask_source=None if mask is None else str(mask), force=force,
@@ -104,7 +100,9 @@ def encode_cmd(
 def decode_cmd(
     container: Path = typer.Argument(..., help="Measurement container (.npz) from `emcs encode`."),
     output: Path = typer.Option(None, "--output", "-o", help="Output stack (.tif, .mrc, .npy); default <stem>.tif beside the container."),
-    method: str = typer.Option("auto", "--method", "-m", help="auto (network if one fits, else GAP-TV), gap-tv or net."),
+    method: str = typer.Option(
+        "auto", "--method", "-m",
+        help="auto (network if one fits, else GAP-TV), gap-tv, net, or a network model name."),
     iters: int = typer.Option(40, "--iters", help="GAP-TV iterations."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     noise: str = typer.Option("auto", "--noise", help="GAP-TV settings: auto (from the noise the encoder measured), low or high."),
@@ -115,22 +113,11 @@ def decode_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Reconstruct the movie from a measurement container."""
-    from emcs.tcs.container import load_container
-    from emcs.tcs.decode import ENSEMBLE_SIZES, METHODS, NOISE_LEVELS, decode_container
+    from emcs.tcs.container import open_container
+    from emcs.tcs.decode import decode_container
 
     rep = Reporter(quiet, as_json)
     method = method.strip().lower()
-    if method not in METHODS:
-        raise EmcsError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if iters < 1:
-        raise EmcsError(f"--iters must be at least 1, got {iters}")
-    noise = noise.strip().lower()
-    if noise not in NOISE_LEVELS:
-        raise EmcsError(f"--noise must be one of {', '.join(NOISE_LEVELS)}, got {noise!r}")
-    if ensemble not in ENSEMBLE_SIZES:
-        raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {ensemble}")
-    info = load_container(container, verify=False)
-    total = info.n_measurements
 
     def note(text: str) -> None:
         if method == "net" and "using GAP-TV" in text:
@@ -138,9 +125,11 @@ def decode_cmd(
         else:
             rep.info(f"note: {text}")
 
-    with rep.progress(f"Decoding {container.name}", total) as advance:
-        res = decode_container(container, output, method=method, iters=iters, device=device,
-                               force=force, noise=noise, ensemble=ensemble, progress=advance, on_note=note)
+    with open_container(container) as opened, \
+            rep.progress(f"Decoding {container.name}", opened.n_measurements) as advance:
+        res = decode_container(opened, output, method=method, iters=iters, device=device, force=force,
+                               noise=noise.strip().lower(), ensemble=ensemble, progress=advance,
+                               on_note=note)
     T, H, W = res["shape"]
     rep.info(
         f"{container} -> {res['output']}: {T} frames {H}x{W} {res['dtype']} with "
@@ -155,6 +144,10 @@ def decode_cmd(
 @app.command("info")
 def info_cmd(
     file: Path = typer.Argument(..., help="A measurement container (.npz) or an image stack."),
+    check: bool = typer.Option(
+        False, "--check",
+        help="Check the container (metadata, members, checksum) and list every problem found; "
+             "exit code 2 when there is one."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Describe a container (shape, dtype, B, ratio, seed ...) or an image stack."""
@@ -162,6 +155,9 @@ def info_cmd(
     from emcs.tcs.container import load_container
 
     rep = Reporter(False, as_json)
+    if check:
+        _check_container(file, rep)
+        return
     if str(file).lower().endswith(".npz"):
         summary = load_container(file).summary()
         rows = [
@@ -208,3 +204,17 @@ def info_cmd(
         ]
     rep.table(str(file), rows)
     rep.emit_json(summary)
+
+
+def _check_container(file: Path, rep: Reporter) -> None:
+    """``emcs info --check``: every problem of a container on stderr (and in the JSON); exit 2 if any."""
+    from emcs.tcs.container import validate
+
+    problems = validate(file)
+    rep.emit_json({"path": str(file), "valid": not problems, "problems": problems})
+    if not problems:
+        rep.info(f"{file}: a valid measurement container")
+        return
+    for problem in problems:
+        typer.echo(f"emcs: {file}: {problem}", err=True)
+    raise typer.Exit(2)

@@ -2,8 +2,9 @@
 
 - :mod:`emcs.tcs.masks`     -- deterministic, versioned binary masks
 - :mod:`emcs.tcs.physics`   -- forward model Y = sum_b C_b X_b and its adjoint
+- :mod:`emcs.tcs.operator`  -- the TCS operator: exact encoder kernel, forward model, mask sums
 - :mod:`emcs.tcs.encode`    -- streaming, multiplication-free encoder (``emcs encode``)
-- :mod:`emcs.tcs.container` -- the versioned ``.npz`` measurement container
+- :mod:`emcs.tcs.container` -- the versioned ``.npz`` measurement container (package)
 - :mod:`emcs.tcs.gaptv`     -- GAP-TV decoder in torch (CPU/CUDA)
 - :mod:`emcs.tcs.decode`    -- ``emcs decode``: scaling, decoder choice, streaming output
 - :mod:`emcs.tcs.nets`      -- neural decoders
@@ -20,8 +21,10 @@ import importlib
 
 _EXPORTS = {
     "encode_stack": "emcs.tcs.encode",
-    "encode_group": "emcs.tcs.encode",
+    "encode_group": "emcs.tcs.operator",
     "load_container": "emcs.tcs.container",
+    "open_container": "emcs.tcs.container",
+    "validate": "emcs.tcs.container",
     "Container": "emcs.tcs.container",
     "decode_container": "emcs.tcs.decode",
     "gap_tv": "emcs.tcs.gaptv",

@@ -1,12 +1,15 @@
 """Decode a measurement container back into a movie (``emcs decode``).
 
+The container is read once: its measurements are decoded group by group and
+their checksum is checked on the way (:meth:`emcs.tcs.container.Container.blocks`).
 For every group k with n_k frames and masks C_1..C_{n_k}:
 
 1. scale to the decoders' units with the stored input range [lo, hi]:
    frames ``X_s = (X - lo) / (hi - lo)``, so the measurement becomes
-   ``Y_s = (Y - lo * R_k) / (hi - lo)`` with ``R_k = sum_{b<=n_k} C_b``;
-2. reconstruct ``X_s`` with a neural decoder (``emcs.tcs.nets``, when one fits
-   B and the mask density) or with GAP-TV (:mod:`emcs.tcs.gaptv`);
+   ``Y_s = (Y - lo * R_k) / (hi - lo)`` with ``R_k = sum_{b<=n_k} C_b``
+   (:meth:`emcs.tcs.operator.TcsOperator.scale_measurements`);
+2. reconstruct ``X_s`` with a decoder of :mod:`emcs.tcs.decoders`: a neural
+   network (when one fits B and the mask density) or GAP-TV;
 3. unscale, clip to [lo, hi], round (integer input) and cast to the input dtype;
 4. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
    keeping the pixel size.
@@ -14,6 +17,7 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +26,10 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import ENSEMBLES
-from emcs.tcs.container import Container, load_container
-from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS, gap_tv
+from emcs.tcs import decoders
+from emcs.tcs.container import Container, open_container
+from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
 
-METHODS = ("auto", "gap-tv", "net")
 NOISE_LEVELS = ("auto", "low", "high")
 #: self-ensemble sizes of the network decoder
 ENSEMBLE_SIZES = tuple(ENSEMBLES)
@@ -45,13 +49,6 @@ def default_output(container_path: str) -> str:
     return os.path.splitext(os.fspath(container_path))[0] + ".tif"
 
 
-def scale_measurements(y: np.ndarray, mask_sum: np.ndarray, value_range) -> np.ndarray:
-    """Y_s = (Y - lo * R) / (hi - lo) as float32 (frames scaled to [0, 1])."""
-    lo, hi = value_range
-    span = (hi - lo) or 1.0
-    return ((np.asarray(y, dtype=np.float64) - lo * mask_sum) / span).astype(np.float32)
-
-
 def unscale_frames(x: np.ndarray, value_range, dtype) -> np.ndarray:
     """Inverse scaling, clipped to the input range, rounded and cast to ``dtype``."""
     lo, hi = value_range
@@ -64,15 +61,6 @@ def unscale_frames(x: np.ndarray, value_range, dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
-def _net_api():
-    """(find_model, decode_measurements) or a reason why the neural decoders are unavailable."""
-    try:
-        from emcs.tcs.nets.api import decode_measurements, find_model
-    except ImportError as exc:
-        return None, f"the neural decoders are not available ({exc})"
-    return (find_model, decode_measurements), None
-
-
 def choose_noise_level(container: Container, noise: str = "auto") -> tuple[str, float | None]:
     """("low" or "high", scaled noise sigma or None) from the encoder's noise estimate.
 
@@ -80,8 +68,6 @@ def choose_noise_level(container: Container, noise: str = "auto") -> tuple[str, 
     Haar-MAD estimate) relative to the input's value range; containers without
     it are treated as ``low``.
     """
-    if noise not in NOISE_LEVELS:
-        raise EmcsError(f"--noise must be one of {', '.join(NOISE_LEVELS)}, got {noise!r}")
     sigma = container.meta["input"].get("noise_sigma")
     lo, hi = container.value_range
     scaled = None if sigma is None else float(sigma) / ((hi - lo) or 1.0)
@@ -91,35 +77,45 @@ def choose_noise_level(container: Container, noise: str = "auto") -> tuple[str, 
 
 
 def plan_methods(container: Container, method: str) -> tuple[dict[int, tuple[str, object]], list[str]]:
-    """Decide the decoder for each distinct group size.
+    """Decide the decoder for each distinct group size (:func:`emcs.tcs.decoders.select_decoder`).
+
+    ``method`` is ``"auto"``, ``"net"``, ``"gap-tv"`` or a decoder name.
 
     Returns
     -------
     plan : dict
-        group frame count -> ("net", model_info) or ("gap-tv", None).
+        group frame count -> ("net", model name) or ("gap-tv", None).
     notes : list of str
         Human notes (why GAP-TV was used instead of a network).
     """
-    if method not in METHODS:
-        raise EmcsError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     sizes = sorted({int(n) for n in container.counts})
-    plan: dict[int, tuple[str, object]] = {n: ("gap-tv", None) for n in sizes}
+    plan: dict[int, tuple[str, object]] = {}
     notes: list[str] = []
-    if method == "gap-tv":
-        return plan, notes
-    api, reason = _net_api()
     for n in sizes:
-        info = None
-        if api is not None:
-            info = api[0](n, container.density)
-        if info is not None:
-            plan[n] = ("net", info)
-        else:
-            what = (f"B={n}" if n == container.B
-                    else f"the short last group ({n} frames of B={container.B})")
-            why = reason or f"no trained network for {what} at mask density {container.density:.2f}"
+        what = f"B={n}" if n == container.B else f"the short last group ({n} frames of B={container.B})"
+        name, why = decoders.select_decoder(method, n, container.density, group=what)
+        plan[n] = ("gap-tv", None) if name == decoders.GAP_TV else ("net", name)
+        if why is not None:
             notes.append(f"{why}; using GAP-TV for {'it' if n != container.B else 'these groups'}")
     return plan, notes
+
+
+def group_batches(counts: np.ndarray, batch: int) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` runs of at most ``batch`` groups with the same frame count.
+
+    Examples
+    --------
+    >>> group_batches(np.array([5, 5, 5, 2]), 2)
+    [(0, 2), (2, 3), (3, 4)]
+    """
+    out, k, N = [], 0, len(counts)
+    while k < N:
+        stop = k + 1
+        while stop < N and stop - k < batch and int(counts[stop]) == int(counts[k]):
+            stop += 1
+        out.append((k, stop))
+        k = stop
+    return out
 
 
 def iter_decoded(
@@ -133,37 +129,43 @@ def iter_decoded(
     noise: str = "low",
     ensemble: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_frame, frames)`` in the input dtype, a batch of groups at a time."""
-    masks = container.masks()
+    """Yield ``(first_frame, frames)`` in the input dtype, a batch of groups at a time.
+
+    The measurements are read in one pass (:meth:`~emcs.tcs.container.Container.blocks`):
+    a container not yet verified has its checksum checked at the end of it.
+    """
+    op = container.operator
     B = container.B
     H, W = container.frame_shape
-    N = container.n_measurements
-    per = B * H * W
-    batch = max(1, max_elements // per)
-    k = 0
-    while k < N:
+    gap_tv = decoders.get_decoder(decoders.GAP_TV, device=device, iters=iters, max_elements=max_elements,
+                                  **GAPTV_SETTINGS[noise])
+    nets = {name: decoders.get_decoder(name, device=device, ensemble=ensemble)
+            for kind, name in plan.values() if kind == "net"}
+    batches = group_batches(container.counts, max(1, max_elements // (B * H * W)))
+    # the blocks first: their generator checks the checksum after the last batch
+    for y, (k, _) in zip(container.blocks(stop for _, stop in batches), batches, strict=True):
         n = int(container.counts[k])
-        stop = k + 1
-        while stop < N and stop - k < batch and int(container.counts[stop]) == n:
-            stop += 1
-        c = masks[:n]
-        y = scale_measurements(container.measurements[k:stop], c.sum(0), container.value_range)
-        kind, info = plan[n]
-        if kind == "net":
-            api, reason = _net_api()
-            if api is None:
-                raise EmcsError(reason)
-            x = api[1](y, c, info, str(device), progress=progress, ensemble=ensemble)
-        else:
-            x = gap_tv(y, c, iters=iters, device=device, max_elements=max_elements, progress=progress,
-                       **GAPTV_SETTINGS[noise])
-        x = np.asarray(x).reshape(-1, H, W)
+        y = op.scale_measurements(y, container.value_range, n)
+        kind, name = plan[n]
+        decoder = nets[name] if kind == "net" else gap_tv
+        x = np.asarray(decoder(y, op.group(n), progress=progress)).reshape(-1, H, W)
         yield k * B, unscale_frames(x, container.value_range, container.input_dtype)
-        k = stop
+
+
+def check_decode_options(iters: int, noise: str, ensemble: int) -> None:
+    """Raise :class:`EmcsError` (naming the parameter) for an unknown noise level or ensemble
+    size, or fewer than one iteration (the decoder registry checks the method)."""
+    if iters < 1:
+        raise EmcsError(f"iters must be at least 1, got {iters}", param="iters")
+    if noise not in NOISE_LEVELS:
+        raise EmcsError(f"noise must be one of {', '.join(NOISE_LEVELS)}, got {noise!r}", param="noise")
+    if ensemble not in ENSEMBLE_SIZES:
+        raise EmcsError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {ensemble}",
+                        param="ensemble")
 
 
 def decode_container(
-    path: str | os.PathLike,
+    source: str | os.PathLike | Container,
     output: str | os.PathLike | None = None,
     *,
     method: str = "auto",
@@ -179,15 +181,18 @@ def decode_container(
 
     Parameters
     ----------
-    path : str
-        Container written by :func:`emcs.tcs.encode.encode_stack`.
+    source : str or Container
+        Container written by :func:`emcs.tcs.encode.encode_stack`, or one
+        already opened with :func:`emcs.tcs.container.open_container` (the
+        caller closes it). It is read once; its checksum is checked on the way.
     output : str, optional
         Output stack; default ``<stem>.tif`` beside the container.
-    method : {"auto", "gap-tv", "net"}
-        ``auto``: a network when one fits, otherwise GAP-TV; ``net``: the same
-        but a missing network is reported through ``on_note`` as a warning.
+    method : str
+        ``auto`` or ``net``: a network when one fits, otherwise GAP-TV (the
+        CLI warns about a missing network for ``net``); ``gap-tv``; or a
+        decoder name (:func:`emcs.tcs.decoders.decoder_names`).
     iters : int
-        GAP-TV iterations.
+        GAP-TV iterations (>= 1).
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     force : bool
@@ -197,7 +202,7 @@ def decode_container(
         level the encoder measured (:func:`choose_noise_level`).
     ensemble : {1, 2, 4, 8}
         Network only: average over this many flips/rotations
-        (:func:`emcs.tcs.nets.api.decode_measurements`).
+        (:class:`emcs.tcs.decoders.Network`).
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional
@@ -207,28 +212,37 @@ def decode_container(
     -------
     dict
         Summary (output, frames, shape, dtype, methods, seconds, ...).
+
+    Raises
+    ------
+    EmcsError
+        A bad option (named by its parameter), a bad container (also a
+        checksum mismatch found while reading: the output is then not
+        written), an unsupported or existing output.
     """
-    from emcs.io import WRITE_SUFFIXES, StackWriter, check_output
+    check_decode_options(iters, noise, ensemble)
+    t0 = time.perf_counter()
+    if isinstance(source, Container):
+        opened = contextlib.nullcontext(source)
+    else:
+        opened = open_container(source)
+    with opened as container:
+        return _decode(container, output, t0, method=method, iters=iters, device=device, force=force,
+                       noise=noise, ensemble=ensemble, progress=progress, on_note=on_note)
+
+
+def _decode(container: Container, output, t0: float, *, method, iters, device, force, noise, ensemble,
+            progress, on_note) -> dict:
+    from emcs.io import StackWriter
     from emcs.nn.device import pick_device
 
-    if method not in METHODS:
-        raise EmcsError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if iters < 1:
-        raise EmcsError(f"--iters must be at least 1, got {iters}")
-    if ensemble not in ENSEMBLE_SIZES:
-        raise EmcsError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {ensemble}")
-    path = os.fspath(path)
+    path = container.path
     output = default_output(path) if output is None else os.fspath(output)
-    t0 = time.perf_counter()
-    container = load_container(path)
-    check_output(output, force)
-    if not output.lower().endswith(WRITE_SUFFIXES):
-        raise EmcsError("unsupported output type; write .tif/.tiff, .mrc/.mrcs or .npy", output)
-    dev = pick_device(device)
-    level, sigma = choose_noise_level(container, noise)
     T, H, W = container.input_shape
     with StackWriter(output, container.input_shape, container.input_dtype,
                      pixel_size=container.pixel_size, force=force) as writer:
+        dev = pick_device(device)
+        level, sigma = choose_noise_level(container, noise)
         plan, notes = plan_methods(container, method)
         for note in notes:
             if on_note is not None:
@@ -240,8 +254,7 @@ def decode_container(
                                            noise=level, ensemble=ensemble):
             writer.write(frames)
     seconds = time.perf_counter() - t0
-    used = sorted({("net:" + str(getattr(info, "name", info))) if kind == "net" else "gap-tv"
-                   for kind, info in plan.values()})
+    used = sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()})
     return {
         "input": path,
         "output": output,
@@ -266,13 +279,13 @@ def decode_container(
 __all__ = [
     "ENSEMBLE_SIZES",
     "GAPTV_SETTINGS",
-    "METHODS",
     "NOISE_LEVELS",
+    "check_decode_options",
     "choose_noise_level",
     "decode_container",
     "default_output",
+    "group_batches",
     "iter_decoded",
     "plan_methods",
-    "scale_measurements",
     "unscale_frames",
 ]

@@ -38,21 +38,6 @@ _HEADER = struct.Struct("<4sBIId")  # magic, residual itemsize, H, W, step (NaN:
 _TOP = 8
 
 
-def open_count(masks: np.ndarray) -> np.ndarray:
-    """The number of open masks per pixel, ``S = sum_b C_b`` (uint8 for B < 256).
-
-    Unlike :func:`emcs.tcs.physics.mask_sum` (made safe for division), pixels
-    where no mask was open stay 0: the coder needs to know them.
-
-    Examples
-    --------
-    >>> open_count(np.array([[[1, 0]], [[1, 1]]], bool)).tolist()
-    [[2, 1]]
-    """
-    masks = np.asarray(masks)
-    return masks.sum(0, dtype=np.uint8 if masks.shape[0] < 256 else np.uint16)
-
-
 def _zero_value(step: float | None) -> int:
     """The stored value of a pixel where no mask was open (Y = 0)."""
     return int(np.rint(2.0 * math.sqrt(0.375) / step)) if step else 0
@@ -177,9 +162,10 @@ def encode_predictive(values: np.ndarray, S: np.ndarray, step: float | None = No
     ----------
     values : ndarray of int
         The stored measurement: raw sums of counts (``step=None``) or their
-        Anscombe quantization codes (:func:`emcs.tcs.container.anscombe_codes`).
+        Anscombe quantization codes (:func:`emcs.tcs.container.codecs.anscombe_codes`).
     S : ndarray of int, same shape
-        Open masks per pixel (:func:`open_count` of the masks used for this measurement).
+        Open masks per pixel (:func:`emcs.tcs.operator.open_count` of the masks used for
+        this measurement).
     step : float, optional
         The Anscombe step the codes were made with (None: raw counts).
 
@@ -189,6 +175,7 @@ def encode_predictive(values: np.ndarray, S: np.ndarray, step: float | None = No
 
     Examples
     --------
+    >>> from emcs.tcs.operator import open_count
     >>> rng = np.random.default_rng(0)
     >>> C = rng.random((10, 32, 48)) < 0.5
     >>> y = (rng.poisson(50, (10, 32, 48)) * C).sum(0)
@@ -241,4 +228,4 @@ def decode_predictive(data: bytes, S: np.ndarray, step: float | None, shape: tup
     return _traverse(np.asarray(S), step, residuals=r.astype(np.int64).ravel())
 
 
-__all__ = ["decode_predictive", "encode_predictive", "open_count"]
+__all__ = ["decode_predictive", "encode_predictive"]
