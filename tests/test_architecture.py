@@ -34,7 +34,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "emcs"
 #: the independent capabilities: none imports another
 CAPABILITIES = ("tcs", "dlss", "sim")
 #: what a capability may never import, besides the other capabilities
-ABOVE_CAPABILITIES = ("simulate", "compare", "train", "demo", "cli")
+ABOVE_CAPABILITIES = ("simulate", "compare", "train", "demo", "distributed", "cli")
 #: the only parts that may import the data engine ``emcs.simulate``
 SIMULATE_USERS = ("cli", "train")
 #: the only parts ``emcs.io`` may import ("emcs" is the root package: the version)
@@ -208,6 +208,16 @@ def test_compare_imports_no_capability():
 def test_only_cli_imports_the_demo():
     bad = _violations(lambda a, b: b == "demo" and a not in ("cli", "demo"))
     assert not bad, "emcs.demo composes capabilities; only emcs.cli imports it:\n" + "\n".join(bad)
+
+
+def test_only_cli_imports_distributed_and_dask_loads_lazily():
+    bad = _violations(lambda a, b: b == "distributed" and a not in ("cli", "distributed"))
+    bad += sorted(f"{src} -> {dst}" + ("" if lazy else " (module level)") for src, dst, lazy in _arrows()
+                  if dst.split(".")[0] in ("dask", "distributed", "dask_jobqueue") and not lazy
+                  or dst.split(".")[0] in ("distributed", "dask_jobqueue") and _part(src) != "distributed")
+    assert not bad, ("emcs.distributed composes capabilities; only emcs.cli imports it; Dask is imported "
+                     "only inside functions, its cluster modules only in emcs.distributed:\n"
+                     + "\n".join(bad))
 
 
 # --------------------------------------------------------------------------- circles

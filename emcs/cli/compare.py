@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from emcs.cli import _dist
 from emcs.cli._app import app
 from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
 
@@ -118,6 +119,10 @@ def compare(
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
+    scheduler: str = _dist.SCHEDULER_OPTION,
+    cluster: str = _dist.CLUSTER_OPTION,
+    cluster_config: str = _dist.CLUSTER_CONFIG_OPTION,
+    resources: str = _dist.RESOURCES_OPTION,
 ) -> None:
     """Score a reconstruction against the reference and codec baselines at equal bytes.
 
@@ -133,16 +138,19 @@ def compare(
 
     rep = Reporter(quiet, as_json)
     names = None if baselines is None else baselines.split(",")
-    with contextlib.ExitStack() as bars:
+    options = dict(baselines=names, nbytes=nbytes, container=container, plot=plot, force=force)
+    if dist := _dist.Dist(scheduler, cluster, cluster_config, resources):
+        summary = dist.one(rep, "Comparing", compare_files, (recon, reference, truth), options)
+    else:
+        with contextlib.ExitStack() as bars:
 
-        def progress(codec: str, budget: int):
-            """Start a (terminal-only) bar counting the trial encodings of one codec."""
-            bars.close()
-            rep.info(f"{CODEC_LABELS[codec]}: searching the best setting within {budget} bytes")
-            return bars.enter_context(rep.progress(f"{CODEC_LABELS[codec]} trials", None))
+            def progress(codec: str, budget: int):
+                """Start a (terminal-only) bar counting the trial encodings of one codec."""
+                bars.close()
+                rep.info(f"{CODEC_LABELS[codec]}: searching the best setting within {budget} bytes")
+                return bars.enter_context(rep.progress(f"{CODEC_LABELS[codec]} trials", None))
 
-        summary = compare_files(recon, reference, truth, baselines=names, nbytes=nbytes,
-                                container=container, plot=plot, force=force, progress=progress)
+            summary = compare_files(recon, reference, truth, progress=progress, **options)
     _print_table(rep, summary)
     if "plot" in summary:
         rep.info(f"figure written to {summary['plot']}")

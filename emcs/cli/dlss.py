@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from emcs.cli import _dist
 from emcs.cli._app import app
 from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
 from emcs.errors import EmcsError
@@ -76,6 +77,10 @@ def supersample_cmd(
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
+    scheduler: str = _dist.SCHEDULER_OPTION,
+    cluster: str = _dist.CLUSTER_OPTION,
+    cluster_config: str = _dist.CLUSTER_CONFIG_OPTION,
+    resources: str = _dist.RESOURCES_OPTION,
 ) -> None:
     """Recover the full-resolution scan from a sparse regular-grid scan.
 
@@ -87,11 +92,14 @@ def supersample_cmd(
     from emcs.dlss.files import supersample_file
 
     rep = Reporter(quiet, as_json)
-    with rep.progress_callback("Supersampling") as progress:
-        summary = supersample_file(
-            input, output, factor, coverage, method=method, size=size, model=model,
-            device=device, tile=tile, denoise_measured=denoise_measured, ensemble=ensemble,
-            smooth=_smooth_width(smooth), force=force, progress=progress, on_warning=rep.warn,
-        )
+    options = dict(method=method, size=size, model=model, device=device, tile=tile,
+                   denoise_measured=denoise_measured, ensemble=ensemble, smooth=_smooth_width(smooth),
+                   force=force, on_warning=rep.warn)
+    if dist := _dist.Dist(scheduler, cluster, cluster_config, resources):
+        summary = dist.one(rep, "Supersampling", supersample_file, (input, output, factor, coverage),
+                           options, network=method == "net")
+    else:
+        with rep.progress_callback("Supersampling") as progress:
+            summary = supersample_file(input, output, factor, coverage, progress=progress, **options)
     rep.table("supersample", [(k, str(v)) for k, v in summary.items() if v is not None])
     rep.emit_json(summary)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import typer
 
+from emcs.cli import _dist
 from emcs.cli._app import app
 from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
 
@@ -38,18 +39,25 @@ def sim_recon(
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
+    scheduler: str = _dist.SCHEDULER_OPTION,
+    cluster: str = _dist.CLUSTER_OPTION,
+    cluster_config: str = _dist.CLUSTER_CONFIG_OPTION,
+    resources: str = _dist.RESOURCES_OPTION,
 ) -> None:
     """Super-resolve a wide-field movie (VDL-SIM) or raw SIM stacks (Wiener or network)."""
     from emcs.sim.files import sim_recon_file
 
     rep = Reporter(quiet, as_json)
-    with rep.progress_callback("Reconstructing") as progress:
-        summary = sim_recon_file(
-            input, output, input_kind=input_kind, method=method, angles=angles, phases=phases,
-            order=order, wavelength=wavelength, na=na, pixel_size=pixel_size, wiener=wiener,
-            apodization=apodization, background=background, radius=radius, weights=weights,
-            device=device, tile=tile, force=force, progress=progress,
-        )
+    options = dict(input_kind=input_kind, method=method, angles=angles, phases=phases, order=order,
+                   wavelength=wavelength, na=na, pixel_size=pixel_size, wiener=wiener,
+                   apodization=apodization, background=background, radius=radius, weights=weights,
+                   device=device, tile=tile, force=force)
+    if dist := _dist.Dist(scheduler, cluster, cluster_config, resources):
+        summary = dist.one(rep, "Reconstructing", sim_recon_file, (input, output), options,
+                           network=method != "wiener")
+    else:
+        with rep.progress_callback("Reconstructing") as progress:
+            summary = sim_recon_file(input, output, progress=progress, **options)
     if summary["method"] == "wiener":
         from emcs.sim.otf import Optics
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from emcs.cli import _dist
 from emcs.cli._app import app
 from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
 from emcs.errors import EmcsError
@@ -39,6 +40,11 @@ def encode_cmd(
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
+    scheduler: str = _dist.SCHEDULER_OPTION,
+    cluster: str = _dist.CLUSTER_OPTION,
+    cluster_config: str = _dist.CLUSTER_CONFIG_OPTION,
+    resources: str = _dist.RESOURCES_OPTION,
+    keep_going: bool = _dist.KEEP_GOING_OPTION,
 ) -> None:
     """Compress movies: every B frames become one coded measurement (Y = sum C_b X_b)."""
     from emcs.io import check_output, open_stack
@@ -63,9 +69,9 @@ def encode_cmd(
         if os.path.abspath(inp) == os.path.abspath(out):
             raise EmcsError("the output would overwrite the input", out)
         check_output(out, force)
-    # open every input first so that a bad file stops the run before any work
+    # open every input first so that a bad file stops the run before any work (--keep-going: later)
     frames = {}
-    for inp in inputs:
+    for inp in () if keep_going else inputs:
         with open_stack(inp) as stack:
             frames[inp] = stack.n_frames
             if masks is not None and masks.shape[1:] != stack.frame_shape:
@@ -75,12 +81,17 @@ def encode_cmd(
                 )
     results = []
     group = masks.shape[0] if masks is not None else B
+    options = dict(B=B, seed=seed, density=density, masks=masks, force=force, pack=pack,
+                   quantize=quantize, mask_source=None if mask is None else str(mask))
+    dist = _dist.Dist(scheduler, cluster, cluster_config, resources, keep_going)
+    done = dist.encode(rep, inputs, outputs, options, frames.get(inputs[0]), group) if dist else []
     for inp, out in zip(inputs, outputs, strict=True):
-        n_groups = -(-frames[inp] // group) if group >= 1 else None  # encode_stack checks B
-        with rep.progress(f"Encoding {os.path.basename(inp)}", n_groups) as advance:
-            res = encode_stack(inp, out, B=B, seed=seed, density=density, masks=masks,
-                               mask_source=None if mask is None else str(mask), force=force,
-                               progress=advance, pack=pack, quantize=quantize)
+        if not dist:
+            n_groups = -(-frames[inp] // group) if group >= 1 else None  # encode_stack checks B
+            with rep.progress(f"Encoding {os.path.basename(inp)}", n_groups) as advance:
+                res = encode_stack(inp, out, progress=advance, **options)
+        elif (res := done.pop(0)) is None:
+            continue  # failed and reported (--keep-going)
         results.append(res)
         T, H, W = res["shape"]
         mask_txt = (f"seed {res['seed']}, density {res['mask']['density']:g}"
@@ -94,6 +105,7 @@ def encode_cmd(
             f"{res['mb_per_s']:.0f} MB/s"
         )
     rep.emit_json(results[0] if len(results) == 1 else {"results": results})
+    dist.finish(len(inputs))
 
 
 @app.command("decode")
@@ -111,6 +123,10 @@ def decode_cmd(
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
+    scheduler: str = _dist.SCHEDULER_OPTION,
+    cluster: str = _dist.CLUSTER_OPTION,
+    cluster_config: str = _dist.CLUSTER_CONFIG_OPTION,
+    resources: str = _dist.RESOURCES_OPTION,
 ) -> None:
     """Reconstruct the movie from a measurement container."""
     from emcs.tcs.container import open_container
@@ -125,11 +141,14 @@ def decode_cmd(
         else:
             rep.info(f"note: {text}")
 
-    with open_container(container) as opened, \
-            rep.progress(f"Decoding {container.name}", opened.n_measurements) as advance:
-        res = decode_container(opened, output, method=method, iters=iters, device=device, force=force,
-                               noise=noise.strip().lower(), ensemble=ensemble, progress=advance,
-                               on_note=note)
+    options = dict(method=method, iters=iters, device=device, force=force, noise=noise.strip().lower(),
+                   ensemble=ensemble, on_note=note)
+    if dist := _dist.Dist(scheduler, cluster, cluster_config, resources):
+        res = dist.decode(rep, container, output, options)
+    else:
+        with open_container(container) as opened, \
+                rep.progress(f"Decoding {container.name}", opened.n_measurements) as advance:
+            res = decode_container(opened, output, progress=advance, **options)
     T, H, W = res["shape"]
     rep.info(
         f"{container} -> {res['output']}: {T} frames {H}x{W} {res['dtype']} with "

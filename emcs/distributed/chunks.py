@@ -1,0 +1,272 @@
+"""One large movie in chunks: encode groups / decode measurements on the workers, in order.
+
+The client keeps the single output: it writes the results in order as they
+arrive (:func:`emcs.distributed.tasks.ordered_stream`), with at most
+``in_flight`` chunks in flight, so its memory is a few chunks whatever the
+movie length. Workers read their chunk by path (a shared filesystem): the
+frames never pass through the client or the scheduler, only the chunk's
+measurements (encode) or frames (decode) come back.
+
+The output is the one a local run writes: :func:`encode_chunked` makes the
+same measurements with the same operator and input description as
+:func:`emcs.tcs.encode.encode_stack` (only the container's ``created`` time
+differs), :func:`decode_chunked` runs :func:`emcs.tcs.decode.iter_decoded` on
+the same batches of groups as :func:`emcs.tcs.decode.decode_container`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from emcs.distributed.client import network_resources
+from emcs.distributed.tasks import Run, ordered_stream
+from emcs.errors import EmcsError
+
+#: chunks in flight (submitted and not yet written) by default
+IN_FLIGHT = 4
+
+
+# --------------------------------------------------------------------------- encode
+def encode_groups(path: str, op, first: int, counts: list[int], noise_at: list[int],
+                  progress: Callable | None = None) -> dict:
+    """Worker side: the measurements of groups ``first .. first + len(counts) - 1`` of ``path``.
+
+    Returns the measurements (m, H, W) in the accumulator dtype, the value
+    range of the frames, and the noise estimate of the first frame of each
+    group listed in ``noise_at``.
+    """
+    from emcs.io import open_stack
+    from emcs.tcs.encode import noise_sigma
+    from emcs.tcs.operator import accumulator_dtype, bits_dtype
+
+    B = op.B
+    with open_stack(path) as stack:
+        dtype = stack.dtype
+        out = np.empty((len(counts), *op.frame_shape), accumulator_dtype(dtype, B))
+        scratch = np.empty(op.frame_shape, bits_dtype(dtype))
+        lo = hi = None
+        sigmas = {}
+        for i, n in enumerate(counts):
+            k = first + i
+            frames = stack.read(k * B, k * B + n)
+            flo, fhi = frames.min(), frames.max()
+            if dtype.kind == "f" and not (np.isfinite(flo) and np.isfinite(fhi)):
+                raise EmcsError(f"frames {k * B}..{k * B + n - 1} contain NaN or infinite values; "
+                                "emcs cannot encode them", path)
+            lo = flo if lo is None else min(lo, flo)
+            hi = fhi if hi is None else max(hi, fhi)
+            if k in noise_at:
+                sigmas[k] = noise_sigma(frames[0])
+            op.encode(frames, out=out[i], scratch=scratch)
+            if progress is not None:
+                progress(1)
+    return {"y": out, "lo": lo, "hi": hi, "sigmas": sigmas}
+
+
+def _operator(masks, mask_source, B: int, seed: int | None, density: float, frame_shape):
+    from emcs.tcs.operator import TcsOperator
+
+    if masks is None:
+        return TcsOperator.generated(secrets.randbelow(2**32) if seed is None else int(seed), B,
+                                     frame_shape, density)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.shape[1:] != tuple(frame_shape):
+        raise EmcsError(f"the mask has frames of {masks.shape[1:]} but the movie has {tuple(frame_shape)}",
+                        mask_source)
+    return TcsOperator.from_masks(masks, os.path.basename(mask_source) if mask_source else None)
+
+
+def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
+                   B: int = 10, seed: int | None = None, density: float = 0.5,
+                   masks: np.ndarray | None = None, mask_source: str | None = None,
+                   force: bool = False, pack: str | None = "none", quantize: float | None = None,
+                   groups_per_task: int = 1, in_flight: int = IN_FLIGHT,
+                   progress: Callable[[int], None] | None = None) -> dict:
+    """Encode one movie with its groups spread over the cluster; the client writes the container.
+
+    Parameters are those of :func:`emcs.tcs.encode.encode_stack`, plus
+
+    client : distributed.Client
+    groups_per_task : int
+        Groups of B frames each task encodes.
+    in_flight : int
+        Tasks in flight at most (the client holds at most this many chunks
+        of measurements).
+    progress : callable, optional
+        Called with the number of groups written.
+
+    Returns
+    -------
+    dict
+        The summary :func:`~emcs.tcs.encode.encode_stack` returns.
+    """
+    from emcs import io as eio
+    from emcs.tcs.container import ContainerWriter, base_meta
+    from emcs.tcs.operator import stored_dtype
+
+    input_path, output_path = os.fspath(input_path), os.fspath(output_path)
+    if groups_per_task < 1:
+        raise EmcsError(f"groups_per_task must be at least 1, got {groups_per_task}",
+                        param="groups_per_task")
+    t0 = time.perf_counter()
+    with eio.open_stack(input_path) as stack, eio.atomic_output(output_path, force) as tmp:
+        T, H, W = stack.shape
+        op = _operator(masks, mask_source, B, seed, density, (H, W))
+        N = -(-T // op.B)
+        counts = np.array([min(op.B, T - k * op.B) for k in range(N)], dtype=np.int64)
+        noise_at = list(range(0, N, max(1, N // 8)))  # as encode_stack: <= ~8 groups
+        writer = ContainerWriter(tmp, N, H, W, stored_dtype(stack.dtype, op.B), pack=pack,
+                                 quantize=quantize, source=input_path)
+        try:
+            shared_op = client.scatter(op, broadcast=True, hash=False)
+            run = Run(client)
+
+            def submit(first: int):
+                part = [int(n) for n in counts[first:first + groups_per_task]]
+                return run.submit(encode_groups, input_path, shared_op, first, part,
+                                  [k for k in noise_at if first <= k < first + len(part)])
+
+            lo = hi = None
+            sigmas: dict[int, float] = {}
+            for chunk in ordered_stream(submit, range(0, N, groups_per_task), in_flight, run.value):
+                writer.write(chunk["y"])
+                lo = chunk["lo"] if lo is None else min(lo, chunk["lo"])
+                hi = chunk["hi"] if hi is None else max(hi, chunk["hi"])
+                sigmas.update(chunk["sigmas"])
+                if progress is not None:
+                    progress(len(chunk["y"]))
+            input_info = _input_info(stack, input_path, lo, hi, [sigmas[k] for k in noise_at])
+            meta = base_meta(B=op.B, n=N, frame_shape=(H, W), mask=op.meta, input_info=input_info,
+                             encoder={"operation": "sum of masked frames (bitwise AND + add)"})
+            meta = writer.finish(meta, counts, op)
+        except BaseException:
+            writer.abort()
+            raise
+    seconds = time.perf_counter() - t0
+    out_bytes = os.path.getsize(output_path)
+    return {
+        "input": input_path, "output": output_path, "shape": [int(T), int(H), int(W)],
+        "dtype": stack.dtype.name, "pixel_size": input_info["pixel_size"], "B": int(op.B),
+        "n_measurements": int(N), "last_group_frames": int(counts[-1]), "mask": op.meta,
+        "seed": op.seed, "measurement_dtype": meta["measurement_dtype"],
+        "measurement_codec": meta.get("measurement_codec"),
+        "measurement_quantization": meta.get("measurement_quantization"),
+        "noise_sigma": input_info["noise_sigma"], "input_bytes": input_info["nbytes"],
+        "output_bytes": int(out_bytes), "ratio": input_info["nbytes"] / out_bytes,
+        "seconds": seconds, "mb_per_s": input_info["nbytes"] / 1e6 / max(seconds, 1e-9),
+    }
+
+
+def _input_info(stack, input_path: str, lo, hi, sigmas: list[float]) -> dict:
+    """The container's ``input`` description, as :func:`emcs.tcs.encode.encode_stack` writes it."""
+    as_num = int if stack.dtype.kind in "iu" else float
+    return {
+        "name": os.path.basename(input_path),
+        "format": stack.metadata.get("format"),
+        "dtype": stack.dtype.name,
+        "shape": [int(s) for s in stack.shape],
+        "value_range": [as_num(lo), as_num(hi)],
+        "pixel_size": None if stack.pixel_size is None else float(stack.pixel_size),
+        "nbytes": int(stack.nbytes),
+        "noise_sigma": float(np.median(sigmas)),
+    }
+
+
+# --------------------------------------------------------------------------- decode
+def decode_groups(path: str, start: int, stop: int, plan: dict, *, iters: int, device: str,
+                  noise: str, ensemble: int, progress: Callable | None = None) -> tuple:
+    """Worker side: frames of measurements ``start:stop`` (whole batches of the local decoder).
+
+    The device is resolved here, on the worker (``auto``: its GPU if it has one).
+    Returns ``(frames, device name)``.
+    """
+    from emcs.nn.device import pick_device
+    from emcs.tcs.container import open_container
+    from emcs.tcs.decode import iter_decoded
+
+    dev = pick_device(device)
+    with open_container(path) as container:
+        part = dataclasses.replace(container, measurements=np.asarray(container.measurements[start:stop]),
+                                   counts=container.counts[start:stop], verified=True)
+        frames = [x for _, x in iter_decoded(part, plan, iters=iters, device=dev, noise=noise,
+                                             ensemble=ensemble, progress=progress)]
+    return np.concatenate(frames), str(dev)
+
+
+def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike | None = None, *,
+                   method: str = "auto", iters: int | None = None, device: str = "auto",
+                   force: bool = False, noise: str = "auto", ensemble: int = 1,
+                   groups_per_task: int | None = None, in_flight: int = IN_FLIGHT,
+                   progress: Callable[[int], None] | None = None,
+                   on_note: Callable[[str], None] | None = None) -> dict:
+    """Decode one container with its measurements spread over the cluster; the client writes.
+
+    Parameters are those of :func:`emcs.tcs.decode.decode_container`, plus
+
+    client : distributed.Client
+    groups_per_task : int, optional
+        Groups each task decodes; default: the batches of groups the local
+        decoder makes (a few groups of large frames, so that a work block
+        holds about :data:`emcs.tcs.gaptv.MAX_ELEMENTS` values). The decoders
+        treat the groups of a batch independently, so the frames do not
+        depend on it.
+    in_flight : int
+        Tasks in flight at most (the client holds at most this many chunks of frames).
+
+    Tasks that run a network ask for a GPU worker when the cluster has any
+    (:func:`emcs.distributed.client.network_resources`); the device is chosen
+    on the worker.
+
+    The checksum of the measurements is checked by the client as the chunks
+    are written; a mismatch leaves no output.
+    """
+    from emcs.io import StackWriter
+    from emcs.tcs import decode
+    from emcs.tcs.container import open_container
+    from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
+
+    iters = DEFAULT_ITERS if iters is None else iters
+    decode.check_decode_options(iters, noise, ensemble)
+    t0 = time.perf_counter()
+    with open_container(source) as container:
+        path = container.path
+        output = decode.default_output(path) if output is None else os.fspath(output)
+        T, H, W = container.input_shape
+        level, sigma = decode.choose_noise_level(container, noise)
+        plan, notes = decode.plan_methods(container, method)
+        for note in notes if on_note is not None else ():
+            on_note(note)
+        per_task = groups_per_task or max(1, MAX_ELEMENTS // (container.B * H * W))
+        chunks = decode.group_batches(container.counts, per_task)
+        run = Run(client)
+        uses_net = device != "cpu" and any(kind == "net" for kind, _ in plan.values())
+        resources = network_resources(client) if uses_net else None
+        settings = {"iters": iters, "device": device, "noise": level, "ensemble": ensemble}
+        devices = set()
+        with StackWriter(output, container.input_shape, container.input_dtype,
+                         pixel_size=container.pixel_size, force=force) as writer:
+            stream = ordered_stream(
+                lambda chunk: run.submit(decode_groups, path, *chunk, plan, resources=resources, **settings),
+                chunks, in_flight, run.value)
+            checked = container.blocks(stop for _, stop in chunks)  # the checksum, on the way
+            for (start, stop), (frames, dev), _ in zip(chunks, stream, checked, strict=True):
+                writer.write(frames)
+                devices.add(dev)
+                if progress is not None:
+                    progress(stop - start)
+    seconds = time.perf_counter() - t0
+    return {
+        "input": path, "output": output, "shape": [int(T), int(H), int(W)],
+        "dtype": container.input_dtype.name, "pixel_size": container.pixel_size, "B": container.B,
+        "n_measurements": container.n_measurements, "method": method,
+        "decoders": sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()}),
+        "iters": int(iters), "noise_level": level, "ensemble": int(ensemble),
+        "noise_sigma_scaled": sigma, "device": ", ".join(sorted(devices)), "notes": notes,
+        "seconds": seconds, "frames_per_s": T / max(seconds, 1e-9),
+    }

@@ -1,0 +1,233 @@
+"""Distributed runs on a real ``distributed.LocalCluster`` (scheduler + 2 worker processes on loopback).
+
+Every output is compared with the one a local run writes: containers member by
+member (their ``created`` time aside: see :func:`_container_members`), stacks
+pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import zipfile
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from emcs.distributed import JobResources, connect, map_files, parse_scheduler  # noqa: E402
+from emcs.distributed.chunks import decode_chunked, encode_chunked  # noqa: E402
+from emcs.errors import EmcsError  # noqa: E402
+from emcs.io import read_stack, write_stack  # noqa: E402
+from emcs.tcs.decode import decode_container  # noqa: E402
+from emcs.tcs.encode import encode_stack  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with connect("local:2") as c:
+        yield c
+
+
+def _movie(path, T=33, H=24, W=20, seed=0):
+    rng = np.random.default_rng(seed)
+    write_stack(path, rng.poisson(30, (T, H, W)).astype(np.uint16))
+    return str(path)
+
+
+def _container_members(path) -> dict:
+    """Every member's bytes; the metadata without its ``created`` time (the only field a
+    second run changes: the container writer has no fixed-time option)."""
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    with zipfile.ZipFile(path) as zf, zf.open("meta.npy") as f:
+        meta = json.loads(np.lib.format.read_array(f, allow_pickle=False).tobytes())
+    meta.pop("created")
+    members["meta.npy"] = meta
+    return members
+
+
+def _same_stack(a, b) -> bool:
+    (x, xs), (y, ys) = read_stack(a), read_stack(b)
+    return x.dtype == y.dtype and np.array_equal(x, y) and xs.pixel_size == ys.pixel_size
+
+
+def _parts(folder) -> list[str]:
+    return [name for name in os.listdir(folder) if ".part" in name]
+
+
+# --------------------------------------------------------------------------- options
+def test_scheduler_and_cluster_options_are_checked():
+    assert parse_scheduler("local:3") == ("local", 3)
+    assert parse_scheduler("tls://head:8786") == ("address", "tls://head:8786")
+    for bad in ("local:0", "local:x", "head"):
+        with pytest.raises(EmcsError, match="scheduler must be"):
+            parse_scheduler(bad)
+    with pytest.raises(EmcsError, match="exactly one"):
+        with connect():
+            pass
+    with pytest.raises(EmcsError, match="cluster must be one of"):
+        with connect(cluster="lsf"):
+            pass
+
+
+def test_slurm_job_script_has_the_requested_resources(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    from emcs.distributed import jobqueue_cluster
+
+    config = tmp_path / "jobqueue.yaml"
+    config.write_text("jobqueue:\n  slurm:\n    queue: gpu\n    account: lab42\n"
+                      "    cores: 2\n    memory: 4GB\n    walltime: '00:30:00'\n")
+    wanted = JobResources(cores=8, memory="32GB", walltime="02:00:00", gpus=2, processes=2)
+    with jobqueue_cluster("slurm", wanted, str(config)) as cluster:
+        script = cluster.job_script()
+    for line in ("#SBATCH -p gpu", "#SBATCH -A lab42", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=30G",
+                 "#SBATCH -t 02:00:00", "#SBATCH --gres=gpu:2"):
+        assert line in script, script
+    assert "--nworkers 2" in script and "--resources GPU=1" in script, script  # one GPU per worker
+    with jobqueue_cluster("pbs", JobResources(cores=4, memory="8GB", gpus=1), str(config)) as cluster:
+        assert "#PBS -l select=1:ncpus=4:mem=8GB:ngpus=1" in cluster.job_script()
+
+
+# --------------------------------------------------------------------------- per file
+def test_encode_many_files_as_locally_and_keep_going(client, tmp_path):
+    movies = [_movie(tmp_path / f"m{i}.tif", seed=i) for i in range(3)]
+    write_stack(tmp_path / "bad.tif", np.full((4, 8, 8), np.nan, np.float32))
+    (tmp_path / "here").mkdir()
+    (tmp_path / "there").mkdir()
+    for m in movies:
+        encode_stack(m, tmp_path / "here" / os.path.basename(m).replace(".tif", ".npz"), seed=5, pack="predictive")
+    inputs = [*movies[:2], str(tmp_path / "bad.tif"), movies[2]]
+    jobs = [((m, str(tmp_path / "there" / os.path.basename(m).replace(".tif", ".npz"))),
+             {"seed": 5, "pack": "predictive"}) for m in inputs]
+    seen = []
+    outcomes = map_files(client, encode_stack, jobs, keep_going=True, progress=seen.append)
+    assert len(seen) == 4 and [o.ok for o in outcomes] == [True, True, False, True]
+    assert "bad.tif" in str(outcomes[2].error) and "NaN" in str(outcomes[2].error)
+    assert outcomes[3].value["output"].endswith("m2.npz")
+    for m in movies:
+        name = os.path.basename(m).replace(".tif", ".npz")
+        assert _container_members(tmp_path / "here" / name) == _container_members(tmp_path / "there" / name)
+    assert not _parts(tmp_path / "there")
+    with pytest.raises(EmcsError, match="NaN"):  # without keep_going the first error stops the run
+        map_files(client, encode_stack, [(j[0], {**j[1], "force": True}) for j in jobs])
+
+
+def test_supersample_and_sim_recon_files_as_locally(client, tmp_path):
+    from emcs.dlss.files import subsample_file, supersample_file
+    from emcs.sim.files import sim_recon_file
+
+    rng = np.random.default_rng(1)
+    jobs = {"ss": [], "sr": []}
+    for i in range(2):
+        write_stack(tmp_path / f"full{i}.tif", rng.random((2, 48, 48)).astype(np.float32))
+        subsample_file(tmp_path / f"full{i}.tif", tmp_path / f"sp{i}.tif", 4)
+        write_stack(tmp_path / f"wf{i}.tif", rng.random((2, 32, 32)).astype(np.float32))
+        supersample_file(tmp_path / f"sp{i}.tif", tmp_path / f"ss{i}.tif", device="cpu")
+        sim_recon_file(tmp_path / f"wf{i}.tif", tmp_path / f"sr{i}.tif", device="cpu")
+        jobs["ss"].append(((tmp_path / f"sp{i}.tif", tmp_path / f"ss{i}_d.tif"), {"device": "auto"}))
+        jobs["sr"].append(((tmp_path / f"wf{i}.tif", tmp_path / f"sr{i}_d.tif"), {"device": "auto"}))
+    for outcome in map_files(client, supersample_file, jobs["ss"]) + map_files(client, sim_recon_file, jobs["sr"]):
+        assert outcome.ok, outcome.error
+    for i in range(2):
+        assert _same_stack(tmp_path / f"ss{i}.tif", tmp_path / f"ss{i}_d.tif")
+        assert _same_stack(tmp_path / f"sr{i}.tif", tmp_path / f"sr{i}_d.tif")
+
+
+def test_interrupt_cancels_and_leaves_no_partial_outputs(client, tmp_path):
+    names = []
+    for i in range(5):
+        encode_stack(_movie(tmp_path / f"m{i}.tif", T=40, H=48, W=48, seed=i), tmp_path / f"m{i}.npz", seed=i)
+        names.append(tmp_path / f"m{i}.npz")
+    jobs = [((n, tmp_path / f"d{i}.tif"), {"method": "gap-tv", "iters": 400, "device": "cpu"})
+            for i, n in enumerate(names)]
+
+    def interrupt(_n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        map_files(client, decode_container, jobs, progress=interrupt)
+    assert not _parts(tmp_path)
+    written = [i for i in range(5) if (tmp_path / f"d{i}.tif").exists()]
+    assert len(written) < 5
+    for i in written:  # whatever was written is complete
+        assert read_stack(tmp_path / f"d{i}.tif")[0].shape == (40, 48, 48)
+
+
+# --------------------------------------------------------------------------- one big file
+@pytest.mark.parametrize("pack", ["none", "predictive"])
+def test_encode_one_movie_in_chunks_as_locally(client, tmp_path, pack):
+    movie = _movie(tmp_path / "big.tif", T=95, H=32, W=24)
+    encode_stack(movie, tmp_path / "local.npz", seed=11, pack=pack)
+    seen = []
+    res = encode_chunked(client, movie, tmp_path / "dist.npz", seed=11, pack=pack, groups_per_task=2,
+                         in_flight=2, progress=seen.append)
+    assert sum(seen) == res["n_measurements"] == 10
+    assert _container_members(tmp_path / "local.npz") == _container_members(tmp_path / "dist.npz")
+
+
+@pytest.mark.parametrize("method", ["gap-tv", "auto"])
+def test_decode_one_container_in_chunks_as_locally(client, tmp_path, method):
+    encode_stack(_movie(tmp_path / "big.tif", T=75, H=32, W=24), tmp_path / "c.npz", seed=2,
+                 pack="predictive")
+    decode_container(tmp_path / "c.npz", tmp_path / "local.tif", method=method, iters=20, device="cpu")
+    seen = []
+    res = decode_chunked(client, tmp_path / "c.npz", tmp_path / "dist.tif", method=method, iters=20,
+                         groups_per_task=2, in_flight=2, progress=seen.append)
+    assert sum(seen) == 8 and res["device"] == "cpu"
+    assert _same_stack(tmp_path / "local.tif", tmp_path / "dist.tif")
+
+
+def test_decode_checksum_mismatch_leaves_no_output(client, tmp_path):
+    encode_stack(_movie(tmp_path / "m.tif", T=20), tmp_path / "c.npz", seed=2)
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    start = data.index(b"measurements.npy") + 200  # inside the stored measurements
+    data[start] ^= 0xFF
+    (tmp_path / "c.npz").write_bytes(bytes(data))
+    with pytest.raises(EmcsError, match="checksum"):
+        decode_chunked(client, tmp_path / "c.npz", tmp_path / "d.tif", method="gap-tv", iters=2,
+                       groups_per_task=1)
+    assert not (tmp_path / "d.tif").exists() and not _parts(tmp_path)
+
+
+def test_a_killed_worker_does_not_change_the_output(tmp_path):
+    encode_stack(_movie(tmp_path / "big.tif", T=80, H=48, W=48), tmp_path / "c.npz", seed=4)
+    settings = {"method": "gap-tv", "iters": 150, "device": "cpu"}
+    decode_container(tmp_path / "c.npz", tmp_path / "local.tif", **settings)
+    with connect("local:2") as client:
+        victims = list(client.run(os.getpid).values())
+        killed = []
+
+        def kill_once(_n):  # after the first chunk: kill a worker that is working on the next
+            if not killed:
+                os.kill(victims[0], signal.SIGKILL)
+                killed.append(victims[0])
+
+        decode_chunked(client, tmp_path / "c.npz", tmp_path / "dist.tif", groups_per_task=1, in_flight=4,
+                       progress=kill_once, **settings)
+        assert killed and victims[0] not in client.run(os.getpid).values()  # a fresh process took over
+    assert _same_stack(tmp_path / "local.tif", tmp_path / "dist.tif")
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_encode_many_and_decode_on_a_local_cluster(tmp_path):
+    from typer.testing import CliRunner
+
+    from emcs.cli import app
+
+    movies = [_movie(tmp_path / f"m{i}.tif", seed=i) for i in range(2)]
+    write_stack(tmp_path / "bad.tif", np.full((4, 8, 8), np.nan, np.float32))
+    runner = CliRunner()
+    r = runner.invoke(app, ["encode", movies[0], str(tmp_path / "bad.tif"), movies[1], "--seed", "1",
+                            "--scheduler", "local:2", "--keep-going", "--json"])
+    assert r.exit_code == 2, r.stderr
+    assert "bad.tif" in r.stderr and "1 of 3 inputs failed" in r.stderr.strip().splitlines()[-1]
+    assert len(json.loads(r.stdout)["results"]) == 2
+    assert (tmp_path / "m0.npz").exists() and (tmp_path / "m1.npz").exists()
+    r = runner.invoke(app, ["decode", str(tmp_path / "m0.npz"), "-o", str(tmp_path / "d.tif"), "--method",
+                            "gap-tv", "--iters", "5", "--scheduler", "local:1", "--quiet"])
+    assert r.exit_code == 0, r.stderr
+    decode_container(tmp_path / "m0.npz", tmp_path / "l.tif", method="gap-tv", iters=5)
+    assert _same_stack(tmp_path / "d.tif", tmp_path / "l.tif")
