@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -212,6 +214,30 @@ def test_a_killed_worker_does_not_change_the_output(tmp_path):
 
 
 # --------------------------------------------------------------------------- command line
+_PROBE = """
+import json, sys
+from emcs.cli import main
+sys.argv = ["emcs", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    if exc.code:
+        raise
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_without_the_options_dask_is_not_loaded(tmp_path):
+    movie = _movie(tmp_path / "m.tif")
+    for args in (["encode", movie, "--quiet"], ["decode", str(tmp_path / "m.npz"), "-o", "d.tif", "--iters", "2", "--quiet"]):
+        run = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        loaded = json.loads(run.stdout.strip().splitlines()[-1])
+        assert not [m for m in loaded if m.split(".")[0] in ("dask", "distributed")]
+        assert "emcs.distributed" not in loaded
+
+
 def test_cli_encode_many_and_decode_on_a_local_cluster(tmp_path):
     from typer.testing import CliRunner
 

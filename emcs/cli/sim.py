@@ -54,7 +54,7 @@ def sim_recon(
                    device=device, tile=tile, force=force)
     if dist := _dist.Dist(scheduler, cluster, cluster_config, resources):
         summary = dist.one(rep, "Reconstructing", sim_recon_file, (input, output), options,
-                           network=method != "wiener")
+                           network=method == "net" or method is None and input_kind == "widefield")
     else:
         with rep.progress_callback("Reconstructing") as progress:
             summary = sim_recon_file(input, output, progress=progress, **options)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import time
 from collections.abc import Callable
 
@@ -69,19 +68,6 @@ def encode_groups(path: str, op, first: int, counts: list[int], noise_at: list[i
     return {"y": out, "lo": lo, "hi": hi, "sigmas": sigmas}
 
 
-def _operator(masks, mask_source, B: int, seed: int | None, density: float, frame_shape):
-    from emcs.tcs.operator import TcsOperator
-
-    if masks is None:
-        return TcsOperator.generated(secrets.randbelow(2**32) if seed is None else int(seed), B,
-                                     frame_shape, density)
-    masks = np.asarray(masks, dtype=bool)
-    if masks.shape[1:] != tuple(frame_shape):
-        raise EmcsError(f"the mask has frames of {masks.shape[1:]} but the movie has {tuple(frame_shape)}",
-                        mask_source)
-    return TcsOperator.from_masks(masks, os.path.basename(mask_source) if mask_source else None)
-
-
 def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
                    B: int = 10, seed: int | None = None, density: float = 0.5,
                    masks: np.ndarray | None = None, mask_source: str | None = None,
@@ -108,16 +94,18 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
     """
     from emcs import io as eio
     from emcs.tcs.container import ContainerWriter, base_meta
+    from emcs.tcs.encode import _check_mask_options, _operator
     from emcs.tcs.operator import stored_dtype
 
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
     if groups_per_task < 1:
         raise EmcsError(f"groups_per_task must be at least 1, got {groups_per_task}",
                         param="groups_per_task")
+    _check_mask_options(None if masks is not None else B, density, seed)
     t0 = time.perf_counter()
     with eio.open_stack(input_path) as stack, eio.atomic_output(output_path, force) as tmp:
         T, H, W = stack.shape
-        op = _operator(masks, mask_source, B, seed, density, (H, W))
+        op = _operator(masks, mask_source, B, seed, density, (H, W), input_path)
         N = -(-T // op.B)
         counts = np.array([min(op.B, T - k * op.B) for k in range(N)], dtype=np.int64)
         noise_at = list(range(0, N, max(1, N // 8)))  # as encode_stack: <= ~8 groups

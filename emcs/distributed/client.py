@@ -98,7 +98,7 @@ def local_cluster(n_workers: int | None = None, **kwargs):
 
     n = n_workers or os.cpu_count() or 1
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=None, **kwargs)
+                        dashboard_address=":0", **kwargs)
 
 
 def jobqueue_cluster(kind: str, resources: JobResources = JobResources(), config: str | None = None):
@@ -204,9 +204,10 @@ def connect(scheduler: str | None = None, cluster: str | None = None, *,
             kind, value = parse_scheduler(scheduler)
             target = stack.enter_context(local_cluster(value)) if kind == "local" else value
         try:
-            client = stack.enter_context(Client(target, timeout="30s"))
+            # results (chunks of one large file) come straight from the workers, not via the scheduler
+            client = stack.enter_context(Client(target, timeout="30s", direct_to_workers=True))
         except OSError as exc:
-            raise EmcsError(f"cannot reach the Dask scheduler {scheduler} ({exc})",
+            raise EmcsError(f"cannot reach the Dask scheduler {scheduler or cluster} ({exc})",
                             param="scheduler") from None
         yield client
 
