@@ -28,8 +28,9 @@ CLUSTER_CONFIG_OPTION = typer.Option(
     help="dask-jobqueue settings for --cluster (queue, account ...); default "
          "~/.config/dask/jobqueue.yaml.")
 RESOURCES_OPTION = typer.Option(
-    None, "--resources", metavar="jobs=N,cores=N,memory=16GB,walltime=01:00:00,gpus=N",
-    help="What --cluster asks the batch system for (each unset value: from the configuration).")
+    None, "--resources", metavar="KEY=VALUE,...",
+    help="What --cluster asks for: jobs=N, and per job cores=N, memory=16GB, walltime=01:00:00, "
+         "gpus=N, processes=N (Dask workers); unset ones come from the configuration.")
 KEEP_GOING_OPTION = typer.Option(
     False, "--keep-going",
     help="With many inputs: report a bad file, finish the others, exit with status 2 at the end.")
