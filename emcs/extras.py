@@ -1,4 +1,5 @@
-"""Optional extras: heavy dependencies only some commands need, with a one-line error without them.
+"""What an installation provides: optional extras (heavy dependencies only some commands need,
+with a one-line error without them) and how to repair a damaged installation.
 
 The core install (``pip install emcs``) is what encode, decode, supersample,
 sim-recon, info, compare and demo need. The rest comes with pip extras
@@ -27,6 +28,9 @@ from emcs.errors import EmcsError
 
 #: the extras of pyproject.toml a caller may name (tests/test_packaging.py checks they match)
 EXTRAS = ("sim", "formats", "dask", "all")
+#: the fix for shipped files (networks, the demo movie) that are missing or damaged
+REINSTALL = ("the emcs installation is incomplete or damaged: reinstall it "
+             "(pip install --force-reinstall --no-deps <the emcs wheel or source folder>)")
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -55,4 +59,4 @@ def require(module: str, extra: str, what: str) -> ModuleType:
                         f"pip install 'emcs[{extra}]'") from exc
 
 
-__all__ = ["EXTRAS", "require"]
+__all__ = ["EXTRAS", "REINSTALL", "require"]

@@ -22,7 +22,7 @@ import pytest
 import emcs
 from emcs.errors import EmcsError
 from emcs.examples import EXAMPLES_ENV, example_path, examples_dir
-from emcs.extras import EXTRAS, require
+from emcs.extras import EXTRAS, REINSTALL, require
 from emcs.nn import weights
 from emcs.nn.weights import (
     MODELS_ENV,
@@ -220,8 +220,8 @@ def test_missing_weights_say_so_and_how_to_fix_it(tmp_path, monkeypatch):
         find_weights("vdlsim-32")
     msg = str(err.value)
     assert "vdlsim-32.safetensors: no such weights file" in msg
-    assert "pip install --force-reinstall --no-deps emcs" in msg and MODELS_ENV in msg
-    with pytest.raises(EmcsError, match=r"no network weights tcs-\*\.safetensors .*reinstall"):
+    assert REINSTALL in msg and MODELS_ENV in msg
+    with pytest.raises(EmcsError, match=r"no network weights tcs-\*\.safetensors in .*reinstall"):
         list_weights("tcs-*")
 
 
@@ -263,7 +263,7 @@ def test_damaged_shipped_weights_say_so_and_how_to_fix_it(tmp_path, monkeypatch,
         load_model(path, BUILDERS)
     msg = str(err.value)
     assert problem in msg and "vdlsim-16" in msg and "\n" not in msg
-    assert "pip install --force-reinstall --no-deps emcs" in msg
+    assert REINSTALL in msg
     # the user's own file: the same problem, but reinstalling emcs would not fix it
     own = _damaged_copy(tmp_path / "my-nets", damage)
     with pytest.raises(EmcsError) as err:
@@ -287,3 +287,13 @@ def test_emcs_examples_replaces_the_shipped_folder(tmp_path, monkeypatch):
     assert example_path("au_movie.tif") == tmp_path / "au_movie.tif"
     with pytest.raises(EmcsError, match=rf"au_movie_truth.tif: the example file is missing; .*{EXAMPLES_ENV}"):
         example_path("au_movie_truth.tif")
+
+
+def test_missing_shipped_example_says_how_to_fix_it(tmp_path, monkeypatch):
+    import emcs.examples
+
+    monkeypatch.delenv(EXAMPLES_ENV, raising=False)
+    monkeypatch.setattr(emcs.examples, "examples_dir", lambda: tmp_path)
+    with pytest.raises(EmcsError) as err:
+        example_path("au_movie.tif")
+    assert str(err.value) == f"{tmp_path / 'au_movie.tif'}: the example file is missing; {REINSTALL}"

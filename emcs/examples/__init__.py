@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from emcs.errors import EmcsError
+from emcs.extras import REINSTALL
 
 #: environment variable: a folder used instead of the shipped examples
 EXAMPLES_ENV = "EMCS_EXAMPLES"
@@ -33,9 +34,7 @@ def example_path(name: str) -> Path:
     """Path of the example file ``name``; :class:`EmcsError` naming the fix when it is missing."""
     path = examples_dir() / name
     if not path.is_file():
-        fix = (f"put it there or unset {EXAMPLES_ENV}" if os.environ.get(EXAMPLES_ENV) else
-               "the emcs installation is incomplete: reinstall it "
-               "(pip install --force-reinstall --no-deps emcs)")
+        fix = f"put it there or unset {EXAMPLES_ENV}" if os.environ.get(EXAMPLES_ENV) else REINSTALL
         raise EmcsError(f"the example file is missing; {fix}", path)
     return path
 

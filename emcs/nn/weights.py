@@ -32,14 +32,14 @@ from importlib import resources
 from pathlib import Path
 
 from emcs.errors import EmcsError
+from emcs.extras import REINSTALL
 from emcs.io import atomic_output
 
 CARD_FORMAT_VERSION = 1
 #: environment variable: folders searched before the shipped networks
 MODELS_ENV = "EMCS_MODELS"
 #: how to repair an installation whose shipped networks are missing or damaged
-REINSTALL_HINT = ("the emcs installation is incomplete or damaged: reinstall it (pip install "
-                  f"--force-reinstall --no-deps emcs) or set {MODELS_ENV} to a folder holding the weights")
+REINSTALL_HINT = f"{REINSTALL}, or set {MODELS_ENV} to a folder holding the weights"
 
 
 def models_dir() -> Path:
