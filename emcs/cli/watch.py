@@ -73,9 +73,9 @@ def watch_cmd(
         density=density, mask=None if mask is None else str(mask), pack=pack, quantize=quantize,
         poll=poll, settle=settle, done_marker=done_marker, verify=verify,
         delete_after_verify=delete_after_verify, once=once, max_files=max_files)
-    if not (quiet or as_json):
-        typer.echo(f"watching {folder} -> {settings.out_folder} (Ctrl-C stops)", err=True)
     with stop_on_signals() as stop:
+        if not (quiet or as_json):
+            typer.echo(f"watching {folder} -> {settings.out_folder} (Ctrl-C stops)", err=True)
         summary = watch_folder(settings, on_record=log, stop=stop)
     counts = ", ".join(f"{n} {s}" for s, n in summary.items() if isinstance(n, int) and s != "stopped")
     if not (quiet or as_json):
