@@ -8,6 +8,7 @@ Containers are compared with a one-shot ``encode_stack`` of the finished movie
 from __future__ import annotations
 
 import concurrent.futures as cf
+import io
 import json
 import os
 import signal
@@ -65,7 +66,7 @@ def _members(path: Path) -> dict:
 
 def _meta(members: dict) -> dict:
     meta_member = next(name for name in members if name.startswith("meta"))
-    raw = np.load(__import__("io").BytesIO(members[meta_member]), allow_pickle=False)
+    raw = np.load(io.BytesIO(members[meta_member]), allow_pickle=False)
     meta = json.loads(raw.tobytes().decode())
     meta.pop("created")
     return meta
@@ -374,3 +375,15 @@ def test_bad_options_give_one_line_naming_the_flag(tmp_path):
         assert needle in r.stderr, r.stderr
     r = _run(tmp_path / "missing", "--once")
     assert r.exit_code == 2 and "no such folder" in r.stderr
+
+
+def test_a_new_movie_named_like_a_deleted_one_never_replaces_its_container(tmp_path):
+    write_stack(tmp_path / "m.tif", FRAMES)
+    _settle_old(tmp_path / "m.tif")
+    watch_folder(WatchSettings(str(tmp_path), delete_after_verify=True, once=True))
+    kept = (tmp_path / "m.npz").read_bytes()
+    write_stack(tmp_path / "m.tif", FRAMES[:4])
+    _settle_old(tmp_path / "m.tif")
+    watch_folder(WatchSettings(str(tmp_path), delete_after_verify=True, once=True))
+    assert (tmp_path / "m.npz").read_bytes() == kept and (tmp_path / "m.tif").exists()
+    assert _statuses(tmp_path)[-1] == ("m.tif", "failed")

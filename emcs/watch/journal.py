@@ -98,10 +98,9 @@ class Journal:
         return len(self._last)
 
 
-def unchanged(record: dict | None, st: os.stat_result) -> bool:
-    """True if the journaled ``record`` saw the file with the size and mtime of ``st``."""
-    return (record is not None and record.get("size") == st.st_size
-            and record.get("mtime_ns") == st.st_mtime_ns)
+def unchanged(record: dict | None, state: tuple[int, int]) -> bool:
+    """True if the journaled ``record`` saw the file with ``state`` (size, mtime_ns)."""
+    return record is not None and (record.get("size"), record.get("mtime_ns")) == state
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from emcs.watch.task import (
     base_record,
     container_path,
     encode_one,
+    file_state,
     masks_of,
     movie_key,
     verify_container,
@@ -149,58 +150,65 @@ class Watcher:
         self.tracker.retain(paths)
         self._announced.intersection_update(paths)
         for path in paths:
-            try:
-                st = os.stat(path)
-            except OSError:
+            state = file_state(path)
+            if state is None:
                 continue  # moved away meanwhile
             last = self.journal.last(movie_key(path, self.settings))
-            if unchanged(last, st):
+            if unchanged(last, state):
                 self.tracker.forget(path)
                 if last["status"] == "verified" and self.settings.delete_after_verify:
-                    self.delete(path, st)  # verified before a restart, not yet deleted
+                    self.delete(path, state)  # verified before a restart, not yet deleted
                 continue
-            if not self._finished(path, st):
+            if not self._finished(path, state):
                 if path not in self._announced:
                     self._announced.add(path)
-                    self.emit(base_record(path, self.settings, st, "waiting"), journal=False)
+                    self.emit(base_record(path, self.settings, state, "waiting"), journal=False)
                 continue
             self.tracker.forget(path)
             self._announced.discard(path)
             reason = incomplete_reason(path)
             if reason is not None:
-                self.emit(base_record(path, self.settings, st, "incomplete", error=reason))
+                self.emit(base_record(path, self.settings, state, "incomplete", error=reason))
                 continue
-            job = self._claim(path, st, last)
+            job = self._claim(path, state, last)
             if job is not None:
                 out.append(job)
         return out
 
-    def _finished(self, path: str, st: os.stat_result) -> bool:
+    def _finished(self, path: str, state: tuple[int, int]) -> bool:
         if self.settings.done_marker:
             return has_marker(path, self.settings.done_marker)
-        return self.tracker.settled(path, st)
+        return self.tracker.settled(path, state)
 
-    def _claim(self, path: str, st: os.stat_result, last: dict | None) -> tuple[str, bool] | None:
-        """Decide about an existing container; None when the movie is settled here already."""
+    def _claim(self, path: str, state: tuple[int, int], last: dict | None) -> tuple[str, bool] | None:
+        """(path, overwrite) to encode, or None when an existing container settles the movie.
+
+        A container this watcher wrote for an earlier version of the movie is
+        replaced, unless that movie was deleted (the container is then its only
+        copy). A container nobody journaled is adopted when it is a good
+        encoding of this very movie (a run killed between writing and
+        journaling it), and never overwritten otherwise.
+        """
         key, container = movie_key(path, self.settings), container_path(path, self.settings)
         owner = self.journal.owner(container)
+        exists = os.path.exists(container)
         if owner is not None and owner != key:
-            self.emit(base_record(path, self.settings, st, "failed", container=container,
-                                  error=f"{owner} already wrote this container; "
-                                        "rename one of the two movies"))
-            return None
-        if owner == key or not os.path.exists(container):
-            return path, owner == key
-        # a container nobody journaled: ours from a run killed just before journaling it?
-        problems = verify_container(container, path)
-        if problems:
-            self.emit(base_record(path, self.settings, st, "failed", container=container,
-                                  error="a container of another origin is in the way ("
-                                        + problems[0] + "); move it away"))
-            return None
-        status = "verified" if self.settings.verifies else "encoded"
-        self.finish(base_record(path, self.settings, st, status, container=container,
-                                adopted=True, problems=[]))
+            error = f"{owner} already wrote this container; rename one of the two movies"
+        elif owner == key and exists and last is not None and last["status"] == "deleted":
+            error = ("a movie of this name was encoded into this container and deleted; the "
+                     "container is kept: rename the new movie or move the container away")
+        elif owner == key or not exists:
+            return path, owner == key and exists
+        else:
+            problems = verify_container(container, path)
+            if not problems:
+                status = "verified" if self.settings.verifies else "encoded"
+                self.finish(base_record(path, self.settings, state, status, container=container,
+                                        adopted=True, problems=[]))
+                return None
+            error = f"a container of another origin is in the way ({problems[0]}); move it away"
+        self.emit(base_record(path, self.settings, state, "failed", container=container,
+                              error=error))
         return None
 
     # ------------------------------------------------------------------ processing
@@ -208,23 +216,32 @@ class Watcher:
         """Journal a movie's record, then delete the movie if it was verified and that is asked."""
         self.emit(record)
         if record["status"] == "verified" and self.settings.delete_after_verify:
-            with contextlib.suppress(OSError):
-                self.delete(record["input"], os.stat(record["input"]))
+            self.delete(record["input"], (record["size"], record["mtime_ns"]))
 
-    def delete(self, path: str, st: os.stat_result) -> None:
-        """Delete a verified movie (and its done-marker) after checking its container again."""
+    def delete(self, path: str, state: tuple[int, int]) -> None:
+        """Delete a verified, journaled movie (and its done-marker), checking its container again.
+
+        The movie is kept when it changed since it was verified, when the
+        container no longer passes, or when it cannot be deleted.
+        """
         container = container_path(path, self.settings)
-        problems = verify_container(container, path)
+        problems = verify_container(container, path) if file_state(path) == state else [
+            "the movie changed after it was verified"]
         if problems:
-            self.emit(base_record(path, self.settings, st, "verify-failed", container=container,
+            self.emit(base_record(path, self.settings, state, "verify-failed", container=container,
                                   problems=problems))
             return
-        os.unlink(path)
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            self.emit(base_record(path, self.settings, state, "failed", container=container,
+                                  error=f"verified, but it cannot be deleted ({exc.strerror})"))
+            return
         if self.settings.done_marker:
             for marker in marker_paths(path, self.settings.done_marker):
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     os.unlink(marker)
-        self.emit(base_record(path, self.settings, st, "deleted", container=container))
+        self.emit(base_record(path, self.settings, state, "deleted", container=container))
 
     def process(self, jobs: list[tuple[str, bool]]) -> None:
         room = None if self.settings.max_files is None else self.settings.max_files - self.processed

@@ -65,14 +65,12 @@ class SettleTracker:
 
     Examples
     --------
-    >>> import types
     >>> t = [0.0]
     >>> tracker = SettleTracker(5.0, clock=lambda: t[0], wall=lambda: 100.0)
-    >>> st = types.SimpleNamespace(st_size=10, st_mtime_ns=99 * 10**9)
-    >>> tracker.settled("a.tif", st)
+    >>> tracker.settled("a.tif", (10, 99 * 10**9))  # 10 bytes, modified 1 s ago
     False
     >>> t[0] = 6.0
-    >>> tracker.settled("a.tif", st)
+    >>> tracker.settled("a.tif", (10, 99 * 10**9))
     True
     """
 
@@ -83,14 +81,15 @@ class SettleTracker:
         self._wall = wall
         self._seen: dict[str, _Seen] = {}
 
-    def settled(self, path: str, st: os.stat_result) -> bool:
-        """True if ``path`` (whose stat is ``st``) has not changed for ``settle`` seconds."""
+    def settled(self, path: str, state: tuple[int, int]) -> bool:
+        """True if ``path``, now of ``state`` (size, mtime_ns), has not changed for ``settle`` s."""
         now = self._clock()
+        size, mtime_ns = state
         seen = self._seen.get(path)
-        if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            seen = self._seen[path] = _Seen(st.st_size, st.st_mtime_ns, now)
-        age = self._wall() - st.st_mtime_ns / 1e9
-        return st.st_size > 0 and max(now - seen.since, age) >= self.settle
+        if seen is None or (seen.size, seen.mtime_ns) != state:
+            seen = self._seen[path] = _Seen(size, mtime_ns, now)
+        age = self._wall() - mtime_ns / 1e9
+        return size > 0 and max(now - seen.since, age) >= self.settle
 
     def forget(self, path: str) -> None:
         """Drop what was seen of ``path`` (done with it)."""

@@ -125,14 +125,24 @@ def masks_of(settings: WatchSettings):
     return None if settings.mask is None else _mask(os.path.abspath(settings.mask))
 
 
-def _stat_fields(st: os.stat_result) -> dict:
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def file_state(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of ``path``, or None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
-def base_record(path: str, settings: WatchSettings, st: os.stat_result, status: str, **fields) -> dict:
-    """A journal record of ``path`` (key, input, size, mtime, status, time) plus ``fields``."""
-    return {"key": movie_key(path, settings), "input": os.path.abspath(path), **_stat_fields(st),
-            "status": status, "time": now_utc(), **fields}
+def base_record(path: str, settings: WatchSettings, state: tuple[int, int] | None, status: str,
+                **fields) -> dict:
+    """A journal record of ``path`` (key, input, size, mtime, status, time) plus ``fields``.
+
+    ``state`` is the movie's (size, mtime_ns) (:func:`file_state`) when it was handled.
+    """
+    size, mtime_ns = state if state is not None else (None, None)
+    return {"key": movie_key(path, settings), "input": os.path.abspath(path), "size": size,
+            "mtime_ns": mtime_ns, "status": status, "time": now_utc(), **fields}
 
 
 def encode_one(path: str, settings: WatchSettings, *, overwrite: bool = False,
@@ -161,7 +171,7 @@ def encode_one(path: str, settings: WatchSettings, *, overwrite: bool = False,
         the record's ``error``. An :class:`~emcs.errors.EmcsError` about an
         option (``B``, ``pack`` ...: the same for every movie) does raise.
     """
-    st = os.stat(path)
+    state = file_state(path)
     container = container_path(path, settings)
 
     def progress(_n: int) -> None:
@@ -177,15 +187,16 @@ def encode_one(path: str, settings: WatchSettings, *, overwrite: bool = False,
     except EmcsError as exc:
         if exc.param is not None and exc.path is None:
             raise  # an option is wrong: no movie will encode
-        return base_record(path, settings, st, "failed", container=container, error=exc.message)
+        return base_record(path, settings, state, "failed", container=container, error=exc.message)
     except Exception as exc:  # noqa: BLE001  (a reader's surprise must not stop the watcher)
-        return base_record(path, settings, st, "failed", container=container,
+        return base_record(path, settings, state, "failed", container=container,
                            error=f"{type(exc).__name__}: {exc}")
-    if (os.stat(path).st_size, os.stat(path).st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+    if state is None or file_state(path) != state:
         os.unlink(container)
-        return base_record(path, settings, st, "failed", container=container,
-                           error="the movie changed while it was encoded (still being written?)")
-    record = base_record(path, settings, st, "encoded", container=container, **_summary(res))
+        return base_record(path, settings, state, "failed", container=container,
+                           error="the movie changed or went away while it was encoded "
+                                 "(still being written?)")
+    record = base_record(path, settings, state, "encoded", container=container, **_summary(res))
     if settings.verifies:
         problems = verify_container(container, path)
         record.update(status="verify-failed" if problems else "verified", problems=problems)
