@@ -366,7 +366,8 @@ def test_pattern_and_subfolders_map_to_the_output_folder(tmp_path):
 def test_bad_options_give_one_line_naming_the_flag(tmp_path):
     write_stack(tmp_path / "m.tif", FRAMES)
     _settle_old(tmp_path / "m.tif")
-    for args, needle in [(("--settle", -1), "--settle must be"), (("-B", 0), "-B must be"),
+    for args, needle in [(("--settle", -1), "--settle must be"), (("--poll", 0), "--poll must be"),
+                         (("-B", 0), "-B must be"),
                          (("--quantize", 9), "--quantize must be"),
                          (("--max-files", 0), "--max-files must be")]:
         r = _run(tmp_path, "--once", *args)

@@ -68,9 +68,10 @@ def check_settings(settings: WatchSettings) -> None:
     """Raise :class:`EmcsError` for settings no movie could be watched or encoded with."""
     if not os.path.isdir(settings.folder):
         raise EmcsError("no such folder to watch", settings.folder)
-    for name in ("poll", "settle"):
-        if not getattr(settings, name) >= 0:
-            raise EmcsError(f"{name} must be >= 0 seconds, got {getattr(settings, name)}", param=name)
+    if not settings.poll > 0:
+        raise EmcsError(f"poll must be > 0 seconds, got {settings.poll}", param="poll")
+    if not settings.settle >= 0:
+        raise EmcsError(f"settle must be >= 0 seconds, got {settings.settle}", param="settle")
     if settings.max_files is not None and settings.max_files < 1:
         raise EmcsError(f"max_files must be at least 1, got {settings.max_files}", param="max_files")
     if settings.done_marker is not None and not settings.done_marker.strip():
@@ -94,7 +95,7 @@ def candidates(settings: WatchSettings) -> list[str]:
     else:
         found = [p for p in folder.iterdir()
                  if p.is_file() and p.name.lower().endswith(MOVIE_SUFFIXES)]
-    out = Path(settings.out_folder)
+    out = Path(settings.out_folder).resolve()
     keep = []
     for p in found:
         if p.name.startswith(".") or p.name == JOURNAL_NAME or p.suffix.lower() == ".npz":
