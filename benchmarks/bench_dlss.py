@@ -4,7 +4,7 @@ Held-out images:
 - the five real 512x512 STEM crops in ``../shared/data/stem-partial-scan``
   (MIT, Jeffrey Ede; never used in training);
 - ``--n-sim`` simulated 512x512 images (procedural textures from
-  ``emcs.dlss.train.stem_texture`` with a seed range disjoint from training,
+  ``emcs.simulate.textures.stem_texture`` with a seed range disjoint from training,
   through the same detector model), scored against the recorded (noisy) scan.
 
 Each image is min-max normalised to [0, 1] (the paper's metric), subsampled on
@@ -35,13 +35,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from emcs.simulate.textures import degrade, stem_texture
 from scipy import ndimage
 
 from emcs.compare.metrics import psnr, ssim
 from emcs.dlss import smoothing
 from emcs.dlss.sampling import subsample
 from emcs.dlss.supersample import auto_smoothing, load_default_model, supersample_frame
-from emcs.dlss.train import degrade, stem_texture
 
 # real data live beside the checkout in ../shared/data; EMCS_SHARED_DATA overrides
 SHARED_DATA = Path(os.environ.get("EMCS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -236,7 +236,7 @@ def bench_quality(quick: bool) -> list[dict]:
             row[level] = psnr(gap_tv(y, masks, iters=40, **GAPTV_SETTINGS[level]))
             row[level + "_s"] = time.perf_counter() - t
         rows.append(row)
-    ex = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+    ex = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "emcs", "examples")
     if os.path.exists(os.path.join(ex, "au_movie.tif")):
         raw, _ = read_stack(os.path.join(ex, "au_movie.tif"))
         clean, _ = read_stack(os.path.join(ex, "au_movie_truth.tif"))

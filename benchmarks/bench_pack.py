@@ -62,7 +62,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        example = Path(__file__).resolve().parents[1] / "examples" / "au_movie.tif"
+        example = Path(__file__).resolve().parents[1] / "emcs" / "examples" / "au_movie.tif"
         if example.exists():
             rows.append({"movie": "examples/au_movie.tif (uint8)", "B": 10, **run(example, 10, tmp)})
         for B in args.B:

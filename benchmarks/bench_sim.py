@@ -17,7 +17,7 @@ Speed: SR frames/s at 512x512 for each network width (and Wiener), CPU.
 
 Usage::
 
-    python benchmarks/bench_sim.py --weights models/vdlsim-16.safetensors models/vdlsim-32.safetensors \
+    python benchmarks/bench_sim.py --weights emcs/models/vdlsim-16.safetensors emcs/models/vdlsim-32.safetensors \
         --json benchmarks/sim_results.json
     python benchmarks/bench_sim.py --speed-only --widths 16 32 64 --threads 1
 """
@@ -36,13 +36,13 @@ def quality(weights: list[str], levels: list[float], seeds: list[int], size: int
     import torch
 
     from emcs.compare.metrics import affine_fidelity as fidelity
-    from emcs.simulate import fluorescence as sm
     from emcs.sim.background import remove_background
     from emcs.sim.decorrelation import decorrelation_resolution
     from emcs.sim.otf import Optics
     from emcs.sim.recon import load_network, net_frame
     from emcs.sim.reference import bilinear_up, sim_reference
     from emcs.sim.wiener import WienerSettings, reconstruct
+    from emcs.simulate import fluorescence as sm
 
     optics = Optics()
     nets = {w: load_network(w)[0] for w in weights}
@@ -160,7 +160,7 @@ def speed(widths: list[int], threads: int, size: int = 512, repeats: int = 3, we
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", nargs="*", default=["models/vdlsim-32.safetensors"])
+    ap.add_argument("--weights", nargs="*", default=["emcs/models/vdlsim-32.safetensors"])
     ap.add_argument("--levels", nargs="*", type=float, default=[10, 30, 80, 300, 2000])
     ap.add_argument("--seeds", nargs="*", type=int, default=list(range(9000, 9010)))
     ap.add_argument("--size", type=int, default=128)

@@ -249,9 +249,10 @@ def bars(summary: dict, default: str = "tcs-unfold") -> str:
 
 
 def update_cards(summary: dict, settings: dict, command: str) -> None:
+    from emcs.tcs.nets.train import DESCRIPTIONS
+
     from emcs.tcs.nets import ARCHITECTURES
     from emcs.tcs.nets.api import list_models
-    from emcs.tcs.nets.train import DESCRIPTIONS
 
     short_names = {arch: short for short, arch in ARCHITECTURES.items()}
 

@@ -4,8 +4,8 @@ The demo composes parts of emcs (the TCS encoder and decoders, the metrics of
 :mod:`emcs.compare.metrics`), so it lives above the capabilities: only
 :mod:`emcs.cli.demo` imports it (``docs/architecture.md``).
 
-The example (``examples/au_movie.tif``: a simulated in-situ HRTEM series of a
-gold nanoparticle with shot noise, and ``examples/au_movie_truth.tif``: its
+The example (``au_movie.tif``, shipped in :mod:`emcs.examples`: a simulated
+in-situ HRTEM series of a gold nanoparticle with shot noise, and ``au_movie_truth.tif``: its
 clean expected counts) is encoded with B = 10, decoded (a network when one
 fits, else GAP-TV), and the reconstruction and the naive estimate
 ``Y / sum C`` are scored against the clean frames (PSNR with the truth's
@@ -24,19 +24,12 @@ import numpy as np
 
 from emcs.compare.metrics import psnr, ssim
 from emcs.errors import EmcsError
+from emcs.examples import example_path, examples_dir
 
 DEMO_B = 10
 DEMO_SEED = 2021
 MOVIE = "au_movie.tif"
 TRUTH = "au_movie_truth.tif"
-
-
-def examples_dir() -> Path:
-    """The ``examples/`` folder of the emcs source tree (override: ``EMCS_EXAMPLES``)."""
-    env = os.environ.get("EMCS_EXAMPLES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "examples"
 
 
 def score(x: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -110,13 +103,11 @@ def run_demo(
     from emcs.tcs.encode import encode_stack
 
     say = on_step or (lambda _msg: None)
-    ex = examples_dir()
-    movie = Path(movie) if movie is not None else ex / MOVIE
-    truth = Path(truth) if truth is not None else ex / TRUTH
+    movie = Path(movie) if movie is not None else example_path(MOVIE)
+    truth = Path(truth) if truth is not None else example_path(TRUTH)
     for p in (movie, truth):
         if not p.exists():
-            raise EmcsError("the example movie is missing (run examples/make_example.py, or set "
-                            "EMCS_EXAMPLES to the folder holding au_movie.tif)", p)
+            raise EmcsError("no such file", p)
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise EmcsError("exists and is not a folder", outdir)

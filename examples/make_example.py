@@ -1,6 +1,6 @@
 """Make the example in-situ HRTEM movie used by the emcs demo and README.
 
-Writes, next to this script:
+Writes into ``emcs/examples/``, where emcs ships them as package data:
 
 - ``au_movie.tif``: 40 frames of 128 x 128 camera counts (uint8), an Au
   nanoparticle drifting, rotating and reshaping on amorphous carbon, recorded
@@ -34,14 +34,15 @@ import time
 from emcs.io import write_stack
 from emcs.simulate import movie
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "emcs", "examples")
 FRAMES, SIZE, DOSE, PIXEL, SEED = 40, (128, 128), 100.0, 0.3, 7
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
-    parser.add_argument("--out", default=HERE, help="output folder (default: next to this script)")
+    parser.add_argument("--out", default=os.path.normpath(SHIPPED),
+                        help="output folder (default: emcs/examples, the shipped copy)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()

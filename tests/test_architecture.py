@@ -34,7 +34,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "emcs"
 #: the independent capabilities: none imports another
 CAPABILITIES = ("tcs", "dlss", "sim")
 #: what a capability may never import, besides the other capabilities
-ABOVE_CAPABILITIES = ("simulate", "compare", "train", "demo", "distributed", "cli")
+ABOVE_CAPABILITIES = ("simulate", "compare", "train", "demo", "watch", "distributed", "cli")
 #: the only parts that may import the data engine ``emcs.simulate``
 SIMULATE_USERS = ("cli", "train")
 #: the only parts ``emcs.io`` may import ("emcs" is the root package: the version)

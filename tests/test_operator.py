@@ -16,7 +16,7 @@ INT_DTYPES = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32"]  # 
 
 def _frames(dtype, shape, rng):
     dt = np.dtype(dtype)
-    if dt == bool:
+    if dt.kind == "b":
         return rng.random(shape) < 0.5
     if dt.kind == "f":
         return (rng.standard_normal(shape) * 100).astype(dt)

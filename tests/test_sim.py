@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from emcs.cli import app
 from emcs.errors import EmcsError
 from emcs.io import open_stack, read_stack, write_stack
-from emcs.simulate import fluorescence as sm
 from emcs.sim.decorrelation import decorrelation_resolution
 from emcs.sim.otf import Optics
 from emcs.sim.wiener import estimate_parameters, reconstruct, widefield_reference
+from emcs.simulate import fluorescence as sm
 
 runner = CliRunner()
 OPTICS = Optics(525.0, 1.4, 80.0)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from emcs.errors import EmcsError
-from emcs.nn.weights import load_model
+from emcs.nn.weights import load_model, models_dir
 from emcs.tcs.masks import make_masks
 from emcs.tcs.nets import BUILDERS
-from emcs.tcs.nets.api import decode_measurements, find_model, list_models, models_dir
+from emcs.tcs.nets.api import decode_measurements, find_model, list_models
 from emcs.tcs.nets.tcsdl import TcsDlNet
 from emcs.tcs.nets.unfold import UnfoldNet
 from emcs.tcs.operator import forward

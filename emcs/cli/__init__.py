@@ -8,12 +8,12 @@ resolution).
 
 from __future__ import annotations
 
-from emcs.cli import compare, demo, dlss, sim, simulate, tcs, train  # noqa: F401  (register commands)
+from emcs.cli import compare, demo, dlss, sim, simulate, tcs, train, watch  # noqa: F401  (register commands)
 from emcs.cli._app import app
 
 # the order of `emcs --help`: the main job first, then by capability
 _HELP_ORDER = (
-    "encode", "decode", "info", "demo", "simulate", "compare",
+    "encode", "decode", "info", "watch", "demo", "simulate", "compare",
     "subsample", "supersample", "sim-recon", "resolution",
 )
 app.registered_commands.sort(

@@ -62,7 +62,7 @@ def supersample_cmd(
     coverage: str = typer.Option(None, "--coverage", help="Coverage 1/s^2 instead of --factor, e.g. 1/25."),
     method: str = typer.Option("net", "--method", "-m", help="net | bilinear | bicubic | nearest | lanczos."),
     size: tuple[int, int] = typer.Option((0, 0), "--size", help="Full size H W (default: from metadata, else s*h x s*w)."),
-    model: Path = typer.Option(None, "--model", help="Network weights (default: models/dlss-unet-s4-10.safetensors)."),
+    model: Path = typer.Option(None, "--model", help="Network weights (default: the shipped dlss-unet-s4-10)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     tile: int = typer.Option(256, "--tile", help="Tile edge in output pixels (bounds memory)."),
     denoise_measured: bool = typer.Option(

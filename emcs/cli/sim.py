@@ -33,7 +33,7 @@ def sim_recon(
     apodization: float = typer.Option(1.0, "--apodization", help="Apodisation cut-off as a fraction of f_c + |k|."),
     background: str = typer.Option("none", "--background", help="none or rolling-ball (applied to each SR frame)."),
     radius: float = typer.Option(5.0, "--radius", help="Rolling-ball radius in SR pixels."),
-    weights: str = typer.Option(None, "--model", "--weights", help="Network weights (default: models/vdlsim-32.safetensors)."),
+    weights: str = typer.Option(None, "--model", "--weights", help="Network weights (default: the shipped vdlsim-32)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     tile: int = typer.Option(256, "--tile", help="Network tile size in input pixels (bounds memory)."),
     force: bool = FORCE_OPTION,

@@ -97,7 +97,7 @@ def train_tcs(
 @train_app.command("dlss")
 def train_dlss_cmd(
     steps: int = typer.Option(4000, "--steps", help="Optimiser steps (total, also when resuming)."),
-    out: Path = typer.Option(Path("models/dlss-unet-s4-10.safetensors"), "--out", "-o", help="Weights to write (.safetensors + .json card)."),
+    out: Path = typer.Option(Path("dlss-unet-s4-10.safetensors"), "--out", "-o", help="Weights to write (.safetensors + .json card)."),
     data: Path = typer.Option(None, "--data", help="Folder of your own full-resolution scans to fine-tune on."),
     data_fraction: float = typer.Option(0.75, "--data-fraction", help="Share of each batch drawn from --data (rest synthetic)."),
     data_noise: bool = typer.Option(False, "--data-noise", help="Treat --data scans as clean and add simulated detector noise."),

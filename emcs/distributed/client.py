@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from emcs.errors import EmcsError
+from emcs.extras import require
 
 #: batch systems dask-jobqueue drives for ``cluster``
 CLUSTER_KINDS = ("slurm", "pbs")
@@ -125,12 +126,8 @@ def jobqueue_cluster(kind: str, resources: JobResources = JobResources(), config
     if kind not in CLUSTER_KINDS:
         raise EmcsError(f"cluster must be one of {', '.join(CLUSTER_KINDS)}, got {kind!r}", param="cluster")
     resources.check()
-    try:
-        import dask.config
-        import dask_jobqueue
-    except ImportError:
-        raise EmcsError("batch clusters need dask-jobqueue: pip install 'emcs[dask]'",
-                        param="cluster") from None
+    dask_jobqueue = require("dask_jobqueue", "dask", f"a {kind} cluster")
+    import dask.config
 
     if config is not None:  # read again whenever a job script is made: merged for the process
         dask.config.update(dask.config.config, _read_config(config), priority="new")
@@ -197,11 +194,7 @@ def connect(scheduler: str | None = None, cluster: str | None = None, *,
     """
     if (scheduler is None) == (cluster is None):
         raise EmcsError("give exactly one of scheduler and cluster", param="scheduler")
-    try:
-        from distributed import Client
-    except ImportError:
-        raise EmcsError("distributed runs need Dask: pip install 'emcs[dask]'",
-                        param="scheduler" if scheduler is not None else "cluster") from None
+    Client = require("distributed", "dask", "a distributed run").Client
 
     with contextlib.ExitStack() as stack:
         if cluster is not None:

@@ -94,10 +94,10 @@ def load_default_model(path=None, device=None):
 
 
 def default_model_path():
-    """Path of the shipped model (``$EMCS_MODELS`` or the repository's ``models/``)."""
-    from emcs.nn.weights import models_dir
+    """Path of the default model: ``$EMCS_MODELS`` folders first, then the shipped one."""
+    from emcs.nn.weights import find_weights
 
-    return models_dir() / f"{DEFAULT_MODEL}.safetensors"
+    return find_weights(DEFAULT_MODEL)
 
 
 def supersample_frame(

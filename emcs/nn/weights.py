@@ -1,6 +1,7 @@
-"""Shipped network weights: fp16 safetensors plus a JSON model card, checked on load.
+"""Network weights: fp16 safetensors plus a JSON model card, found and checked on load.
 
-A model ``models/NAME.safetensors`` always comes with ``models/NAME.json``::
+The networks emcs ships are package data, ``emcs/models/NAME.safetensors``, and
+each comes with its card ``emcs/models/NAME.json``::
 
     {
       "format_version": 1,
@@ -10,6 +11,11 @@ A model ``models/NAME.safetensors`` always comes with ``models/NAME.json``::
       "sha256": "...",                   # of the .safetensors file, filled in by save_model
       ... anything else: data, B range, training steps, command, held-out metrics
     }
+
+The environment variable ``EMCS_MODELS`` (one folder, or several separated by
+``os.pathsep``) adds networks and overrides shipped ones of the same name: its
+folders are searched first (:func:`model_dirs`, :func:`find_weights`,
+:func:`list_weights`).
 
 :func:`load_model` refuses a missing or unreadable card, an unknown
 architecture, a checksum mismatch (corrupt or swapped file) and tensors that do
@@ -22,20 +28,83 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 from emcs.errors import EmcsError
+from emcs.extras import REINSTALL
 from emcs.io import atomic_output
 
 CARD_FORMAT_VERSION = 1
+#: environment variable: folders searched before the shipped networks
+MODELS_ENV = "EMCS_MODELS"
+#: how to repair an installation whose shipped networks are missing or damaged
+REINSTALL_HINT = f"{REINSTALL}, or set {MODELS_ENV} to a folder holding the weights"
 
 
 def models_dir() -> Path:
-    """Where shipped weights live: ``$EMCS_MODELS`` if set, else the repository's ``models/``."""
-    env = os.environ.get("EMCS_MODELS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "models"
+    """The folder of the networks shipped inside the emcs package (``emcs/models``)."""
+    return Path(resources.files("emcs").joinpath("models"))
+
+
+def model_dirs() -> list[Path]:
+    """Folders searched for networks, first match wins: ``$EMCS_MODELS`` entries, then :func:`models_dir`.
+
+    Examples
+    --------
+    >>> model_dirs()[-1] == models_dir()
+    True
+    """
+    extra = [Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
+    return [*extra, models_dir()]
+
+
+def _weights_name(name: str) -> str:
+    return name if name.endswith(".safetensors") else name + ".safetensors"
+
+
+def find_weights(name: str) -> Path:
+    """The weights file of network ``name`` (``tcs-unfold`` or ``tcs-unfold.safetensors``).
+
+    The first of :func:`model_dirs` that holds it wins. Raises :class:`EmcsError`
+    naming the file and the fix when no folder has it.
+    """
+    filename = _weights_name(name)
+    for folder in model_dirs():
+        if (folder / filename).is_file():
+            return folder / filename
+    raise EmcsError(f"no such weights file in {_searched()}: {REINSTALL_HINT}",
+                    models_dir() / filename)
+
+
+def list_weights(pattern: str) -> list[Path]:
+    """Weights files whose stem matches ``pattern`` (``tcs-*``), sorted by name.
+
+    A name found in several of :func:`model_dirs` is taken from the first.
+    Raises :class:`EmcsError` when no folder has any, since the shipped
+    networks are then missing.
+    """
+    found: dict[str, Path] = {}
+    for folder in model_dirs():
+        for path in folder.glob(_weights_name(pattern)):
+            found.setdefault(path.name, path)
+    if not found:
+        raise EmcsError(f"no network weights {_weights_name(pattern)} in {_searched()}: "
+                        f"{REINSTALL_HINT}")
+    return [found[name] for name in sorted(found)]
+
+
+def _searched() -> str:
+    return ", ".join(str(p) for p in model_dirs())
+
+
+def _repair_hint(path: Path) -> str:
+    """How to fix a damaged file: reinstall for a shipped network, nothing for the user's own."""
+    try:
+        shipped = path.resolve().parent == models_dir().resolve()
+    except OSError:
+        shipped = False
+    return f"; {REINSTALL_HINT}" if shipped else ""
 
 
 def card_path(weights_path: str | os.PathLike) -> Path:
@@ -55,11 +124,12 @@ def read_card(weights_path: str | os.PathLike) -> dict:
     """Read and minimally validate the model card of ``weights_path``."""
     cpath = card_path(weights_path)
     if not cpath.is_file():
-        raise EmcsError(f"model card {cpath.name} is missing next to the weights", weights_path)
+        raise EmcsError(f"model card {cpath.name} is missing next to the weights"
+                        f"{_repair_hint(cpath)}", weights_path)
     try:
         card = json.loads(cpath.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise EmcsError(f"model card is not valid JSON ({exc})", cpath) from exc
+        raise EmcsError(f"model card is not valid JSON ({exc}){_repair_hint(cpath)}", cpath) from exc
     if not isinstance(card, dict):
         raise EmcsError("model card must be a JSON object", cpath)
     for key in ("architecture", "config", "sha256"):
@@ -142,7 +212,7 @@ def load_model(
 
     path = Path(path)
     if not path.is_file():
-        raise EmcsError("no such weights file", path)
+        raise EmcsError(f"no such weights file{_repair_hint(path)}", path)
     card = read_card(path)
     arch = card["architecture"]
     if arch not in builders:
@@ -150,11 +220,12 @@ def load_model(
             f"model card names architecture {arch!r}, expected one of {sorted(builders)}", path
         )
     if file_sha256(path) != card["sha256"]:
-        raise EmcsError("weights do not match the checksum in their model card (corrupt or replaced file)", path)
+        raise EmcsError("weights do not match the checksum in their model card (corrupt or replaced "
+                        f"file){_repair_hint(path)}", path)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise EmcsError(f"not a readable safetensors file ({exc})", path) from exc
+        raise EmcsError(f"not a readable safetensors file ({exc}){_repair_hint(path)}", path) from exc
     try:
         model = builders[arch](**card["config"])
     except TypeError as exc:

@@ -20,10 +20,10 @@ DEFAULT_WEIGHTS = "vdlsim-32.safetensors"
 
 
 def default_weights() -> Path:
-    """The shipped 32-channel VDL-SIM weights (``$EMCS_MODELS`` or ``models/``)."""
-    from emcs.nn.weights import models_dir
+    """The 32-channel VDL-SIM weights: ``$EMCS_MODELS`` folders first, then the shipped one."""
+    from emcs.nn.weights import find_weights
 
-    return models_dir() / DEFAULT_WEIGHTS
+    return find_weights(DEFAULT_WEIGHTS)
 
 
 def load_network(path: str | os.PathLike | None = None, device=None):

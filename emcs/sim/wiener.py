@@ -27,8 +27,8 @@ import numpy as np
 from scipy import fft as sfft
 
 from emcs.errors import EmcsError
-from emcs.sim.otf import Optics, cosine_taper, freq_grid, otf, otf_profile
 from emcs.sim.forward import Pattern
+from emcs.sim.otf import Optics, cosine_taper, freq_grid, otf, otf_profile
 
 
 @dataclass

@@ -65,7 +65,7 @@ class TcsConfig:
     model: str = "unfold"
     Bs: tuple[int, ...] = (10, 20, 30)
     steps: int = 3000
-    out: str = "models/tcs-unfold.safetensors"
+    out: str = "tcs-unfold.safetensors"
     data: str | None = None
     patch: int = 64
     batch: int = 4

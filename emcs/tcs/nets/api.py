@@ -4,8 +4,8 @@
 >>> info = find_model(B=10, density=0.5)            # doctest: +SKIP
 >>> frames = decode_measurements(y, operator, info)  # doctest: +SKIP
 
-Models live in the repository's ``models/`` folder (or the folder named by the
-environment variable ``EMCS_MODELS``) as ``tcs-*.safetensors`` with a JSON
+Models are shipped inside the package (:func:`emcs.nn.weights.models_dir`);
+folders named by ``EMCS_MODELS`` add or override them. Each is a ``tcs-*.safetensors`` with a JSON
 model card each; the card's ``B_range``, ``density_range`` and ``rank`` (lower
 is preferred; the default model has rank 0) decide which model serves a
 request. A model elsewhere is loaded by the path of its ``.safetensors`` file
@@ -15,7 +15,6 @@ call :func:`decode_measurements`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import ENSEMBLES, dihedral
-from emcs.nn.weights import models_dir, read_card
+from emcs.nn.weights import list_weights, read_card
 from emcs.tcs.nets import BUILDERS
 from emcs.tcs.operator import TcsOperator
 
@@ -47,14 +46,12 @@ class ModelInfo:
 
 def list_models(folder: str | os.PathLike | None = None) -> list[ModelInfo]:
     """All TCS models (``tcs-*.safetensors`` with a readable card), best rank first."""
-    folder = Path(folder) if folder is not None else models_dir()
+    paths = (sorted(Path(folder).glob("tcs-*.safetensors")) if folder is not None
+             else list_weights("tcs-*"))
     infos = []
-    for path in sorted(folder.glob("tcs-*.safetensors")):
-        try:
-            card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(card, dict) and card.get("architecture") in BUILDERS:
+    for path in paths:
+        card = read_card(path)
+        if card.get("architecture") in BUILDERS:
             infos.append(ModelInfo(path.stem, path, card))
     infos.sort(key=lambda i: (i.card.get("rank", 100), i.name))
     return infos
