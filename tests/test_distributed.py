@@ -227,6 +227,21 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
+def test_without_dask_the_options_say_which_extra_to_install(tmp_path):
+    blocker = ("import importlib.abc, sys\n"
+               "class NoDask(importlib.abc.MetaPathFinder):\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] in ('dask', 'distributed', 'dask_jobqueue'):\n"
+               "            raise ModuleNotFoundError(name, name=name)\n"
+               "sys.meta_path.insert(0, NoDask())\n")
+    movie = _movie(tmp_path / "m.tif")
+    run = subprocess.run([sys.executable, "-c", blocker + _PROBE, "encode", movie, "--scheduler", "local:1"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("emcs: error: a distributed run needs the optional extra 'dask' "
+                                  "(distributed is not installed): pip install 'emcs[dask]'")
+
+
 def test_without_the_options_dask_is_not_loaded(tmp_path):
     movie = _movie(tmp_path / "m.tif")
     for args in (["encode", movie, "--quiet"], ["decode", str(tmp_path / "m.npz"), "-o", "d.tif", "--iters", "2", "--quiet"]):

@@ -27,8 +27,13 @@ from emcs.distributed.client import network_resources
 from emcs.distributed.tasks import Run, ordered_stream
 from emcs.errors import EmcsError
 
-#: chunks in flight (submitted and not yet written) by default
-IN_FLIGHT = 4
+#: chunks in flight (submitted and not yet written) per worker, by default
+IN_FLIGHT_PER_WORKER = 2
+
+
+def default_in_flight(client) -> int:
+    """Two chunks per worker of ``client``: one running, one waiting behind it."""
+    return IN_FLIGHT_PER_WORKER * max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
 
 
 # --------------------------------------------------------------------------- encode
@@ -72,7 +77,7 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
                    B: int = 10, seed: int | None = None, density: float = 0.5,
                    masks: np.ndarray | None = None, mask_source: str | None = None,
                    force: bool = False, pack: str | None = "none", quantize: float | None = None,
-                   groups_per_task: int = 1, in_flight: int = IN_FLIGHT,
+                   groups_per_task: int = 1, in_flight: int | None = None,
                    progress: Callable[[int], None] | None = None) -> dict:
     """Encode one movie with its groups spread over the cluster; the client writes the container.
 
@@ -81,9 +86,9 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
     client : distributed.Client
     groups_per_task : int
         Groups of B frames each task encodes.
-    in_flight : int
+    in_flight : int, optional
         Tasks in flight at most (the client holds at most this many chunks
-        of measurements).
+        of measurements); default: two per worker (:func:`default_in_flight`).
     progress : callable, optional
         Called with the number of groups written.
 
@@ -122,6 +127,7 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
 
             lo = hi = None
             sigmas: dict[int, float] = {}
+            in_flight = in_flight or default_in_flight(client)
             for chunk in ordered_stream(submit, range(0, N, groups_per_task), in_flight, run.value):
                 writer.write(chunk["y"])
                 lo = chunk["lo"] if lo is None else min(lo, chunk["lo"])
@@ -190,7 +196,7 @@ def decode_groups(path: str, start: int, stop: int, plan: dict, *, iters: int, d
 def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike | None = None, *,
                    method: str = "auto", iters: int | None = None, device: str = "auto",
                    force: bool = False, noise: str = "auto", ensemble: int = 1,
-                   groups_per_task: int | None = None, in_flight: int = IN_FLIGHT,
+                   groups_per_task: int | None = None, in_flight: int | None = None,
                    progress: Callable[[int], None] | None = None,
                    on_note: Callable[[str], None] | None = None) -> dict:
     """Decode one container with its measurements spread over the cluster; the client writes.
@@ -204,8 +210,9 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
         holds about :data:`emcs.tcs.gaptv.MAX_ELEMENTS` values). The decoders
         treat the groups of a batch independently, so the frames do not
         depend on it.
-    in_flight : int
-        Tasks in flight at most (the client holds at most this many chunks of frames).
+    in_flight : int, optional
+        Tasks in flight at most (the client holds at most this many chunks of
+        frames); default: two per worker (:func:`default_in_flight`).
 
     Tasks that run a network ask for a GPU worker when the cluster has any
     (:func:`emcs.distributed.client.network_resources`); the device is chosen
@@ -241,7 +248,7 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
                          pixel_size=container.pixel_size, force=force) as writer:
             stream = ordered_stream(
                 lambda chunk: run.submit(decode_groups, path, *chunk, plan, resources=resources, **settings),
-                chunks, in_flight, run.value)
+                chunks, in_flight or default_in_flight(client), run.value)
             checked = container.blocks(stop for _, stop in chunks)  # the checksum, on the way
             for (start, stop), (frames, dev), _ in zip(chunks, stream, checked, strict=True):
                 writer.write(frames)
