@@ -272,3 +272,11 @@ def test_cli_encode_many_and_decode_on_a_local_cluster(tmp_path):
     assert r.exit_code == 0, r.stderr
     decode_container(tmp_path / "m0.npz", tmp_path / "l.tif", method="gap-tv", iters=5)
     assert _same_stack(tmp_path / "d.tif", tmp_path / "l.tif")
+    r = runner.invoke(app, ["supersample", str(tmp_path / "d.tif"), "-o", str(tmp_path / "s.tif"), "--factor",
+                            "2", "--method", "bicubic", "--scheduler", "local:1", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["output"] == str(tmp_path / "s.tif")
+    from emcs.dlss.files import supersample_file
+
+    supersample_file(tmp_path / "d.tif", tmp_path / "s_local.tif", 2, method="bicubic")
+    assert _same_stack(tmp_path / "s.tif", tmp_path / "s_local.tif")

@@ -118,10 +118,16 @@ class Dist:
                 self.failed.append(outcome.error)
         return [outcome.value for outcome in outcomes]
 
-    def one(self, rep: Reporter, label: str, func: Callable, args: tuple, kwargs: dict,
-            network: bool = False) -> dict:
-        """``func(*args, **kwargs)`` for one file, as a task on the cluster (see :meth:`files`)."""
-        return self.files(rep, label, func, [(args, kwargs)], network)[0]
+    def call(self, rep: Reporter, label: str, func: Callable, network: bool = False) -> Callable:
+        """``func`` itself without a cluster; on one, a stand-in that runs the call as one task
+        (see :meth:`files`; the task gets its own ``progress``, the bar counts the task)."""
+        if not self.on_cluster:
+            return func
+
+        def one_task(*args, progress=None, **kwargs):
+            return self.files(rep, label, func, [(args, kwargs)], network)[0]
+
+        return one_task
 
     def _local(self, func: Callable, args: tuple, kwargs: dict):
         from emcs.distributed import Outcome

@@ -137,20 +137,19 @@ def compare(
     from emcs.compare.files import compare_files
 
     rep = Reporter(quiet, as_json)
+    run_compare = _dist.Dist(scheduler, cluster, cluster_config, resources).call(
+        rep, "Comparing", compare_files)
     names = None if baselines is None else baselines.split(",")
-    options = dict(baselines=names, nbytes=nbytes, container=container, plot=plot, force=force)
-    if dist := _dist.Dist(scheduler, cluster, cluster_config, resources):
-        summary = dist.one(rep, "Comparing", compare_files, (recon, reference, truth), options)
-    else:
-        with contextlib.ExitStack() as bars:
+    with contextlib.ExitStack() as bars:
 
-            def progress(codec: str, budget: int):
-                """Start a (terminal-only) bar counting the trial encodings of one codec."""
-                bars.close()
-                rep.info(f"{CODEC_LABELS[codec]}: searching the best setting within {budget} bytes")
-                return bars.enter_context(rep.progress(f"{CODEC_LABELS[codec]} trials", None))
+        def progress(codec: str, budget: int):
+            """Start a (terminal-only) bar counting the trial encodings of one codec."""
+            bars.close()
+            rep.info(f"{CODEC_LABELS[codec]}: searching the best setting within {budget} bytes")
+            return bars.enter_context(rep.progress(f"{CODEC_LABELS[codec]} trials", None))
 
-            summary = compare_files(recon, reference, truth, progress=progress, **options)
+        summary = run_compare(recon, reference, truth, baselines=names, nbytes=nbytes,
+                              container=container, plot=plot, force=force, progress=progress)
     _print_table(rep, summary)
     if "plot" in summary:
         rep.info(f"figure written to {summary['plot']}")

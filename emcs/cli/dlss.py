@@ -92,14 +92,12 @@ def supersample_cmd(
     from emcs.dlss.files import supersample_file
 
     rep = Reporter(quiet, as_json)
-    options = dict(method=method, size=size, model=model, device=device, tile=tile,
-                   denoise_measured=denoise_measured, ensemble=ensemble, smooth=_smooth_width(smooth),
-                   force=force, on_warning=rep.warn)
-    if dist := _dist.Dist(scheduler, cluster, cluster_config, resources):
-        summary = dist.one(rep, "Supersampling", supersample_file, (input, output, factor, coverage),
-                           options, network=method == "net")
-    else:
-        with rep.progress_callback("Supersampling") as progress:
-            summary = supersample_file(input, output, factor, coverage, progress=progress, **options)
+    dist = _dist.Dist(scheduler, cluster, cluster_config, resources)
+    with rep.progress_callback("Supersampling") as progress:
+        summary = dist.call(rep, "Supersampling", supersample_file, network=method == "net")(
+            input, output, factor, coverage, method=method, size=size, model=model,
+            device=device, tile=tile, denoise_measured=denoise_measured, ensemble=ensemble,
+            smooth=_smooth_width(smooth), force=force, progress=progress, on_warning=rep.warn,
+        )
     rep.table("supersample", [(k, str(v)) for k, v in summary.items() if v is not None])
     rep.emit_json(summary)

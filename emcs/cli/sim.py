@@ -48,16 +48,15 @@ def sim_recon(
     from emcs.sim.files import sim_recon_file
 
     rep = Reporter(quiet, as_json)
-    options = dict(input_kind=input_kind, method=method, angles=angles, phases=phases, order=order,
-                   wavelength=wavelength, na=na, pixel_size=pixel_size, wiener=wiener,
-                   apodization=apodization, background=background, radius=radius, weights=weights,
-                   device=device, tile=tile, force=force)
-    if dist := _dist.Dist(scheduler, cluster, cluster_config, resources):
-        summary = dist.one(rep, "Reconstructing", sim_recon_file, (input, output), options,
-                           network=method == "net" or method is None and input_kind == "widefield")
-    else:
-        with rep.progress_callback("Reconstructing") as progress:
-            summary = sim_recon_file(input, output, progress=progress, **options)
+    dist = _dist.Dist(scheduler, cluster, cluster_config, resources)
+    network = method == "net" or method is None and input_kind == "widefield"
+    with rep.progress_callback("Reconstructing") as progress:
+        summary = dist.call(rep, "Reconstructing", sim_recon_file, network=network)(
+            input, output, input_kind=input_kind, method=method, angles=angles, phases=phases,
+            order=order, wavelength=wavelength, na=na, pixel_size=pixel_size, wiener=wiener,
+            apodization=apodization, background=background, radius=radius, weights=weights,
+            device=device, tile=tile, force=force, progress=progress,
+        )
     if summary["method"] == "wiener":
         from emcs.sim.otf import Optics
 
