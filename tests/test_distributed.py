@@ -182,6 +182,21 @@ def test_decode_one_container_in_chunks_as_locally(client, tmp_path, method):
     assert _same_stack(tmp_path / "local.tif", tmp_path / "dist.tif")
 
 
+def test_interrupting_a_chunked_run_leaves_no_output(client, tmp_path):
+    movie = _movie(tmp_path / "big.tif", T=60)
+    encode_stack(movie, tmp_path / "c.npz", seed=2)
+
+    def interrupt(_n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_chunked(client, movie, tmp_path / "e.npz", seed=1, progress=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        decode_chunked(client, tmp_path / "c.npz", tmp_path / "d.tif", method="gap-tv", iters=2,
+                       groups_per_task=1, progress=interrupt)
+    assert sorted(os.listdir(tmp_path)) == ["big.tif", "c.npz"]
+
+
 def test_decode_checksum_mismatch_leaves_no_output(client, tmp_path):
     encode_stack(_movie(tmp_path / "m.tif", T=20), tmp_path / "c.npz", seed=2)
     data = bytearray((tmp_path / "c.npz").read_bytes())
