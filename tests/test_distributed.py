@@ -117,6 +117,7 @@ def test_encode_many_files_as_locally_and_keep_going(client, tmp_path):
         map_files(client, encode_stack, [(j[0], {**j[1], "force": True}) for j in jobs])
 
 
+@pytest.mark.slow
 def test_supersample_and_sim_recon_files_as_locally(client, tmp_path):
     from emcs.dlss.files import subsample_file, supersample_file
     from emcs.sim.files import sim_recon_file
@@ -138,6 +139,7 @@ def test_supersample_and_sim_recon_files_as_locally(client, tmp_path):
         assert _same_stack(tmp_path / f"sr{i}.tif", tmp_path / f"sr{i}_d.tif")
 
 
+@pytest.mark.slow
 def test_interrupt_cancels_and_leaves_no_partial_outputs(client, tmp_path):
     names = []
     for i in range(5):
@@ -209,6 +211,7 @@ def test_decode_checksum_mismatch_leaves_no_output(client, tmp_path):
     assert not (tmp_path / "d.tif").exists() and not _parts(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_does_not_change_the_output(tmp_path):
     encode_stack(_movie(tmp_path / "big.tif", T=80, H=48, W=48), tmp_path / "c.npz", seed=4)
     settings = {"method": "gap-tv", "iters": 150, "device": "cpu"}
@@ -268,6 +271,7 @@ def test_without_the_options_dask_is_not_loaded(tmp_path):
         assert "emcs.distributed" not in loaded
 
 
+@pytest.mark.slow
 def test_cli_encode_many_and_decode_on_a_local_cluster(tmp_path):
     from typer.testing import CliRunner
 
