@@ -53,19 +53,20 @@ def _default_options(options: dict) -> bool:
 
 
 @contextlib.contextmanager
-def staged_input(path: str | os.PathLike, options: dict) -> Iterator[str]:
+def staged_input(path: str | os.PathLike, options: dict, stdin: bool = False) -> Iterator[str]:
     """A path the library functions (which take file names only) can open with defaults.
 
-    Standard input (``-``), or a file read with ``--dataset`` / ``--eer-*``, is
-    copied chunk by chunk into a temporary TIFF (pixel size kept), named after
-    the input and removed afterwards; any other path is used as it is.
+    A file read with ``--dataset`` / ``--eer-*`` (and, with ``stdin``, standard
+    input ``-``, to be read more than once) is copied chunk by chunk into a
+    temporary TIFF (pixel size kept), named after the input and removed
+    afterwards; any other path is used as it is.
     """
     import tempfile
 
     from emcs.io import STDIO, StackWriter, open_stack
 
     path = os.fspath(path)
-    if path != STDIO and _default_options(options):
+    if _default_options(options) and not (stdin and path == STDIO):
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="emcs-input-") as folder:
@@ -114,6 +115,22 @@ def check_stack_output(path, force: bool) -> str:
     if path != STDIO and not path.lower().endswith(WRITE_SUFFIXES):
         raise EmcsError(f"unsupported output type; write {STACK_OUTPUTS}", path)
     return check_output(path, force)
+
+
+def pixel_size_note(rep: Reporter, path: str, pixel_size_nm: float | None, options: dict) -> str:
+    """Where the pixel size comes from (``"option"`` or ``"file"``); a note when ``--pixel-size``
+    overrides the value the file records."""
+    from emcs.io import STDIO, open_stack
+
+    if pixel_size_nm is None:
+        return "file"
+    if os.fspath(path) != STDIO:
+        with open_stack(path, **options) as stack:
+            recorded = stack.pixel_size_nm
+        if recorded and abs(recorded - pixel_size_nm) > 1e-6 * recorded:
+            rep.note(f"--pixel-size {pixel_size_nm:g} nm overrides the {recorded:g} nm "
+                     f"recorded in {path}")
+    return "option"
 
 
 def check_stdout_free(output, as_json: bool) -> None:

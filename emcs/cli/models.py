@@ -36,7 +36,7 @@ def serves(card: dict) -> str:
     cap = capability(card)
     if cap == "tcs" and card.get("B_range"):
         b0, b1 = card["B_range"]
-        text = f"B {b0}-{b1}"
+        text = f"B {b0}" if b0 == b1 else f"B {b0}-{b1}"
         if card.get("density_range"):
             d0, d1 = card["density_range"]
             text += f", density {d0:g}-{d1:g}"
@@ -98,6 +98,17 @@ def find_all() -> list[dict]:
             if entry is not None:
                 seen[path.stem] = entry
     return list(seen.values())
+
+
+def resolve(model: str | None, cap: str) -> str | None:
+    """``--model``: a name listed by ``emcs models`` for capability ``cap`` becomes its weights
+    path; anything else (a path, an unknown name for the library to refuse) is kept."""
+    if model is None or os.path.exists(model) or model.endswith(".safetensors"):
+        return model
+    for entry in find_all():
+        if entry["name"] == model and entry["capability"] == cap:
+            return entry["path"]
+    return model
 
 
 @app.command("models")

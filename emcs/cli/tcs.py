@@ -126,7 +126,8 @@ def encode_cmd(
     options = stack_options(dataset, eer_frames, eer_upsampling)
     with contextlib.ExitStack() as stack:
         # standard input is read once, into a file, before anything else
-        sources = [stack.enter_context(staged_input(p, options)) if p == "-" else p for p in inputs]
+        sources = [stack.enter_context(staged_input(p, options, stdin=True)) if p == "-" else p
+                   for p in inputs]
         jobs = list(zip(inputs, sources, outputs, strict=True))
         # check every input and output before any work (a bad file stops the run, or with
         # --keep-going is listed at the end)
@@ -222,39 +223,46 @@ def decode_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Reconstruct the movie from a measurement container."""
+    from emcs.io import is_pattern
+
     rep = Reporter(quiet, as_json)
     check_stdout_free(output, as_json)
     outputs = _one_output(output, containers, ".tif")
     for out in outputs if not keep_going else ():
         check_stack_output(out, force)
-    settings = dict(method=method.strip().lower(), model=model, dtype=dtype.strip().lower(),
+    from emcs.cli.models import resolve
+
+    settings = dict(method=method.strip().lower(), model=resolve(model, "tcs"), dtype=dtype.strip().lower(),
                     iters=iters, device=device, force=force, noise=noise.strip().lower(),
                     ensemble=ensemble)
 
     def decode(job):
         container, out = job
         check_stack_output(out, force)
+        if is_pattern(out) and out.lower().endswith(".png") and settings["dtype"] != "input":
+            raise EmcsError("PNG frames hold integers: add --dtype input, or write .tif frames "
+                            "(f_%04d.tif)", out)
         with spooled_stdin(container, ".npz") as path:
-            res = _decode_one(rep, path, out, settings)
-        return {**res, "input": container}
+            return _decode_one(rep, container, path, out, settings)
 
     results, failures = run_each(rep, list(zip(containers, outputs, strict=True)), decode, keep_going)
     emit_results(rep, results, failures)
     finish_batch(failures, len(containers))
 
 
-def _decode_one(rep: Reporter, path: str, out: str, settings: dict) -> dict:
+def _decode_one(rep: Reporter, container: str, path: str, out: str, settings: dict) -> dict:
+    """Decode one container (``path``: the file to read, ``container``: its name on the command line)."""
     from emcs.tcs.container import open_container
     from emcs.tcs.decode import decode_container
 
     with open_container(path) as opened, \
-            rep.progress(f"Decoding {os.path.basename(path)}", opened.input_shape[0],
+            rep.progress(f"Decoding {os.path.basename(container)}", opened.input_shape[0],
                          per_step=opened.B) as advance:
-        res = decode_container(opened, out, progress=advance,
-                               on_note=rep.note, **settings)
+        res = decode_container(opened, out, progress=advance, on_note=rep.note, **settings)
+    res["input"] = container
     T, H, W = res["shape"]
     rep.info(
-        f"{path} -> {res['output']}: {T} frames {H}x{W} {res['dtype']} with "
+        f"{container} -> {res['output']}: {T} frames {H}x{W} {res['dtype']} with "
         f"{', '.join(res['decoders'])}"
         + (f" (noise {res['noise_level']})" if "gap-tv" in res["decoders"] else "")
         + f" on {res['device']} in {res['seconds']:.1f} s "
