@@ -134,17 +134,17 @@ def encode_cmd(
         frames: dict[str, int] = {}
 
         def check(job):
-            inp, src, out = job
-            if out != "-" and os.path.abspath(src) == os.path.abspath(out):
-                raise EmcsError("the output would overwrite the input", out)
             from emcs.io import check_output, open_stack
 
-            check_output(out, force, suffixes=CONTAINER_SUFFIXES)
+            inp, src, out = job
             with open_stack(src, **(options if src == inp else stack_options(None))) as opened:
                 if masks is not None and masks.shape[1:] != opened.frame_shape:
                     raise EmcsError(f"the mask has frames of {masks.shape[1:]} but {inp} has "
                                     f"{opened.frame_shape}", mask)
                 frames[inp] = opened.n_frames
+            if out != "-" and os.path.abspath(src) == os.path.abspath(out):
+                raise EmcsError("the output would overwrite the input", out)
+            check_output(out, force, suffixes=CONTAINER_SUFFIXES)
             return job
 
         jobs, failures = run_each(rep, jobs, check, keep_going)
