@@ -22,6 +22,7 @@ from emcs.cli._common import (
     stack_options,
     staged_input,
 )
+from emcs.cli.schema import with_shape
 from emcs.errors import EmcsError
 
 
@@ -51,7 +52,7 @@ def subsample_cmd(
     with staged_input(input, stack_options(dataset, eer_frames, eer_upsampling)) as path, \
             rep.progress_callback("Subsampling") as progress:
         summary = subsample_file(path, output, factor, coverage, force=force, progress=progress)
-    summary["input"] = input
+    with_shape(summary, "frames", "sparse_shape")["input"] = input
     rep.table("subsample", [(k, str(v)) for k, v in summary.items()])
     rep.emit_json(summary)
 
@@ -118,6 +119,6 @@ def supersample_cmd(
             device=device, tile=tile, denoise_measured=denoise_measured, ensemble=ensemble,
             smooth=_smooth_width(smooth), force=force, progress=progress, on_warning=rep.warn,
         )
-    summary["input"] = input
+    with_shape(summary, "frames", "full_shape")["input"] = input
     rep.table("supersample", [(k, str(v)) for k, v in summary.items() if v is not None])
     rep.emit_json(summary)

@@ -4,9 +4,12 @@ The library functions return their own summaries; the commands rename their
 keys here before printing, so ``emcs encode --json`` and ``emcs info --json``
 describe a container with the same keys:
 
+``input``, ``output``
+    The file read and the file written, as given on the command line.
 ``shape``, ``dtype``
-    The movie: [frames, height, width] and its pixel type (``decode``: the type
-    written; ``input_dtype``: the input's).
+    The movie: [frames, height, width] and its pixel type; for the commands
+    that write a stack, the stack written (``decode``: ``dtype`` is the type
+    written, ``input_dtype`` the input's).
 ``pixel_size``
     Å per pixel (TCS, DLSS); the SIM commands give nm in ``pixel_size_nm``.
 ``data_bytes``, ``container_bytes``, ``ratio``
@@ -46,6 +49,14 @@ def encode_json(res: dict) -> dict:
 def container_json(summary: dict) -> dict:
     """A :meth:`emcs.tcs.container.Container.summary` in the CLI vocabulary."""
     return _renamed(summary)
+
+
+def with_shape(summary: dict, frames_key: str, size_key: str) -> dict:
+    """Add ``shape`` ([frames, H, W] of the stack written) to a DLSS or SIM summary."""
+    size = summary.get(size_key)
+    if size is not None:
+        summary["shape"] = [summary[frames_key], *size[-2:]]
+    return summary
 
 
 def emit_results(rep, results: list[dict], failures: list[str]) -> None:

@@ -27,6 +27,7 @@ from emcs.cli._common import (
     stack_options,
     staged_input,
 )
+from emcs.cli.schema import with_shape
 
 
 @app.command("sim-recon")
@@ -75,7 +76,7 @@ def sim_recon(
             apodization=apodization, background=background, radius=radius, weights=weights,
             device=device, tile=tile, force=force, progress=progress,
         )
-    summary.update(input=input, pixel_size_from=source)
+    with_shape(summary, "frames_out", "shape_out").update(input=input, pixel_size_from=source)
     if summary["method"] == "wiener":
         from emcs.sim.otf import Optics
 
