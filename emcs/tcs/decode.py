@@ -10,8 +10,8 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
    (:meth:`emcs.tcs.operator.TcsOperator.scale_measurements`);
 2. reconstruct ``X_s`` with a decoder of :mod:`emcs.tcs.decoders`: a neural
    network (when one fits B and the mask density) or GAP-TV;
-3. unscale and clip to [lo, hi]; written as float32 (the default) or, with
-   ``dtype="input"``, rounded and cast to the input's dtype (:data:`OUTPUT_DTYPES`);
+3. unscale and clip to [lo, hi]; rounded and cast to the input's dtype
+   (``dtype="input"``) or kept as float32 (:data:`OUTPUT_DTYPES`);
 4. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
    keeping the pixel size.
 """
@@ -33,7 +33,7 @@ from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
 
 NOISE_LEVELS = ("auto", "low", "high")
 #: output pixel types: ``float32`` keeps the decoder's sub-count precision; ``input`` rounds to
-#: the input's type. float32 is the default: at the ~9 counts per pixel of the demo movie,
+#: the input's type. float32 is the CLI's default: at the ~9 counts per pixel of the demo movie,
 #: rounding keeps 8-18 distinct values and costs 0.3-0.5 dB PSNR and 0.03-0.04 SSIM against
 #: the clean truth (benchmarks/decode_dtype.md).
 OUTPUT_DTYPES = ("float32", "input")
@@ -197,7 +197,7 @@ def decode_container(
     force: bool = False,
     noise: str = "auto",
     ensemble: int = 1,
-    dtype: str = "float32",
+    dtype: str = "input",
     model: str | os.PathLike | None = None,
     progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
@@ -229,9 +229,9 @@ def decode_container(
     ensemble : {1, 2, 4, 8}
         Network only: average over this many flips/rotations
         (:class:`emcs.tcs.decoders.Network`).
-    dtype : {"float32", "input"}
-        Output pixel type: float32 (default) or the input's type, rounded
-        (:data:`OUTPUT_DTYPES`).
+    dtype : {"input", "float32"}
+        Output pixel type: the input's type, rounded (default here; ``emcs
+        decode`` defaults to float32), or float32 (:data:`OUTPUT_DTYPES`).
     model : str or path, optional
         The network to use: a model name or a ``.safetensors`` file with its
         card beside it (e.g. written by ``emcs train tcs``).
