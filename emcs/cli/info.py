@@ -47,8 +47,11 @@ def info_cmd(
     keep_going: bool = KEEP_GOING_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Describe containers (shape, dtype, B, ratio, seed ...) or image stacks (format, shape,
-    dtype, pixel size, min / max / mean)."""
+    """Describe measurement containers or image stacks.
+
+    A container: movie shape and dtype, B, coding, masks, seed, ratio. A stack, like
+    IMOD's header: format, shape, dtype, pixel size, min / max / mean.
+    """
     rep = Reporter(False, as_json)
     if check:
         _check_containers(files, rep)
