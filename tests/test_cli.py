@@ -236,3 +236,24 @@ def test_dataset_and_eer_options(tmp_path):
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["shape"] == [2, 32, 32]
     _one_line_error(_run("info", tmp_path / "e.eer", "--eer-upsampling", 3), "e.eer")
+
+
+def test_a_bug_is_one_line_unless_debugging(movie, tmp_path, monkeypatch):
+    import emcs.tcs.encode as encode
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(encode, "encode_stack", broken)
+    _one_line_error(_run("encode", movie, "-o", tmp_path / "x.npz"), "unexpected RuntimeError: boom",
+                    "EMCS_DEBUG=1")
+    r = _run("encode", movie, "-o", tmp_path / "x.npz", env={"EMCS_DEBUG": "1"})
+    assert isinstance(r.exception, RuntimeError)
+
+
+def test_json_is_strict(tmp_path):
+    np.save(tmp_path / "nan.npy", np.full((2, 4, 4), np.nan, np.float32))
+    r = _run("info", tmp_path / "nan.npy", "--json")
+    assert r.exit_code == 0, r.stderr
+    stats = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert stats["min"] == "nan" and stats["mean"] == "nan"

@@ -9,6 +9,8 @@ abtem) are imported inside the command function so ``emcs --help`` stays fast.
 from __future__ import annotations
 
 import functools
+import os
+import re
 import sys
 
 import typer
@@ -41,6 +43,19 @@ def flag_names(func) -> dict[str, str]:
     return flags
 
 
+#: environment variable: let an unexpected exception (a bug) show its traceback
+DEBUG_ENV = "EMCS_DEBUG"
+#: the hidden temporary name of an output being written (emcs.io.partial.partial_path)
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.\d+-[0-9a-f]+\.part(\.[^./]*)?$")
+
+
+def _user_name(filename) -> str:
+    """The output file the user named, for the temporary file it is being written to."""
+    folder, base = os.path.split(os.fspath(filename))
+    match = _PARTIAL.match(base)
+    return os.path.join(folder, match["name"]) if match else os.fspath(filename)
+
+
 _BOOL_WORDS = ("true", "false", "yes", "no", "1", "0")
 _FLAG_HINT = " (boolean options are flags: write --force, not --force true)"
 
@@ -60,7 +75,7 @@ def _report_user_errors(func):
             typer.echo("emcs: interrupted", err=True)
             raise typer.Exit(130) from None
         except OSError as exc:  # disk full, permission denied ... on a file the checks let through
-            where = f"{exc.filename}: " if exc.filename else ""
+            where = f"{_user_name(exc.filename)}: " if exc.filename else ""
             typer.echo(f"emcs: error: {where}{exc.strerror or exc}", err=True)
             raise typer.Exit(2) from None
         except MemoryError:
@@ -68,6 +83,12 @@ def _report_user_errors(func):
                 "emcs: error: out of memory; try a smaller --tile or fewer frames at once",
                 err=True,
             )
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith(("typer", "click")) or os.environ.get(DEBUG_ENV):
+                raise  # typer's own exits; EMCS_DEBUG=1 shows the traceback of a bug
+            typer.echo(f"emcs: error: unexpected {type(exc).__name__}: {exc} (a bug in emcs: "
+                       f"rerun with {DEBUG_ENV}=1 for the traceback and report it)", err=True)
             raise typer.Exit(2) from None
 
     return wrapper

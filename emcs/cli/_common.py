@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -276,9 +277,22 @@ class Reporter:
         self.console.print(table)
 
     def emit_json(self, payload: Any) -> None:
+        """The one JSON object on stdout (non-finite numbers as the strings "nan", "inf", "-inf")."""
         if self.as_json:
-            sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+            text = json.dumps(_json_safe(payload), indent=2, default=_json_default)
+            sys.stdout.write(text + "\n")
             sys.stdout.flush()
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace non-finite floats by the strings "inf", "-inf", "nan" (strict JSON)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -30,17 +30,6 @@ def _fmt(v: float, digits: int) -> str:
     return f"{v:.{digits}f}"
 
 
-def _json_safe(obj):
-    """Replace non-finite floats by the strings "inf", "-inf", "nan" (strict JSON)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def _short_setting(entry: dict) -> str:
     if not entry.get("ok"):
         return "none fits"
@@ -167,4 +156,4 @@ def compare(
     _print_table(rep, summary)
     if "plot" in summary:
         rep.info(f"figure written to {summary['plot']}")
-    rep.emit_json(_json_safe(summary))
+    rep.emit_json(summary)
