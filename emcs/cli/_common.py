@@ -243,8 +243,9 @@ class Reporter:
         with contextlib.ExitStack() as bars:
             yield lambda total: bars.enter_context(self.progress(description, total))
 
-    def track(self, items: Iterable, description: str, total: int | None = None) -> Iterator:
-        with self.progress(description, total) as advance:
+    def track(self, items: Iterable, description: str, total: int | None = None,
+              unit: str = "files") -> Iterator:
+        with self.progress(description, total, unit=unit) as advance:
             for item in items:
                 yield item
                 advance(1)
