@@ -42,6 +42,10 @@ EER_UPSAMPLING_OPTION = typer.Option(
     help="EER: render events on the sensor grid (1) or a 2x / 4x finer grid (super-resolution).")
 
 
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
 def stack_options(dataset: str | None, eer_frames: int = 1, eer_upsampling: int = 1) -> dict:
     """The keyword arguments of :func:`emcs.io.open_stack` from ``--dataset`` and ``--eer-*``."""
     if dataset is not None and dataset.strip().isdigit():

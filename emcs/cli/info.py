@@ -19,14 +19,11 @@ from emcs.cli._common import (
     KEEP_GOING_OPTION,
     Reporter,
     finish_batch,
+    megabytes,
     run_each,
     stack_options,
 )
 from emcs.cli.schema import container_json, emit_results
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f} MB"
 
 
 def _angstrom(value) -> str:
@@ -91,7 +88,7 @@ def _container(file: str) -> tuple[dict, list]:
         ("masks", s["mask_kind"]
                   + (f", {s['mask_algorithm']}, seed {s['seed']}" if s["mask_kind"] == "generated" else "")
                   + f", density {s['density']:.3f}"),
-        ("size", f"{_mb(s['data_bytes'])} -> {_mb(s['container_bytes'])}, ratio {s['ratio']:.2f}"),
+        ("size", f"{megabytes(s['data_bytes'])} -> {megabytes(s['container_bytes'])}, ratio {s['ratio']:.2f}"),
         ("emcs version", str(s["emcs_version"])),
     ]
     return s, rows
@@ -124,7 +121,7 @@ def _stack(file: str, options: dict) -> tuple[dict, list]:
         ("dtype", s["dtype"]),
         ("pixel size", _angstrom(s["pixel_size"])),
         ("min / max / mean", f"{s['min']:g} / {s['max']:g} / {s['mean']:g} (std {s['std']:g})"),
-        ("pixel data", _mb(s["data_bytes"])),
+        ("pixel data", megabytes(s["data_bytes"])),
     ]
     if stats["nonfinite"]:
         rows.append(("non-finite pixels", str(stats["nonfinite"])))

@@ -24,6 +24,7 @@ from emcs.cli._common import (
     check_stack_output,
     check_stdout_free,
     finish_batch,
+    megabytes,
     run_each,
     spooled_stdin,
     stack_options,
@@ -34,10 +35,6 @@ from emcs.errors import EmcsError
 
 #: the only container suffix
 CONTAINER_SUFFIXES = (".npz",)
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f} MB"
 
 
 def _one_output(output: str | None, inputs: list[str], default: str) -> list[str]:
@@ -182,7 +179,7 @@ def _encode_one(rep: Reporter, inp: str, path: str, out: str, n_frames: int, gro
         f"{res['n_measurements']} measurements ({res['measurement_dtype']}"
         + (f", {res['measurement_codec']}" if res.get("measurement_codec") else "")
         + (f", Anscombe step {quantize:g}" if quantize else "") + f"), {mask_txt}; "
-        f"{_mb(res['data_bytes'])} -> {_mb(res['container_bytes'])}, ratio {res['ratio']:.2f}, "
+        f"{megabytes(res['data_bytes'])} -> {megabytes(res['container_bytes'])}, ratio {res['ratio']:.2f}, "
         f"{res['mb_per_s']:.0f} MB/s"
     )
     if res["ratio"] < 1:
