@@ -118,6 +118,9 @@ def test_bad_inputs_are_one_line(movie, container, tmp_path):
                     "no.safetensors")
     _one_line_error(_run("decode", container, "-o", tmp_path / "r.tif", "--model", "no-such-model"),
                     "--model")
+    _one_line_error(_run("simulate", "sim", "-o", tmp_path / "s.tif", "--pixel-size", 3), "kind 'sim'")
+    _one_line_error(_run("demo", "-o", "-"), "folder")
+    _one_line_error(_run("train", "tcs", "--out", "-", "--steps", 1), "-", ".safetensors")
 
 
 def test_booleans_are_flags(movie, tmp_path):
