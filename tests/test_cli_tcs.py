@@ -39,8 +39,15 @@ def test_encode_decode_defaults_beside_input(write_movie, tmp_path):
     r = _run("decode", tmp_path / "run1.npz", "--iters", 3, "--device", "cpu")
     assert r.exit_code == 0, r.stderr
     rec, info = read_stack(tmp_path / "run1.tif")
-    assert rec.shape == data.shape and rec.dtype == data.dtype
+    assert rec.shape == data.shape and rec.dtype == np.float32  # the default --dtype
     assert info.pixel_size == pytest.approx(1.5)
+    r = _run("decode", tmp_path / "run1.npz", "-o", tmp_path / "r.npy", "--iters", 3, "--dtype", "input",
+             "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["dtype"] == "uint16" and json.loads(r.stdout)["input_dtype"] == "uint16"
+    rounded = np.load(tmp_path / "r.npy")
+    assert rounded.dtype == data.dtype
+    np.testing.assert_array_equal(rounded, np.rint(rec).astype(np.uint16))
 
 
 def test_encode_json_several_inputs_and_info(write_movie, tmp_path):
@@ -54,7 +61,7 @@ def test_encode_json_several_inputs_and_info(write_movie, tmp_path):
     assert isinstance(payload["results"][0]["seed"], int)  # random seed, recorded
     assert load_container(tmp_path / "a.npz").seed == payload["results"][0]["seed"]
     info = json.loads(_run("info", tmp_path / "a.npz", "--json").stdout)
-    assert info["B"] == 4 and info["input_shape"] == [7, 8, 8] and info["ratio"] > 0
+    assert info["B"] == 4 and info["shape"] == [7, 8, 8] and info["ratio"] > 0
     assert info["format_version"] == 1 and info["seed"] == payload["results"][0]["seed"]
     r = _run("encode", a, "-o", tmp_path / "a-packed.npz", "--pack", "jpegxl", "--json", "-B", 4)
     assert r.exit_code == 0, r.stderr
@@ -146,21 +153,26 @@ def _fake_models(monkeypatch, find_model):
     monkeypatch.setattr(decoders, "networks_unavailable", lambda: None)
 
 
-def test_decode_net_falls_back_with_warning(write_movie, tmp_path, monkeypatch):
+def test_decode_net_is_an_error_auto_falls_back(write_movie, tmp_path, monkeypatch):
+    """--method net that no network serves: exit 2; auto: GAP-TV with a note."""
     import emcs.tcs.decoders as decoders
 
     _fake_models(monkeypatch, lambda B, density: None)
     src, _ = write_movie("n.tif", T=4, H=8, W=8)
     assert _run("encode", src, "-B", 7, "-o", tmp_path / "n.npz").exit_code == 0
-    r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec.npy", "--method", "net",
-             "--iters", 2, "--json")
+    r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec.npy", "--method", "net", "--iters", 2)
+    _one_line_error(r, "n.npz", "B=7", "--method auto")
+    assert not (tmp_path / "n_rec.npy").exists()
+    r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec.npy", "--iters", 2, "--json")
     assert r.exit_code == 0, r.stderr
-    assert "warning" in r.stderr and "GAP-TV" in r.stderr and "B=7" in r.stderr
+    assert "note" in r.stderr and "GAP-TV" in r.stderr and "B=7" in r.stderr
     out = json.loads(r.stdout)
     assert out["decoders"] == ["gap-tv"] and out["shape"] == [4, 8, 8]
     monkeypatch.setattr(decoders, "networks_unavailable", lambda: "the neural decoders are not available (test)")
     r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec2.npy", "--iters", 2)
     assert r.exit_code == 0 and "not available" in r.stderr and "warning" not in r.stderr
+    r = _run("decode", tmp_path / "n.npz", "-o", tmp_path / "n_rec3.npy", "--method", "net")
+    _one_line_error(r, "n.npz", "not available")
 
 
 def test_decode_uses_a_network_when_one_covers_B(write_movie, tmp_path, monkeypatch):
@@ -180,7 +192,7 @@ def test_decode_uses_a_network_when_one_covers_B(write_movie, tmp_path, monkeypa
     src, data = write_movie("f.tif", T=12, H=8, W=6, dtype=np.uint8)
     assert _run("encode", src, "-B", 5, "--seed", 2).exit_code == 0
     r = _run("decode", tmp_path / "f.npz", "-o", tmp_path / "f.npy", "--device", "cpu", "--iters", 2, "--json",
-             "--ensemble", 4)
+             "--ensemble", 4, "--dtype", "input")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["decoders"] == ["gap-tv", "net:fake-net"] and out["ensemble"] == 4

@@ -283,14 +283,21 @@ def test_cli_encode_many_and_decode_on_a_local_cluster(tmp_path):
     r = runner.invoke(app, ["encode", movies[0], str(tmp_path / "bad.tif"), movies[1], "--seed", "1",
                             "--scheduler", "local:2", "--keep-going", "--json"])
     assert r.exit_code == 2, r.stderr
-    assert "bad.tif" in r.stderr and "1 of 3 inputs failed" in r.stderr.strip().splitlines()[-1]
-    assert len(json.loads(r.stdout)["results"]) == 2
+    assert "skipped: " in r.stderr and "1 of 3 inputs failed" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith("bad.tif: frames 0..3 contain NaN or infinite "
+                                                      "values; emcs cannot encode them")
+    assert [res["input"] for res in json.loads(r.stdout)["results"]] == movies
     assert (tmp_path / "m0.npz").exists() and (tmp_path / "m1.npz").exists()
     r = runner.invoke(app, ["decode", str(tmp_path / "m0.npz"), "-o", str(tmp_path / "d.tif"), "--method",
                             "gap-tv", "--iters", "5", "--scheduler", "local:1", "--quiet"])
     assert r.exit_code == 0, r.stderr
-    decode_container(tmp_path / "m0.npz", tmp_path / "l.tif", method="gap-tv", iters=5)
+    decode_container(tmp_path / "m0.npz", tmp_path / "l.tif", method="gap-tv", iters=5, dtype="float32")
     assert _same_stack(tmp_path / "d.tif", tmp_path / "l.tif")
+    r = runner.invoke(app, ["decode", str(tmp_path / "m0.npz"), str(tmp_path / "m1.npz"), "--method", "gap-tv",
+                            "--iters", "5", "--dtype", "input", "--scheduler", "local:2", "--quiet", "--force"])
+    assert r.exit_code == 0, r.stderr
+    decode_container(tmp_path / "m1.npz", tmp_path / "l1.tif", method="gap-tv", iters=5)
+    assert _same_stack(tmp_path / "m1.tif", tmp_path / "l1.tif")
     r = runner.invoke(app, ["supersample", str(tmp_path / "d.tif"), "-o", str(tmp_path / "s.tif"), "--factor",
                             "2", "--method", "bicubic", "--scheduler", "local:1", "--json"])
     assert r.exit_code == 0, r.stderr

@@ -9,9 +9,12 @@ abtem) are imported inside the command function so ``emcs --help`` stays fast.
 from __future__ import annotations
 
 import functools
+import os
+import re
 import sys
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from emcs.errors import EmcsError
 
@@ -40,6 +43,23 @@ def flag_names(func) -> dict[str, str]:
     return flags
 
 
+#: environment variable: let an unexpected exception (a bug) show its traceback
+DEBUG_ENV = "EMCS_DEBUG"
+#: the hidden temporary name of an output being written (emcs.io.partial.partial_path)
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.\d+-[0-9a-f]+\.part(\.[^./]*)?$")
+
+
+def _user_name(filename) -> str:
+    """The output file the user named, for the temporary file it is being written to."""
+    folder, base = os.path.split(os.fspath(filename))
+    match = _PARTIAL.match(base)
+    return os.path.join(folder, match["name"]) if match else os.fspath(filename)
+
+
+_BOOL_WORDS = ("true", "false", "yes", "no", "1", "0")
+_FLAG_HINT = " (boolean options are flags: write --force, not --force true)"
+
+
 def _report_user_errors(func):
     """Turn an :class:`EmcsError` into one line on stderr and exit code 2."""
 
@@ -48,25 +68,80 @@ def _report_user_errors(func):
         try:
             return func(*args, **kwargs)
         except EmcsError as exc:
-            typer.echo(f"emcs: error: {exc.with_flags(flag_names(func))}", err=True)
+            hint = _FLAG_HINT if exc.path in _BOOL_WORDS and exc.message == "no such file" else ""
+            typer.echo(f"emcs: error: {exc.with_flags(flag_names(func))}{hint}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("emcs: interrupted", err=True)
             raise typer.Exit(130) from None
+        except OSError as exc:  # disk full, permission denied ... on a file the checks let through
+            where = f"{_user_name(exc.filename)}: " if exc.filename else ""
+            typer.echo(f"emcs: error: {where}{exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
         except MemoryError:
             typer.echo(
                 "emcs: error: out of memory; try a smaller --tile or fewer frames at once",
                 err=True,
             )
             raise typer.Exit(2) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith(("typer", "click")) or os.environ.get(DEBUG_ENV):
+                raise  # typer's own exits; EMCS_DEBUG=1 shows the traceback of a bug
+            typer.echo(f"emcs: error: unexpected {type(exc).__name__}: {exc} (a bug in emcs: "
+                       f"rerun with {DEBUG_ENV}=1 for the traceback and report it)", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _plain_metavars(params) -> None:
+    """Help shows flags without a value type and arguments as ``NAME...`` (not ``<bool>``, ``{name}``)."""
+    for param in params:
+        if param.param_type_name == "option" and getattr(param, "is_flag", False) \
+                and param.metavar is None:
+            param.metavar = ""
+        elif isinstance(param, TyperArgument) and param.metavar is None:
+            param.metavar = param.name.upper()
+
+
+def _usage_piece(param) -> str:
+    name = param.metavar or param.name.upper()
+    if param.nargs != 1:
+        name += "..."
+    return name if param.required else f"[{name}]"
+
+
+class EmcsCommand(TyperCommand):
+    """A command whose help shows boolean options as flags and arguments in the usual form."""
+
+    def get_params(self, ctx) -> list:
+        params = super().get_params(ctx)
+        _plain_metavars(params)
+        return params
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        return pieces + [_usage_piece(p) for p in self.get_params(ctx)
+                         if isinstance(p, TyperArgument)]
+
+
+class EmcsGroup(TyperGroup):
+    """The command groups (``emcs``, ``emcs train``), with :class:`EmcsCommand`'s help style."""
+
+    def get_params(self, ctx) -> list:
+        params = super().get_params(ctx)
+        _plain_metavars(params)
+        return params
 
 
 class EmcsTyper(typer.Typer):
     """A Typer whose commands report :class:`EmcsError` as one clean line."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, cls=EmcsGroup, **kwargs)
+
     def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", EmcsCommand)
         decorator = super().command(*args, **kwargs)
 
         def register(func):
@@ -81,7 +156,7 @@ app = EmcsTyper(
     help="Compress electron/optical microscopy movies with temporal compressive sensing "
     "and recover them, sparse-scan STEM and SIM images, with neural networks.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -90,6 +165,7 @@ train_app = EmcsTyper(
     name="train",
     help="Train or fine-tune the networks (TCS decoder, DLSS-STEM, VDL-SIM).",
     no_args_is_help=True,
+    add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.add_typer(train_app, name="train")
@@ -113,7 +189,15 @@ def _root(
 
 
 def stderr_is_terminal() -> bool:
+    return _is_terminal(sys.stderr)
+
+
+def stdout_is_terminal() -> bool:
+    return _is_terminal(sys.stdout)
+
+
+def _is_terminal(stream) -> bool:
     try:
-        return sys.stderr.isatty()
+        return stream.isatty()
     except (AttributeError, ValueError):
         return False

@@ -1,19 +1,20 @@
 """Running a command on a Dask cluster: the shared options and :class:`Dist`.
 
 Commands that work per file or per chunk take ``--scheduler`` / ``--cluster``
-(with ``--cluster-config`` and ``--resources``) and, with many inputs,
-``--keep-going``. Without them nothing changes: :mod:`emcs.distributed` and
-Dask are imported only when one is given (docs/distributed.md).
+(with ``--cluster-config`` and ``--resources``). Without them nothing
+changes: :mod:`emcs.distributed` and Dask are imported only when one is given
+(docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import typer
 
-from emcs.cli._common import Reporter
+from emcs.cli._common import Reporter, run_each
 from emcs.errors import EmcsError
 
 SCHEDULER_OPTION = typer.Option(
@@ -31,10 +32,6 @@ RESOURCES_OPTION = typer.Option(
     None, "--resources", metavar="KEY=VALUE,...",
     help="What --cluster asks for: jobs=N, and per job cores=N, memory=16GB, walltime=01:00:00, "
          "gpus=N, processes=N (Dask workers); unset ones come from the configuration.")
-KEEP_GOING_OPTION = typer.Option(
-    False, "--keep-going",
-    help="With many inputs: report a bad file, finish the others, exit with status 2 at the end.")
-
 _RESOURCE_TYPES = {"jobs": int, "cores": int, "memory": str, "walltime": str, "gpus": int,
                    "processes": int}
 
@@ -63,26 +60,23 @@ class Dist:
     """The distributed options of one command; false when the command runs as before.
 
     Parameters are the command's ``--scheduler``, ``--cluster``,
-    ``--cluster-config``, ``--resources`` and ``--keep-going`` values.
+    ``--cluster-config`` and ``--resources`` values. The command keeps its
+    shape: :meth:`run_each` replaces :func:`emcs.cli._common.run_each` (the
+    items run concurrently, one task each), and the one library call of an
+    item goes through :meth:`call`.
     """
 
     def __init__(self, scheduler: str | None = None, cluster: str | None = None,
-                 cluster_config: str | None = None, resources: str | None = None,
-                 keep_going: bool = False):
+                 cluster_config: str | None = None, resources: str | None = None):
         if scheduler is not None and cluster is not None:
             raise EmcsError("--scheduler and --cluster exclude each other")
         if (cluster_config is not None or resources is not None) and cluster is None:
             raise EmcsError("--cluster-config and --resources go with --cluster")
         self.scheduler, self.cluster = scheduler, cluster
         self.config, self.resources = cluster_config, resources
-        self.keep_going = keep_going
-        self.failed: list[EmcsError] = []
+        self._run = None  # the run of many items (run_each), while it lasts
 
     def __bool__(self) -> bool:
-        return self.scheduler is not None or self.cluster is not None or self.keep_going
-
-    @property
-    def on_cluster(self) -> bool:
         return self.scheduler is not None or self.cluster is not None
 
     @contextlib.contextmanager
@@ -93,82 +87,90 @@ class Dist:
                      config=self.config) as client:
             yield client
 
-    def files(self, rep: Reporter, label: str, func: Callable, jobs: Sequence[tuple[tuple, dict]],
-              network: bool = False) -> list[dict | None]:
-        """``func(*args, **kwargs)`` for every job, one task each (or in turn here without a cluster).
+    def run_each(self, rep: Reporter, items: Sequence, work: Callable[[Any], Any], keep_going: bool,
+                 label: str = "Files") -> tuple[list, list[str]]:
+        """:func:`emcs.cli._common.run_each`, with the items' library calls as tasks of one run.
 
-        A failed file is warned about (and counted for :meth:`finish`) with
-        ``--keep-going``; without it the first error stops the run. Returns the
-        summaries in the order of ``jobs``, None for the failed ones.
-        ``network``: the task runs a network, so it asks a GPU worker for its
-        GPU when the cluster has any (``dask worker --resources GPU=1``).
+        Without a cluster, or with one item (a large file then runs in chunks:
+        :meth:`call`), it is ``run_each`` itself. Otherwise ``work(item)`` runs
+        for every item at once in threads of this process, each waiting for its
+        task; the progress bar counts finished items (the items' own bars are
+        off). Results and failures come in the order of ``items``.
         """
-        if not self.on_cluster:
-            outcomes = [self._local(func, args, kwargs) for args, kwargs in rep.track(jobs, label, len(jobs))]
-        else:
-            from emcs.distributed import map_files
-            from emcs.distributed.client import network_resources
+        if not self or len(items) < 2:
+            return run_each(rep, items, work, keep_going)
+        from concurrent.futures import ThreadPoolExecutor, as_completed
 
-            with self.client() as client, rep.progress(label, len(jobs)) as advance:
-                outcomes = map_files(client, func, jobs, keep_going=self.keep_going, progress=advance,
-                                     resources=network_resources(client) if network else None)
-        for outcome in outcomes:
-            if not outcome.ok:
-                rep.warn(f"skipped: {outcome.error}")
-                self.failed.append(outcome.error)
-        return [outcome.value for outcome in outcomes]
+        from emcs.distributed.tasks import Run
 
-    def call(self, rep: Reporter, label: str, func: Callable, network: bool = False) -> Callable:
-        """``func`` itself without a cluster; on one, a stand-in that runs the call as one task
-        (see :meth:`files`; the task gets its own ``progress``, the bar counts the task)."""
-        if not self.on_cluster:
+        results, failures = [], []
+        with self.client() as client, rep.progress(label, len(items), unit="files") as advance, \
+                ThreadPoolExecutor(max_workers=min(len(items), 64)) as pool:
+            self._run = Run(client)
+            rep.progress = _no_bar  # the items' bars: one live display at a time
+            try:
+                futures = [pool.submit(work, item) for item in items]
+                for future in as_completed(futures):
+                    advance(1)
+                    if future.exception() is not None and not keep_going:
+                        self._run.cancel()
+                        future.result()
+                for future in futures:
+                    try:
+                        results.append(future.result())
+                    except EmcsError as exc:
+                        failures.append(str(exc))
+                        rep.warn(f"skipped: {exc}")
+            except KeyboardInterrupt:
+                self._run.cancel()
+                raise
+            finally:
+                del rep.progress
+                self._run = None
+        return results, failures
+
+    def call(self, rep: Reporter, label: str, func: Callable, *, network: bool = False,
+             chunked: str | None = None) -> Callable:
+        """``func`` itself without a cluster; on one, a stand-in that runs the call there.
+
+        Inside :meth:`run_each` the call is one task of its run; alone it is
+        ``chunked(client, *args, progress=..., **kwargs)`` when given (the name
+        of a function of :mod:`emcs.distributed.chunks`: one large file in
+        chunks), else one task.
+        A task gets its own ``progress`` callback (the run's cancel check);
+        ``network``: the task runs a network, so it asks a GPU worker for its
+        GPU when the cluster has any (``dask worker --resources GPU=1``). An
+        opened container (an argument with a ``path``) goes as its path.
+        """
+        if not self:
             return func
 
-        def one_task(*args, progress=None, **kwargs):
-            return self.files(rep, label, func, [(args, kwargs)], network)[0]
+        def stand_in(*args, progress=None, **kwargs):
+            args = tuple(getattr(a, "path", a) for a in args)
+            if self._run is not None:
+                return self._task(self._run, func, args, kwargs, network)
+            with self.client() as client:
+                if chunked is not None:
+                    from emcs.distributed import chunks
 
-        return one_task
+                    return getattr(chunks, chunked)(client, *args, progress=progress, **kwargs)
+                from emcs.distributed.tasks import Run
 
-    def _local(self, func: Callable, args: tuple, kwargs: dict):
-        from emcs.distributed import Outcome
+                with rep.progress(label, 1, unit="files") as advance:
+                    value = self._task(Run(client), func, args, kwargs, network)
+                    advance(1)
+                return value
 
-        try:
-            return Outcome(value=func(*args, **kwargs))
-        except EmcsError as exc:
-            if not self.keep_going:
-                raise
-            return Outcome(error=exc)
+        return stand_in
 
-    def chunked(self, rep: Reporter, label: str, total: int | None, func: Callable, *args, **kwargs) -> dict:
-        """``func(client, *args, progress=..., **kwargs)``: one large file in chunks on the cluster
-        (:mod:`emcs.distributed.chunks`)."""
-        with self.client() as client, rep.progress(label, total) as advance:
-            return func(client, *args, progress=advance, **kwargs)
+    @staticmethod
+    def _task(run, func: Callable, args: tuple, kwargs: dict, network: bool):
+        from emcs.distributed.client import network_resources
 
-    def encode(self, rep: Reporter, inputs: list[str], outputs: list[str], options: dict,
-               n_frames: int | None, group: int) -> list[dict | None]:
-        """``emcs encode``: one movie (of ``n_frames``) in chunks of groups, many movies one task each."""
-        if len(inputs) == 1 and self.on_cluster:
-            from emcs.distributed.chunks import encode_chunked
+        resources = network_resources(run.client) if network else None
+        return run.value(run.submit(func, *args, resources=resources, **kwargs))
 
-            n_groups = None if n_frames is None else -(-n_frames // max(group, 1))
-            return [self.chunked(rep, f"Encoding {inputs[0]}", n_groups, encode_chunked, inputs[0],
-                                 outputs[0], **options)]
-        from emcs.tcs.encode import encode_stack
 
-        jobs = [((inp, out), options) for inp, out in zip(inputs, outputs, strict=True)]
-        return self.files(rep, "Encoding", encode_stack, jobs)
-
-    def decode(self, rep: Reporter, container, output, options: dict) -> dict:
-        """``emcs decode`` of one container, its measurements in chunks on the cluster."""
-        from emcs.distributed.chunks import decode_chunked
-        from emcs.tcs.container import open_container
-
-        with open_container(container) as opened:
-            total = opened.n_measurements
-        return self.chunked(rep, f"Decoding {container}", total, decode_chunked, container, output, **options)
-
-    def finish(self, total: int) -> None:
-        """Raise the summary error of a ``--keep-going`` run that had failures (exit status 2)."""
-        if self.failed:
-            raise EmcsError(f"{len(self.failed)} of {total} inputs failed (see the warnings above)")
+@contextlib.contextmanager
+def _no_bar(*_args, **_kwargs):
+    yield lambda n=1: None

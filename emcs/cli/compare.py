@@ -10,7 +10,17 @@ import typer
 
 from emcs.cli import _dist
 from emcs.cli._app import app
-from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
+from emcs.cli._common import (
+    DATASET_OPTION,
+    EER_FRAMES_OPTION,
+    EER_UPSAMPLING_OPTION,
+    FORCE_OPTION,
+    JSON_OPTION,
+    QUIET_OPTION,
+    Reporter,
+    stack_options,
+    staged_input,
+)
 
 
 def _fmt(v: float, digits: int) -> str:
@@ -19,17 +29,6 @@ def _fmt(v: float, digits: int) -> str:
     if math.isinf(v):
         return "inf"
     return f"{v:.{digits}f}"
-
-
-def _json_safe(obj):
-    """Replace non-finite floats by the strings "inf", "-inf", "nan" (strict JSON)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _short_setting(entry: dict) -> str:
@@ -94,9 +93,10 @@ def _print_table(rep: Reporter, summary: dict) -> None:
 
 @app.command("compare")
 def compare(
-    recon: Path = typer.Argument(..., help="Reconstructed stack (.tif, .mrc, .npy ...)."),
+    recon: Path = typer.Argument(..., metavar="RECON", help="Reconstructed stack (.tif, .mrc, .npy ...)."),
     reference: Path = typer.Argument(
-        ..., help="Reference stack (the raw frames), same shape; frames matched by index."
+        ..., metavar="REFERENCE",
+        help="Reference stack (the raw frames), same shape; frames matched by index."
     ),
     truth: Path | None = typer.Option(
         None, "--truth", help="Clean ground truth: RECON and the baselines are also scored against it."
@@ -116,6 +116,9 @@ def compare(
     plot: Path | None = typer.Option(
         None, "--plot", help="Write a figure (.png, .pdf, .svg): frames, zooms, FFTs, scores."
     ),
+    dataset: str = DATASET_OPTION,
+    eer_frames: int = EER_FRAMES_OPTION,
+    eer_upsampling: int = EER_UPSAMPLING_OPTION,
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -140,17 +143,24 @@ def compare(
     run_compare = _dist.Dist(scheduler, cluster, cluster_config, resources).call(
         rep, "Comparing", compare_files)
     names = None if baselines is None else baselines.split(",")
-    with contextlib.ExitStack() as bars:
+    options = stack_options(dataset, eer_frames, eer_upsampling)
+    with contextlib.ExitStack() as bars, contextlib.ExitStack() as staged:
+        recon_path, reference_path, truth_path = (
+            None if p is None else staged.enter_context(staged_input(p, options))
+            for p in (recon, reference, truth))
 
         def progress(codec: str, budget: int):
             """Start a (terminal-only) bar counting the trial encodings of one codec."""
             bars.close()
             rep.info(f"{CODEC_LABELS[codec]}: searching the best setting within {budget} bytes")
-            return bars.enter_context(rep.progress(f"{CODEC_LABELS[codec]} trials", None))
+            return bars.enter_context(rep.progress(f"{CODEC_LABELS[codec]} trials", None,
+                                                   unit="trials"))
 
-        summary = run_compare(recon, reference, truth, baselines=names, nbytes=nbytes,
+        summary = run_compare(recon_path, reference_path, truth_path, baselines=names, nbytes=nbytes,
                               container=container, plot=plot, force=force, progress=progress)
+    summary.update(recon=str(recon), reference=str(reference),
+                   truth=None if truth is None else str(truth))
     _print_table(rep, summary)
     if "plot" in summary:
         rep.info(f"figure written to {summary['plot']}")
-    rep.emit_json(_json_safe(summary))
+    rep.emit_json(summary)

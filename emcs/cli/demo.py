@@ -11,6 +11,7 @@ import typer
 
 from emcs.cli._app import app
 from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
+from emcs.errors import EmcsError
 
 
 @app.command("demo")
@@ -23,6 +24,9 @@ def demo_cmd(
     """Encode and decode the example movie; print quality and timing, write a PNG."""
     from emcs.demo import run_demo
 
+    if str(outdir) == "-":
+        raise EmcsError("-o names a folder for the demo's files; standard output (-) cannot "
+                        "hold them")
     rep = Reporter(quiet, as_json)
     res = run_demo(outdir, force=force, on_step=rep.info)
     rows = [

@@ -6,22 +6,36 @@ Parse the options, call :func:`emcs.dlss.files.subsample_file` or
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from emcs.cli import _dist
 from emcs.cli._app import app
-from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
+from emcs.cli._common import (
+    DATASET_OPTION,
+    EER_FRAMES_OPTION,
+    EER_UPSAMPLING_OPTION,
+    FORCE_OPTION,
+    JSON_OPTION,
+    QUIET_OPTION,
+    Reporter,
+    check_stack_output,
+    check_stdout_free,
+    stack_options,
+    staged_input,
+)
+from emcs.cli.schema import with_shape
 from emcs.errors import EmcsError
 
 
 @app.command("subsample")
 def subsample_cmd(
-    input: Path = typer.Argument(..., help="Full-resolution scan (.tif, .mrc, .npy, image); stacks frame by frame."),
-    output: Path = typer.Option(..., "--output", "-o", help="Sparse scan to write (.tif keeps the full size for supersample)."),
+    input: str = typer.Argument(..., metavar="INPUT", help="Full-resolution scan (.tif, .mrc, .npy, image, vendor formats; - for standard input); stacks frame by frame."),
+    output: str = typer.Option(..., "--output", "-o", help="Sparse scan to write (.tif keeps the full size for supersample; - for a TIFF on standard output)."),
     factor: int = typer.Option(None, "--factor", "-s", help="Grid pitch s: keep every s-th probe position per axis."),
     coverage: str = typer.Option(None, "--coverage", help="Coverage 1/s^2 instead of --factor, e.g. 1/25."),
+    dataset: str = DATASET_OPTION,
+    eer_frames: int = EER_FRAMES_OPTION,
+    eer_upsampling: int = EER_UPSAMPLING_OPTION,
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -34,8 +48,12 @@ def subsample_cmd(
     from emcs.dlss.files import subsample_file
 
     rep = Reporter(quiet, as_json)
-    with rep.progress_callback("Subsampling") as progress:
-        summary = subsample_file(input, output, factor, coverage, force=force, progress=progress)
+    check_stdout_free(output, as_json)
+    check_stack_output(output, force)
+    with staged_input(input, stack_options(dataset, eer_frames, eer_upsampling)) as path, \
+            rep.progress_callback("Subsampling") as progress:
+        summary = subsample_file(path, output, factor, coverage, force=force, progress=progress)
+    with_shape(summary, "frames", "sparse_shape")["input"] = input
     rep.table("subsample", [(k, str(v)) for k, v in summary.items()])
     rep.emit_json(summary)
 
@@ -56,13 +74,13 @@ def _smooth_width(text: str | None) -> float | str:
 
 @app.command("supersample")
 def supersample_cmd(
-    input: Path = typer.Argument(..., help="Sparse scan: the probe positions actually recorded (h x w per frame)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Full-resolution output (.tif, .mrc, .npy)."),
+    input: str = typer.Argument(..., metavar="INPUT", help="Sparse scan: the probe positions actually recorded (h x w per frame); - for standard input."),
+    output: str = typer.Option(..., "--output", "-o", help="Full-resolution output (.tif, .mrc, .npy, a frame pattern 'frames/f_%04d.tif', or - for a TIFF on standard output)."),
     factor: int = typer.Option(None, "--factor", "-s", help="Grid pitch s (default: from emcs subsample metadata)."),
     coverage: str = typer.Option(None, "--coverage", help="Coverage 1/s^2 instead of --factor, e.g. 1/25."),
     method: str = typer.Option("net", "--method", "-m", help="net | bilinear | bicubic | nearest | lanczos."),
     size: tuple[int, int] = typer.Option((0, 0), "--size", help="Full size H W (default: from metadata, else s*h x s*w)."),
-    model: Path = typer.Option(None, "--model", help="Network weights (default: the shipped dlss-unet-s4-10)."),
+    model: str = typer.Option(None, "--model", metavar="NAME|PATH", help="Network: a name from emcs models or a .safetensors file (default: the shipped dlss-unet-s4-10)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     tile: int = typer.Option(256, "--tile", help="Tile edge in output pixels (bounds memory)."),
     denoise_measured: bool = typer.Option(
@@ -74,6 +92,9 @@ def supersample_cmd(
         None, "--smooth", metavar="auto|PX",
         help="Smooth the output (measured samples too) with a Gaussian: a width in pixels, or 'auto' to choose "
              "it per frame from the scan's own samples (noisy scans; four extra reconstructions per frame)."),
+    dataset: str = DATASET_OPTION,
+    eer_frames: int = EER_FRAMES_OPTION,
+    eer_upsampling: int = EER_UPSAMPLING_OPTION,
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -89,15 +110,21 @@ def supersample_cmd(
     (coverage 1/16 ... 1/100); other pitches fall back to bilinear with a warning.
     Example: emcs supersample sparse.tif -o full.tif
     """
+    from emcs.cli.models import resolve
     from emcs.dlss.files import supersample_file
 
+    model = resolve(model, "dlss")
     rep = Reporter(quiet, as_json)
     dist = _dist.Dist(scheduler, cluster, cluster_config, resources)
-    with rep.progress_callback("Supersampling") as progress:
+    check_stdout_free(output, as_json)
+    check_stack_output(output, force)
+    with staged_input(input, stack_options(dataset, eer_frames, eer_upsampling)) as path, \
+            rep.progress_callback("Supersampling") as progress:
         summary = dist.call(rep, "Supersampling", supersample_file, network=method == "net")(
-            input, output, factor, coverage, method=method, size=size, model=model,
+            path, output, factor, coverage, method=method, size=size, model=model,
             device=device, tile=tile, denoise_measured=denoise_measured, ensemble=ensemble,
             smooth=_smooth_width(smooth), force=force, progress=progress, on_warning=rep.warn,
         )
+    with_shape(summary, "frames", "full_shape")["input"] = input
     rep.table("supersample", [(k, str(v)) for k, v in summary.items() if v is not None])
     rep.emit_json(summary)

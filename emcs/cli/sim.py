@@ -14,13 +14,27 @@ import typer
 
 from emcs.cli import _dist
 from emcs.cli._app import app
-from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
+from emcs.cli._common import (
+    DATASET_OPTION,
+    EER_FRAMES_OPTION,
+    EER_UPSAMPLING_OPTION,
+    FORCE_OPTION,
+    JSON_OPTION,
+    QUIET_OPTION,
+    Reporter,
+    check_stack_output,
+    check_stdout_free,
+    pixel_size_note,
+    stack_options,
+    staged_input,
+)
+from emcs.cli.schema import with_shape
 
 
 @app.command("sim-recon")
 def sim_recon(
-    input: str = typer.Argument(..., help="Wide-field movie or raw SIM stack (.tif, .mrc, .npy ...)."),
-    output: str = typer.Option(..., "--output", "-o", help="SR output (.tif/.mrc/.npy), 2x finer grid."),
+    input: str = typer.Argument(..., metavar="INPUT", help="Wide-field movie or raw SIM stack (.tif, .mrc, .npy ...; - for standard input)."),
+    output: str = typer.Option(..., "--output", "-o", help="SR output (.tif/.mrc/.npy, a frame pattern 'sr/f_%04d.tif', or - for a TIFF on standard output), 2x finer grid."),
     input_kind: str = typer.Option("widefield", "--input", help="widefield: one frame per time point; raw: angles x phases frames per time point."),
     method: str = typer.Option(None, "--method", help="net (VDL-SIM network; default for wide-field) or wiener (classical; default for raw)."),
     angles: int = typer.Option(3, "--angles", help="Pattern orientations per time point (raw input)."),
@@ -28,14 +42,17 @@ def sim_recon(
     order: str = typer.Option("angle-major", "--order", help="Raw frame order: angle-major (frame = angle*P + phase) or phase-major (phase*A + angle)."),
     wavelength: float = typer.Option(525.0, "--wavelength", help="Emission wavelength in nm."),
     na: float = typer.Option(1.4, "--na", help="Numerical aperture of the objective."),
-    pixel_size: float = typer.Option(None, "--pixel-size", help="Camera pixel size in nm (default: from the file)."),
+    pixel_size: float = typer.Option(None, "--pixel-size", metavar="NM", help="Camera pixel size in nm (default: from the file; a note says when this overrides it)."),
     wiener: float = typer.Option(0.08, "--wiener", help="Wiener parameter w (0.02-0.3; lower for high SNR)."),
     apodization: float = typer.Option(1.0, "--apodization", help="Apodisation cut-off as a fraction of f_c + |k|."),
     background: str = typer.Option("none", "--background", help="none or rolling-ball (applied to each SR frame)."),
     radius: float = typer.Option(5.0, "--radius", help="Rolling-ball radius in SR pixels."),
-    weights: str = typer.Option(None, "--model", "--weights", help="Network weights (default: the shipped vdlsim-32)."),
+    weights: str = typer.Option(None, "--model", "--weights", metavar="NAME|PATH", help="Network: a name from emcs models or a .safetensors file (default: the shipped vdlsim-32)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     tile: int = typer.Option(256, "--tile", help="Network tile size in input pixels (bounds memory)."),
+    dataset: str = DATASET_OPTION,
+    eer_frames: int = EER_FRAMES_OPTION,
+    eer_upsampling: int = EER_UPSAMPLING_OPTION,
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -44,19 +61,29 @@ def sim_recon(
     cluster_config: str = _dist.CLUSTER_CONFIG_OPTION,
     resources: str = _dist.RESOURCES_OPTION,
 ) -> None:
-    """Super-resolve a wide-field movie (VDL-SIM) or raw SIM stacks (Wiener or network)."""
+    """Super-resolve a wide-field movie (VDL-SIM) or raw SIM stacks (Wiener or network).
+
+    Optical pixel sizes are in nm (--pixel-size, the JSON's pixel_size_nm_in/_out).
+    """
+    from emcs.cli.models import resolve
     from emcs.sim.files import sim_recon_file
 
+    weights = resolve(weights, "sim")
     rep = Reporter(quiet, as_json)
     dist = _dist.Dist(scheduler, cluster, cluster_config, resources)
     network = method == "net" or method is None and input_kind == "widefield"
-    with rep.progress_callback("Reconstructing") as progress:
+    check_stdout_free(output, as_json)
+    check_stack_output(output, force)
+    options = stack_options(dataset, eer_frames, eer_upsampling)
+    source = pixel_size_note(rep, input, pixel_size, options)
+    with staged_input(input, options) as path, rep.progress_callback("Reconstructing") as progress:
         summary = dist.call(rep, "Reconstructing", sim_recon_file, network=network)(
-            input, output, input_kind=input_kind, method=method, angles=angles, phases=phases,
+            path, output, input_kind=input_kind, method=method, angles=angles, phases=phases,
             order=order, wavelength=wavelength, na=na, pixel_size=pixel_size, wiener=wiener,
             apodization=apodization, background=background, radius=radius, weights=weights,
             device=device, tile=tile, force=force, progress=progress,
         )
+    with_shape(summary, "frames_out", "shape_out").update(input=input, pixel_size_from=source)
     if summary["method"] == "wiener":
         from emcs.sim.otf import Optics
 
@@ -92,9 +119,12 @@ def _print_parameters(rep: Reporter, params: list, cutoff: float) -> None:
 
 @app.command("resolution")
 def resolution(
-    image: str = typer.Argument(..., help="Image or stack on its native sampling grid."),
-    pixel_size: float = typer.Option(None, "--pixel-size", help="Pixel size in nm (default: from the file)."),
+    image: str = typer.Argument(..., metavar="IMAGE", help="Image or stack on its native sampling grid."),
+    pixel_size: float = typer.Option(None, "--pixel-size", metavar="NM", help="Pixel size in nm (default: from the file; a note says when this overrides it)."),
     frame: int = typer.Option(None, "--frame", help="Analyse only this frame (default: every frame)."),
+    dataset: str = DATASET_OPTION,
+    eer_frames: int = EER_FRAMES_OPTION,
+    eer_upsampling: int = EER_UPSAMPLING_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -108,11 +138,16 @@ def resolution(
     from emcs.sim.files import resolution_file
 
     rep = Reporter(quiet, as_json)
-    with rep.progress_callback("Decorrelation") as progress:
-        summary = resolution_file(image, pixel_size, frame, progress=progress)
+    options = stack_options(dataset, eer_frames, eer_upsampling)
+    source = pixel_size_note(rep, image, pixel_size, options)
+    with staged_input(image, options) as path, rep.progress_callback("Decorrelation") as progress:
+        summary = resolution_file(path, pixel_size, frame, progress=progress)
+    summary.update(image=image, pixel_size_from=source)
     n, med = summary["frames"], summary["resolution_nm"]
     finite = [r["resolution_nm"] for r in summary["per_frame"] if math.isfinite(r["resolution_nm"])]
-    rows = [("pixel size", f"{summary['pixel_size_nm']:g} nm"), ("frames", str(n)),
+    rows = [("pixel size", f"{summary['pixel_size_nm']:g} nm"
+                           + (" (--pixel-size)" if source == "option" else " (from the file)")),
+            ("frames", str(n)),
             ("resolution", f"{med:.1f} nm" + (" (median)" if n > 1 else ""))]
     if n > 1 and finite:
         rows.append(("range", f"{min(finite):.1f} - {max(finite):.1f} nm"))

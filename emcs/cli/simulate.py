@@ -106,6 +106,9 @@ def simulate_command(
         check_output(truth, force)
 
     if kind == "sim":
+        if pixel_size is not None:
+            raise EmcsError("--pixel-size (Å) does not apply to kind 'sim': its optics are fixed "
+                            "(pixel sizes in nm in the JSON's pixel_size_nm)")
         _simulate_sim(rep, output, frames, size, seed, dose, counts, truth, force)
         return
 

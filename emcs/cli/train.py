@@ -83,7 +83,7 @@ def train_tcs(
         quantize_range=_quantize_range(quantize_steps),
     )
     rep = Reporter(quiet, as_json)
-    with rep.progress(f"Training {model}", steps) as advance:
+    with rep.progress(f"Training {model}", steps, unit="steps") as advance:
         card = train(cfg, progress=advance, log=rep.info)
     rep.table(f"Trained {out}", [
         ("architecture", card["architecture"]),
@@ -139,7 +139,7 @@ def train_dlss_cmd(
         if not bar and not quiet and not as_json:
             typer.echo(msg, err=True)
 
-    with rep.progress("Training", steps) as advance:
+    with rep.progress("Training", steps, unit="steps") as advance:
         card = train_dlss(
             steps,
             out,
@@ -236,7 +236,7 @@ def train_sim(
         data_desc = {"training_data": f"user pairs {data_widefield} + {data_sr} ({wf.shape[0]} frames)"}
     else:
         pool_path = os.path.join(work, f"pool{cfg.pool_size}.npz")
-        with rep.progress("Simulating pairs", pool) as advance:
+        with rep.progress("Simulating pairs", pool, unit="pairs") as advance:
             data = build_pool(pool_path, pool, cfg.pool_size, progress=advance)
         sampler = PairSampler(data["wf"], data["sr"], patch, batch, seed, simulated=True)
         kinds, counts = np.unique(data["kind"], return_counts=True)
@@ -250,7 +250,7 @@ def train_sim(
             "targets": "Wiener SIM (w 0.05, estimated parameters) of 3000-photon raw stacks, "
                        "rolling-ball background removal radius 5"}}
     card_extra = dict(data_desc, command=command)
-    with rep.progress("Training", steps) as advance:
+    with rep.progress("Training", steps, unit="steps") as advance:
         card = train(cfg, out, work, sampler, resume=resume, init=init, card_extra=card_extra,
                      log=(lambda s: None) if (quiet or as_json) else (lambda s: print(s, file=sys.stderr, flush=True)),
                      advance=advance)

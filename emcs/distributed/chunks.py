@@ -174,7 +174,7 @@ def _input_info(stack, input_path: str, lo, hi, sigmas: list[float]) -> dict:
 
 # --------------------------------------------------------------------------- decode
 def decode_groups(path: str, start: int, stop: int, plan: dict, *, iters: int, device: str,
-                  noise: str, ensemble: int, progress: Callable | None = None) -> tuple:
+                  noise: str, ensemble: int, dtype, progress: Callable | None = None) -> tuple:
     """Worker side: frames of measurements ``start:stop`` (whole batches of the local decoder).
 
     The device is resolved here, on the worker (``auto``: its GPU if it has one).
@@ -189,14 +189,14 @@ def decode_groups(path: str, start: int, stop: int, plan: dict, *, iters: int, d
         part = dataclasses.replace(container, measurements=np.asarray(container.measurements[start:stop]),
                                    counts=container.counts[start:stop], verified=True)
         frames = [x for _, x in iter_decoded(part, plan, iters=iters, device=dev, noise=noise,
-                                             ensemble=ensemble, progress=progress)]
+                                             ensemble=ensemble, dtype=dtype, progress=progress)]
     return np.concatenate(frames), str(dev)
 
 
 def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike | None = None, *,
                    method: str = "auto", iters: int | None = None, device: str = "auto",
-                   force: bool = False, noise: str = "auto", ensemble: int = 1,
-                   groups_per_task: int | None = None, in_flight: int | None = None,
+                   force: bool = False, noise: str = "auto", ensemble: int = 1, dtype: str = "input",
+                   model: str | os.PathLike | None = None, groups_per_task: int | None = None, in_flight: int | None = None,
                    progress: Callable[[int], None] | None = None,
                    on_note: Callable[[str], None] | None = None) -> dict:
     """Decode one container with its measurements spread over the cluster; the client writes.
@@ -228,13 +228,15 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
 
     iters = DEFAULT_ITERS if iters is None else iters
     decode.check_decode_options(iters, noise, ensemble)
+    decode.output_dtype(dtype, np.uint16)  # checks the name before the container is opened
     t0 = time.perf_counter()
-    with open_container(source) as container:
+    with open_container(getattr(source, "path", source)) as container:
         path = container.path
         output = decode.default_output(path) if output is None else os.fspath(output)
         T, H, W = container.input_shape
+        out_dtype = decode.output_dtype(dtype, container.input_dtype)
         level, sigma = decode.choose_noise_level(container, noise)
-        plan, notes = decode.plan_methods(container, method)
+        plan, notes = decode.plan_methods(container, method, model)
         for note in notes if on_note is not None else ():
             on_note(note)
         per_task = groups_per_task or max(1, MAX_ELEMENTS // (container.B * H * W))
@@ -242,9 +244,10 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
         run = Run(client)
         uses_net = device != "cpu" and any(kind == "net" for kind, _ in plan.values())
         resources = network_resources(client) if uses_net else None
-        settings = {"iters": iters, "device": device, "noise": level, "ensemble": ensemble}
+        settings = {"iters": iters, "device": device, "noise": level, "ensemble": ensemble,
+                    "dtype": out_dtype}
         devices = set()
-        with StackWriter(output, container.input_shape, container.input_dtype,
+        with StackWriter(output, container.input_shape, out_dtype,
                          pixel_size=container.pixel_size, force=force) as writer:
             stream = ordered_stream(
                 lambda chunk: run.submit(decode_groups, path, *chunk, plan, resources=resources, **settings),
@@ -258,7 +261,7 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
     seconds = time.perf_counter() - t0
     return {
         "input": path, "output": output, "shape": [int(T), int(H), int(W)],
-        "dtype": container.input_dtype.name, "pixel_size": container.pixel_size, "B": container.B,
+        "dtype": out_dtype.name, "input_dtype": container.input_dtype.name, "pixel_size": container.pixel_size, "B": container.B,
         "n_measurements": container.n_measurements, "method": method,
         "decoders": sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()}),
         "iters": int(iters), "noise_level": level, "ensemble": int(ensemble),

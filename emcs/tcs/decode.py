@@ -10,7 +10,8 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
    (:meth:`emcs.tcs.operator.TcsOperator.scale_measurements`);
 2. reconstruct ``X_s`` with a decoder of :mod:`emcs.tcs.decoders`: a neural
    network (when one fits B and the mask density) or GAP-TV;
-3. unscale, clip to [lo, hi], round (integer input) and cast to the input dtype;
+3. unscale and clip to [lo, hi]; rounded and cast to the input's dtype
+   (``dtype="input"``) or kept as float32 (:data:`OUTPUT_DTYPES`);
 4. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
    keeping the pixel size.
 """
@@ -31,6 +32,11 @@ from emcs.tcs.container import Container, open_container
 from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
 
 NOISE_LEVELS = ("auto", "low", "high")
+#: output pixel types: ``float32`` keeps the decoder's sub-count precision; ``input`` rounds to
+#: the input's type. float32 is the CLI's default: at the ~9 counts per pixel of the demo movie,
+#: rounding keeps 8-18 distinct values and costs 0.3-0.5 dB PSNR and 0.03-0.04 SSIM against
+#: the clean truth (benchmarks/decode_dtype.md).
+OUTPUT_DTYPES = ("float32", "input")
 #: self-ensemble sizes of the network decoder
 ENSEMBLE_SIZES = tuple(ENSEMBLES)
 #: scaled noise sigma (noise / (max - min) of the input) from which the noisy-data settings are used
@@ -49,8 +55,16 @@ def default_output(container_path: str) -> str:
     return os.path.splitext(os.fspath(container_path))[0] + ".tif"
 
 
+def output_dtype(dtype: str, input_dtype) -> np.dtype:
+    """The pixel type written for ``dtype`` (:data:`OUTPUT_DTYPES`) and the input's type."""
+    if dtype not in OUTPUT_DTYPES:
+        raise EmcsError(f"dtype must be one of {', '.join(OUTPUT_DTYPES)}, got {dtype!r}",
+                        param="dtype")
+    return np.dtype(input_dtype) if dtype == "input" else np.dtype(np.float32)
+
+
 def unscale_frames(x: np.ndarray, value_range, dtype) -> np.ndarray:
-    """Inverse scaling, clipped to the input range, rounded and cast to ``dtype``."""
+    """Inverse scaling, clipped to the input range, cast to ``dtype`` (rounded if integer)."""
     lo, hi = value_range
     span = (hi - lo) or 1.0
     x = np.asarray(x, dtype=np.float64) * span + lo
@@ -76,10 +90,15 @@ def choose_noise_level(container: Container, noise: str = "auto") -> tuple[str, 
     return ("high" if scaled is not None and scaled >= NOISE_THRESHOLD else "low"), scaled
 
 
-def plan_methods(container: Container, method: str) -> tuple[dict[int, tuple[str, object]], list[str]]:
+def plan_methods(container: Container, method: str, model: str | os.PathLike | None = None,
+                 ) -> tuple[dict[int, tuple[str, object]], list[str]]:
     """Decide the decoder for each distinct group size (:func:`emcs.tcs.decoders.select_decoder`).
 
-    ``method`` is ``"auto"``, ``"net"``, ``"gap-tv"`` or a decoder name.
+    ``method`` is ``"auto"``, ``"net"``, ``"gap-tv"`` or a decoder name; ``model``
+    (a model name or ``.safetensors`` path) picks the network. A request for a
+    network (``net``, a network name or ``model``) that none can serve for the
+    full groups of B frames (the largest groups) is an error; ``auto`` falls back to GAP-TV with a
+    note, and so does a short last group that no network covers.
 
     Returns
     -------
@@ -93,7 +112,9 @@ def plan_methods(container: Container, method: str) -> tuple[dict[int, tuple[str
     notes: list[str] = []
     for n in sizes:
         what = f"B={n}" if n == container.B else f"the short last group ({n} frames of B={container.B})"
-        name, why = decoders.select_decoder(method, n, container.density, group=what)
+        name, why = decoders.select_decoder(method, n, container.density, model=model, group=what)
+        if why is not None and n == sizes[-1] and (method != "auto" or model is not None):
+            raise EmcsError(f"{why}; use --method auto or gap-tv", container.path)
         plan[n] = ("gap-tv", None) if name == decoders.GAP_TV else ("net", name)
         if why is not None:
             notes.append(f"{why}; using GAP-TV for {'it' if n != container.B else 'these groups'}")
@@ -128,8 +149,9 @@ def iter_decoded(
     max_elements: int = MAX_ELEMENTS,
     noise: str = "low",
     ensemble: int = 1,
+    dtype=None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_frame, frames)`` in the input dtype, a batch of groups at a time.
+    """Yield ``(first_frame, frames)`` as ``dtype`` (default: the input's), a batch of groups at a time.
 
     The measurements are read in one pass (:meth:`~emcs.tcs.container.Container.blocks`):
     a container not yet verified has its checksum checked at the end of it.
@@ -149,7 +171,8 @@ def iter_decoded(
         kind, name = plan[n]
         decoder = nets[name] if kind == "net" else gap_tv
         x = np.asarray(decoder(y, op.group(n), progress=progress)).reshape(-1, H, W)
-        yield k * B, unscale_frames(x, container.value_range, container.input_dtype)
+        yield k * B, unscale_frames(x, container.value_range,
+                                    container.input_dtype if dtype is None else dtype)
 
 
 def check_decode_options(iters: int, noise: str, ensemble: int) -> None:
@@ -174,6 +197,8 @@ def decode_container(
     force: bool = False,
     noise: str = "auto",
     ensemble: int = 1,
+    dtype: str = "input",
+    model: str | os.PathLike | None = None,
     progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> dict:
@@ -188,9 +213,10 @@ def decode_container(
     output : str, optional
         Output stack; default ``<stem>.tif`` beside the container.
     method : str
-        ``auto`` or ``net``: a network when one fits, otherwise GAP-TV (the
-        CLI warns about a missing network for ``net``); ``gap-tv``; or a
-        decoder name (:func:`emcs.tcs.decoders.decoder_names`).
+        ``auto``: a network when one fits, otherwise GAP-TV (with a note);
+        ``net``: a network, an error if none covers the container's B and mask
+        density; ``gap-tv``; or a decoder name
+        (:func:`emcs.tcs.decoders.decoder_names`).
     iters : int
         GAP-TV iterations (>= 1).
     device : str
@@ -203,6 +229,12 @@ def decode_container(
     ensemble : {1, 2, 4, 8}
         Network only: average over this many flips/rotations
         (:class:`emcs.tcs.decoders.Network`).
+    dtype : {"input", "float32"}
+        Output pixel type: the input's type, rounded (default here; ``emcs
+        decode`` defaults to float32), or float32 (:data:`OUTPUT_DTYPES`).
+    model : str or path, optional
+        The network to use: a model name or a ``.safetensors`` file with its
+        card beside it (e.g. written by ``emcs train tcs``).
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional
@@ -211,7 +243,8 @@ def decode_container(
     Returns
     -------
     dict
-        Summary (output, frames, shape, dtype, methods, seconds, ...).
+        Summary (output, frames, shape, dtype written, input dtype, decoders,
+        seconds, ...; docs/cli.md).
 
     Raises
     ------
@@ -221,6 +254,7 @@ def decode_container(
         written), an unsupported or existing output.
     """
     check_decode_options(iters, noise, ensemble)
+    output_dtype(dtype, np.uint16)  # checks the name before the container is opened
     t0 = time.perf_counter()
     if isinstance(source, Container):
         opened = contextlib.nullcontext(source)
@@ -228,22 +262,24 @@ def decode_container(
         opened = open_container(source)
     with opened as container:
         return _decode(container, output, t0, method=method, iters=iters, device=device, force=force,
-                       noise=noise, ensemble=ensemble, progress=progress, on_note=on_note)
+                       noise=noise, ensemble=ensemble, dtype=dtype, model=model, progress=progress,
+                       on_note=on_note)
 
 
 def _decode(container: Container, output, t0: float, *, method, iters, device, force, noise, ensemble,
-            progress, on_note) -> dict:
+            dtype, model, progress, on_note) -> dict:
     from emcs.io import StackWriter
     from emcs.nn.device import pick_device
 
     path = container.path
     output = default_output(path) if output is None else os.fspath(output)
     T, H, W = container.input_shape
-    with StackWriter(output, container.input_shape, container.input_dtype,
+    out_dtype = output_dtype(dtype, container.input_dtype)
+    plan, notes = plan_methods(container, method, model)
+    with StackWriter(output, container.input_shape, out_dtype,
                      pixel_size=container.pixel_size, force=force) as writer:
         dev = pick_device(device)
         level, sigma = choose_noise_level(container, noise)
-        plan, notes = plan_methods(container, method)
         for note in notes:
             if on_note is not None:
                 on_note(note)
@@ -251,7 +287,7 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
             on_note(f"noisy input (noise ~{sigma:.3f} of the range): GAP-TV with temporal TV, "
                     "no acceleration" if sigma is not None else "GAP-TV settings for noisy input")
         for _start, frames in iter_decoded(container, plan, iters=iters, device=dev, progress=progress,
-                                           noise=level, ensemble=ensemble):
+                                           noise=level, ensemble=ensemble, dtype=out_dtype):
             writer.write(frames)
     seconds = time.perf_counter() - t0
     used = sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()})
@@ -259,7 +295,8 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
         "input": path,
         "output": output,
         "shape": [int(T), int(H), int(W)],
-        "dtype": container.input_dtype.name,
+        "dtype": out_dtype.name,
+        "input_dtype": container.input_dtype.name,
         "pixel_size": container.pixel_size,
         "B": container.B,
         "n_measurements": container.n_measurements,
@@ -280,12 +317,14 @@ __all__ = [
     "ENSEMBLE_SIZES",
     "GAPTV_SETTINGS",
     "NOISE_LEVELS",
+    "OUTPUT_DTYPES",
     "check_decode_options",
     "choose_noise_level",
     "decode_container",
     "default_output",
     "group_batches",
     "iter_decoded",
+    "output_dtype",
     "plan_methods",
     "unscale_frames",
 ]
