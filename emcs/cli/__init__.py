@@ -1,7 +1,7 @@
 """The ``emcs`` command line: a thin Typer layer that parses and delegates.
 
 One module per capability registers its commands on the shared app:
-``tcs`` (encode, decode), ``info``, ``models``, ``demo``, ``train`` (train tcs|dlss|sim), ``simulate``,
+``tcs`` (encode, decode), ``info``, ``watch``, ``models``, ``demo``, ``train`` (train tcs|dlss|sim), ``simulate``,
 ``compare``, ``dlss`` (subsample, supersample) and ``sim`` (sim-recon,
 resolution).
 """
