@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from emcs.distributed.client import network_resources
+from emcs.distributed.client import network_resources, worker_info
 from emcs.distributed.tasks import Run, ordered_stream
 from emcs.errors import EmcsError
 
@@ -33,7 +33,7 @@ IN_FLIGHT_PER_WORKER = 2
 
 def default_in_flight(client) -> int:
     """Two chunks per worker of ``client``: one running, one waiting behind it."""
-    return IN_FLIGHT_PER_WORKER * max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+    return IN_FLIGHT_PER_WORKER * max(1, len(worker_info(client)))
 
 
 # --------------------------------------------------------------------------- encode

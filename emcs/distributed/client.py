@@ -221,6 +221,14 @@ def network_resources(client) -> dict | None:
     cluster without them it runs on any worker (on its CPU, or on a GPU the
     worker finds itself with ``device="auto"``).
     """
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    workers = worker_info(client).values()
     has_gpu = any(w.get("resources", {}).get(GPU_RESOURCE, 0) > 0 for w in workers)
     return {GPU_RESOURCE: 1} if has_gpu else None
+
+
+def worker_info(client) -> dict:
+    """Address -> description (``resources`` ...) of every worker of ``client``."""
+    try:
+        return client.scheduler_info(n_workers=-1)["workers"]  # some versions list 5 by default
+    except TypeError:  # Dask before 2025 has no n_workers and lists them all
+        return client.scheduler_info()["workers"]
