@@ -403,7 +403,11 @@ class TcsOperator:
         dtype = np.dtype(np.uint8 if np.dtype(dtype) == bool else dtype)
         bits = bits_dtype(dtype)
         if bits not in self._patterns:
+            made_here = self._full is None and self.kind == "generated"
             self._patterns[bits] = bit_masks(self.masks(), dtype)
+            if made_here:  # keep the patterns and the mask sum, not the boolean masks too
+                self.open_count()
+                self._full = None
         return self._patterns[bits]
 
     def encode(self, frames: np.ndarray, *, out: np.ndarray | None = None,

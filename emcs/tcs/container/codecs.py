@@ -127,6 +127,8 @@ def encode_measurement(y: np.ndarray, codec: str, mask_sum: np.ndarray | None = 
 def decode_measurement(data: bytes, codec: str, dtype: np.dtype, shape: tuple[int, int],
                        mask_sum: np.ndarray | None = None, step: float | None = None) -> np.ndarray:
     """Inverse of :func:`encode_measurement`; raises ValueError on corrupt data."""
+    if codec == "npy":
+        return _decode_npy(data, dtype, shape)
     import imagecodecs
 
     try:
@@ -150,3 +152,23 @@ def decode_measurement(data: bytes, codec: str, dtype: np.dtype, shape: tuple[in
     if y.shape != tuple(shape) or y.dtype.newbyteorder("=") != dtype.newbyteorder("="):
         raise ValueError(f"decoded {y.dtype} {y.shape}, expected {dtype} {tuple(shape)}")
     return y.astype(dtype, copy=False)
+
+
+def _decode_npy(data: bytes, dtype: np.dtype, shape: tuple[int, int]) -> np.ndarray:
+    """A version-5 ``.npy`` member (no pickle) in ``dtype``: its own dtype may be narrower."""
+    import io
+
+    f = io.BytesIO(data)
+    try:
+        np.lib.format.read_magic(f)
+        mshape, fortran, mdtype = np.lib.format.read_array_header_1_0(f)
+    except ValueError as exc:
+        raise ValueError(f"bad array header ({exc})") from exc
+    if mdtype.hasobject:
+        raise ValueError("the member holds pickled (object) data; emcs never unpickles files")
+    if mshape != tuple(shape) or fortran or mdtype.kind not in "iu" or not np.can_cast(mdtype, dtype):
+        raise ValueError(f"member holds {mdtype} {mshape}, expected up to {dtype} {tuple(shape)}")
+    y = np.frombuffer(data, mdtype, offset=f.tell())
+    if y.size != int(np.prod(shape)):
+        raise ValueError(f"{y.size} values, expected {int(np.prod(shape))}")
+    return y.reshape(shape).astype(np.dtype(dtype).newbyteorder("="))
