@@ -23,7 +23,7 @@ import numpy as np
 
 from emcs.errors import EmcsError
 from emcs.tcs.container import ContainerWriter, base_meta
-from emcs.tcs.operator import TcsOperator, accumulator_dtype, encode_group, stored_dtype
+from emcs.tcs.operator import TcsOperator, encode_group, smallest_int_dtype, stored_dtype
 
 MAX_B = 4096
 
@@ -229,38 +229,42 @@ def _check_threads(threads: int | None) -> int:
     return int(threads)
 
 
-def _sum_band(frames: np.ndarray, patterns: np.ndarray, acc: np.ndarray, rows: slice) -> tuple:
-    """Sum rows ``rows`` of one group into ``acc``; (min, max) of those frames and of the sums."""
+def _sum_band(frames: np.ndarray, patterns: np.ndarray, rows: slice) -> tuple:
+    """Sum rows ``rows`` of one group (in the narrowest exact type for their values): the
+    band's sums, (min, max) of its frames and (min, max) of its sums."""
     x = frames[:, rows]
-    y = encode_group(x, patterns[:, rows], out=acc[rows])
-    return x.min(), x.max(), y.min(), y.max()
+    lo, hi = x.min(), x.max()
+    exact = None if x.dtype.kind == "f" else (lo, hi)
+    y = encode_group(x, patterns[:, rows], value_range=exact)
+    return y, lo, hi, y.min(), y.max()
 
 
 def _encode_groups(stack, op: TcsOperator, counts: np.ndarray, writer: ContainerWriter, input_path: str,
                    progress: Callable[[int], None] | None, threads: int = 1) -> dict:
     """Encode every group of ``stack`` into ``writer``; returns the container's input description.
 
-    A pipeline of three stages, two groups deep (memory stays flat in movie
-    length): the calling thread reads group k + 1 and writes group k - 1 while
-    ``threads`` workers sum group k in row bands.
+    A pipeline of three stages, a few groups deep (memory stays flat in movie
+    length): a reader thread reads group k + 1 and the calling thread writes
+    group k - 1 while ``threads`` workers sum group k in row bands.
     """
     B, (H, W), dtype = op.B, op.frame_shape, stack.dtype
     N = len(counts)
-    patterns = op.patterns(dtype)
-    acc_dtype = accumulator_dtype(dtype, B)
+    patterns = op.patterns(dtype, threads)
     step = -(-H // threads)
     bands = [slice(r, min(H, r + step)) for r in range(0, H, step)]
     found = {"lo": None, "hi": None, "sigmas": []}
     noise_every = max(1, N // 8)  # noise estimate from the first frame of <= ~8 groups
     pending: deque = deque()
-    with ThreadPoolExecutor(threads) as pool:
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(threads) as pool:
+        ahead = reader.submit(stack.read, 0, int(counts[0]))
         for k in range(N):
-            frames = stack.read(k * B, k * B + int(counts[k]))
+            frames = ahead.result()
+            if k + 1 < N:  # one reader thread: the stack is read in order, by one thread at a time
+                ahead = reader.submit(stack.read, (k + 1) * B, (k + 1) * B + int(counts[k + 1]))
             if frames.dtype == bool:
                 frames = frames.view(np.uint8)
-            acc = np.empty((H, W), acc_dtype)
-            jobs = [pool.submit(_sum_band, frames, patterns, acc, rows) for rows in bands]
-            pending.append((k, k * B, frames, acc, jobs))
+            jobs = [(rows, pool.submit(_sum_band, frames, patterns, rows)) for rows in bands]
+            pending.append((k, k * B, frames, jobs))
             if len(pending) > 1:
                 _finish_group(*pending.popleft(), writer, found, noise_every, input_path)
                 if progress is not None:
@@ -282,11 +286,12 @@ def _encode_groups(stack, op: TcsOperator, counts: np.ndarray, writer: Container
     }
 
 
-def _finish_group(k: int, start: int, frames: np.ndarray, acc: np.ndarray, jobs: list,
-                  writer: ContainerWriter, found: dict, noise_every: int, input_path: str) -> None:
-    """Wait for the sums of group ``k`` (frames ``start`` ...), check its frames and write its measurement."""
-    ranges = [job.result() for job in jobs]
-    flo, fhi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+def _finish_group(k: int, start: int, frames: np.ndarray, jobs: list, writer: ContainerWriter,
+                  found: dict, noise_every: int, input_path: str) -> None:
+    """Wait for the sums of group ``k`` (frames ``start`` ...), check its frames and write its
+    measurement (assembled from the bands in the smallest type holding it)."""
+    bands = [(rows, *job.result()) for rows, job in jobs]
+    flo, fhi = min(b[2] for b in bands), max(b[3] for b in bands)
     if frames.dtype.kind == "f" and not (np.isfinite(flo) and np.isfinite(fhi)):
         raise EmcsError(
             f"frames {start}..{start + len(frames) - 1} contain NaN or "
@@ -297,8 +302,15 @@ def _finish_group(k: int, start: int, frames: np.ndarray, acc: np.ndarray, jobs:
     found["hi"] = fhi if found["hi"] is None else max(found["hi"], fhi)
     if k % noise_every == 0:
         found["sigmas"].append(noise_sigma(frames[0]))
-    y_range = (min(r[2] for r in ranges), max(r[3] for r in ranges))
-    writer.write(acc, value_range=y_range, frames=len(frames))
+    ylo, yhi = min(b[4] for b in bands), max(b[5] for b in bands)
+    if len(bands) == 1:
+        y = bands[0][1]
+    else:
+        kind = bands[0][1].dtype
+        y = np.empty(frames.shape[1:], kind if kind.kind == "f" else smallest_int_dtype(int(ylo), int(yhi)))
+        for rows, part, *_ in bands:
+            y[rows] = part
+    writer.write(y, value_range=(ylo, yhi), frames=len(frames))
 
 
 __all__ = [

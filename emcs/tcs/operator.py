@@ -190,8 +190,25 @@ def bit_masks(masks: np.ndarray, dtype) -> np.ndarray:
     return np.negative(np.asarray(masks, dtype=bool).astype(bits))
 
 
+def sum_dtype(input_dtype, n: int, value_range: tuple | None = None) -> np.dtype:
+    """Dtype in which sums of ``n`` frames are made exactly: :func:`accumulator_dtype`, or with
+    the frames' actual (min, max) ``value_range`` the smallest integer type (at least as wide
+    as the frames) holding n times it: no widening casts for low counts.
+
+    Examples
+    --------
+    >>> sum_dtype(np.uint16, 10), sum_dtype(np.uint16, 10, (0, 40)), sum_dtype(np.uint8, 10, (0, 40))
+    (dtype('uint32'), dtype('uint16'), dtype('uint16'))
+    """
+    dt = np.dtype(np.uint8 if np.dtype(input_dtype) == bool else input_dtype)
+    if value_range is None or dt.kind == "f":
+        return accumulator_dtype(dt, n)
+    lo, hi = int(value_range[0]), int(value_range[1])
+    return np.promote_types(smallest_int_dtype(n * min(lo, 0), n * max(hi, 0)), dt)
+
+
 def encode_group(frames: np.ndarray, masks: np.ndarray, *, out: np.ndarray | None = None,
-                 scratch: np.ndarray | None = None) -> np.ndarray:
+                 scratch: np.ndarray | None = None, value_range: tuple | None = None) -> np.ndarray:
     """Encode one group: ``Y = sum_b C_b * X_b`` exactly, without multiplications.
 
     Each mask is an all-ones/all-zeros bit pattern of the pixel's width, so a
@@ -211,11 +228,15 @@ def encode_group(frames: np.ndarray, masks: np.ndarray, *, out: np.ndarray | Non
         (H, W) accumulator of :func:`accumulator_dtype`; zeroed here.
     scratch : ndarray, optional
         (H, W) buffer of the frames' bit dtype.
+    value_range : tuple, optional
+        (min, max) of the frames, when known: the sums are made in
+        :func:`sum_dtype` of it (e.g. uint16 for low counts), not in the type
+        holding any sum of the input type.
 
     Returns
     -------
     ndarray
-        (H, W) measurement in :func:`accumulator_dtype` (float64 for float input).
+        (H, W) measurement in :func:`sum_dtype` (float64 for float input).
 
     Examples
     --------
@@ -237,7 +258,7 @@ def encode_group(frames: np.ndarray, masks: np.ndarray, *, out: np.ndarray | Non
         masks = bit_masks(masks[:n], frames.dtype)
     elif masks.dtype != bits:
         raise ValueError(f"mask patterns are {masks.dtype}, frames need {bits}")
-    acc_dtype = accumulator_dtype(frames.dtype, max(n, 1))
+    acc_dtype = sum_dtype(frames.dtype, max(n, 1), value_range)
     if out is None or out.dtype.kind != acc_dtype.kind or out.dtype.itemsize < acc_dtype.itemsize:
         out = np.zeros(frames.shape[1:], dtype=acc_dtype)
     else:
@@ -398,17 +419,40 @@ class TcsOperator:
         return self.tensor(n, x.device, x.dtype)
 
     # -- forward model
-    def patterns(self, dtype) -> np.ndarray:
-        """AND-patterns of all B masks for pixels of ``dtype`` (:func:`bit_masks`); cached."""
+    def patterns(self, dtype, threads: int = 1) -> np.ndarray:
+        """AND-patterns of all B masks for pixels of ``dtype`` (:func:`bit_masks`); cached.
+
+        Generated masks are made in row blocks by ``threads`` threads straight
+        into the patterns (the boolean masks are not kept), with the mask sum
+        of a full group on the way.
+        """
         dtype = np.dtype(np.uint8 if np.dtype(dtype) == bool else dtype)
         bits = bits_dtype(dtype)
         if bits not in self._patterns:
-            made_here = self._full is None and self.kind == "generated"
-            self._patterns[bits] = bit_masks(self.masks(), dtype)
-            if made_here:  # keep the patterns and the mask sum, not the boolean masks too
-                self.open_count()
-                self._full = None
+            if self.kind == "generated" and self._full is None:
+                self._patterns[bits] = self._generated_patterns(dtype, threads)
+            else:
+                self._patterns[bits] = bit_masks(self.masks(), dtype)
         return self._patterns[bits]
+
+    def _generated_patterns(self, dtype: np.dtype, threads: int) -> np.ndarray:
+        from concurrent.futures import ThreadPoolExecutor
+
+        H, W = self.frame_shape
+        out = np.empty((self.B, H, W), bits_dtype(dtype))
+        counts = np.empty((H, W), np.uint8 if self.B < 256 else np.uint16)
+
+        def block(r0: int) -> None:
+            r1 = min(H, r0 + step)
+            masks = self.masks(rows=(r0, r1))
+            out[:, r0:r1] = bit_masks(masks, dtype)
+            counts[r0:r1] = open_count(masks)
+
+        step = max(1, -(-H // max(1, threads)))
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            list(pool.map(block, range(0, H, step)))
+        self._counts.setdefault(self.B, counts)
+        return out
 
     def encode(self, frames: np.ndarray, *, out: np.ndarray | None = None,
                scratch: np.ndarray | None = None) -> np.ndarray:
@@ -491,4 +535,5 @@ __all__ = [
     "open_count",
     "smallest_int_dtype",
     "stored_dtype",
+    "sum_dtype",
 ]
