@@ -26,6 +26,8 @@ from emcs.tcs.container import ContainerWriter, base_meta
 from emcs.tcs.operator import TcsOperator, encode_group, smallest_int_dtype, stored_dtype
 
 MAX_B = 4096
+#: bytes of one frame summed at a time (a tile of rows: the group's tiles stay in the cache)
+TILE_BYTES = 1 << 17
 
 
 def noise_sigma(frame: np.ndarray, crop: int = 256) -> float:
@@ -230,13 +232,23 @@ def _check_threads(threads: int | None) -> int:
 
 
 def _sum_band(frames: np.ndarray, patterns: np.ndarray, rows: slice) -> tuple:
-    """Sum rows ``rows`` of one group (in the narrowest exact type for their values): the
-    band's sums, (min, max) of its frames and (min, max) of its sums."""
-    x = frames[:, rows]
-    lo, hi = x.min(), x.max()
-    exact = None if x.dtype.kind == "f" else (lo, hi)
-    y = encode_group(x, patterns[:, rows], value_range=exact)
-    return y, lo, hi, y.min(), y.max()
+    """Sum rows ``rows`` of one group, in tiles of :data:`TILE_BYTES` per frame (each summed
+    while its frames are in the cache, in the narrowest exact type for their values).
+
+    Returns the tiles' (rows, sums), and (min, max) of the band's frames and of its sums.
+    """
+    W, itemsize = frames.shape[2], frames.dtype.itemsize
+    step = max(1, TILE_BYTES // (W * itemsize))
+    parts, ranges = [], []
+    for r0 in range(rows.start, rows.stop, step):
+        tile = slice(r0, min(rows.stop, r0 + step))
+        x = frames[:, tile]
+        lo, hi = x.min(), x.max()
+        y = encode_group(x, patterns[:, tile], value_range=None if x.dtype.kind == "f" else (lo, hi))
+        parts.append((tile, y))
+        ranges.append((lo, hi, y.min(), y.max()))
+    return (parts, min(r[0] for r in ranges), max(r[1] for r in ranges),
+            min(r[2] for r in ranges), max(r[3] for r in ranges))
 
 
 def _encode_groups(stack, op: TcsOperator, counts: np.ndarray, writer: ContainerWriter, input_path: str,
@@ -247,7 +259,7 @@ def _encode_groups(stack, op: TcsOperator, counts: np.ndarray, writer: Container
     length): a reader thread reads group k + 1 and the calling thread writes
     group k - 1 while ``threads`` workers sum group k in row bands.
     """
-    B, (H, W), dtype = op.B, op.frame_shape, stack.dtype
+    B, H, dtype = op.B, op.frame_shape[0], stack.dtype
     N = len(counts)
     patterns = op.patterns(dtype, threads)
     step = -(-H // threads)
@@ -290,8 +302,8 @@ def _finish_group(k: int, start: int, frames: np.ndarray, jobs: list, writer: Co
                   found: dict, noise_every: int, input_path: str) -> None:
     """Wait for the sums of group ``k`` (frames ``start`` ...), check its frames and write its
     measurement (assembled from the bands in the smallest type holding it)."""
-    bands = [(rows, *job.result()) for rows, job in jobs]
-    flo, fhi = min(b[2] for b in bands), max(b[3] for b in bands)
+    bands = [job.result() for _, job in jobs]
+    flo, fhi = min(b[1] for b in bands), max(b[2] for b in bands)
     if frames.dtype.kind == "f" and not (np.isfinite(flo) and np.isfinite(fhi)):
         raise EmcsError(
             f"frames {start}..{start + len(frames) - 1} contain NaN or "
@@ -302,13 +314,14 @@ def _finish_group(k: int, start: int, frames: np.ndarray, jobs: list, writer: Co
     found["hi"] = fhi if found["hi"] is None else max(found["hi"], fhi)
     if k % noise_every == 0:
         found["sigmas"].append(noise_sigma(frames[0]))
-    ylo, yhi = min(b[4] for b in bands), max(b[5] for b in bands)
-    if len(bands) == 1:
-        y = bands[0][1]
+    ylo, yhi = min(b[3] for b in bands), max(b[4] for b in bands)
+    parts = [part for band in bands for part in band[0]]
+    if len(parts) == 1:
+        y = parts[0][1]
     else:
-        kind = bands[0][1].dtype
+        kind = parts[0][1].dtype
         y = np.empty(frames.shape[1:], kind if kind.kind == "f" else smallest_int_dtype(int(ylo), int(yhi)))
-        for rows, part, *_ in bands:
+        for rows, part in parts:
             y[rows] = part
     writer.write(y, value_range=(ylo, yhi), frames=len(frames))
 

@@ -21,13 +21,14 @@ from emcs.tcs.container.schema import (
     COUNTS_MEMBER,
     MASK_MEMBER,
     MEAS_MEMBER,
-    META_MEMBER,
     MEMBERS_VERSION,
+    META_MEMBER,
     PACKED_VERSION,
     QUANTIZED_VERSION,
     packed_member,
 )
 from emcs.tcs.operator import smallest_int_dtype
+
 
 class ContainerWriter:
     """Write a container while its measurements are produced (bounded memory).
