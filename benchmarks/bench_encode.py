@@ -137,7 +137,12 @@ def _bench_one(name: str, x: np.ndarray, B: int) -> dict:
 
 
 def _peak_memory(cmd: list[str], env: dict | None = None) -> dict:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # cwd: `python -c` puts the working directory first on sys.path, before PYTHONPATH
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            cwd=tempfile.gettempdir())
     peak = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0}
     status = f"/proc/{proc.pid}/status"
     t0 = time.perf_counter()
@@ -155,7 +160,9 @@ def _peak_memory(cmd: list[str], env: dict | None = None) -> dict:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {err}")
-    return {k: v / 1024 for k, v in peak.items()} | {"seconds": seconds}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {k: v / 1024 for k, v in peak.items()} | {"seconds": seconds, "cpu_seconds": cpu}
 
 
 def _write_movie(path: str, T: int, H: int, W: int) -> None:
@@ -203,7 +210,7 @@ def _tree_env(tree: str) -> dict:
     return {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
 
 
-def bench_disk(T: int, size: int, B: int, trees: dict[str, str], repeats: int = 2) -> dict:
+def bench_disk(T: int, size: int, B: int, trees: dict[str, str], repeats: int = 3) -> dict:
     """Whole-process `emcs encode` of a (T, size, size) uint16 movie in the page cache, for each
     source tree (label -> checkout), alternating; JPEG XL lossless effort 1 (one thread, in
     memory) on 20 of its frames; start-up (`encode --help`, a tiny encode) per tree."""
@@ -232,6 +239,7 @@ def bench_disk(T: int, size: int, B: int, trees: dict[str, str], repeats: int = 
                        "--seed", "1", "--quiet", "--force"]
                 peak = _peak_memory(cmd, _tree_env(tree))
                 rows[label]["runs"].append(nbytes / 1e9 / peak["seconds"])
+                rows[label].setdefault("cpu", []).append(peak["cpu_seconds"])
                 rows[label]["peak"] = max(rows[label]["peak"], peak["VmRSS"])
                 rows[label]["output_MB"] = os.path.getsize(out) / 1e6
         for label, tree in trees.items():
@@ -250,6 +258,9 @@ def bench_disk(T: int, size: int, B: int, trees: dict[str, str], repeats: int = 
             if os.path.exists(path):
                 os.unlink(path)
     rows["load"] = os.getloadavg()
+    rows["emcs"] = {label: subprocess.run([sys.executable, "-c", "import emcs; print(emcs.__file__)"],
+                                          env=_tree_env(tree), cwd=tempfile.gettempdir(), text=True,
+                                          capture_output=True).stdout.strip() for label, tree in trees.items()}
     rows["GB"] = nbytes / 1e9
     return rows
 
@@ -258,16 +269,17 @@ def _print_disk(rows: dict, T: int, size: int, B: int) -> None:
     print(f"\n## Whole process, {T} x {size}^2 uint16 ({rows['GB']:.1f} GB) from the page cache, B = {B}\n")
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in rows['load'])}; "
           f"JPEG XL lossless effort 1, one thread, in memory: {rows['jxl_GBs']:.3f} GB/s; "
-          f"`python -c pass`: {rows['python -c pass']:.2f} s\n")
-    print("| tree | GB/s per run | best GB/s | best / JPEG XL e1 | peak RSS MB | output MB "
-          "| `encode --help` s | tiny encode s |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"`python -c pass`: {rows['python -c pass']:.2f} s; emcs imported from {rows['emcs']}\n")
+    print("| tree | GB/s per run | best GB/s | best / JPEG XL e1 | CPU s per run | GB per CPU s "
+          "| peak RSS MB | output MB | `encode --help` s | tiny encode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, r in rows.items():
-        if not isinstance(r, dict):
+        if not isinstance(r, dict) or label == "emcs":
             continue
         best = max(r["runs"])
         print(f"| {label} | {', '.join(f'{v:.2f}' for v in r['runs'])} | {best:.2f} | "
-              f"{best / rows['jxl_GBs']:.1f}x | {r['peak']:.0f} | {r['output_MB']:.0f} | {r['help']:.2f} | "
+              f"{best / rows['jxl_GBs']:.1f}x | {', '.join(f'{v:.1f}' for v in r['cpu'])} | "
+              f"{rows['GB'] / min(r['cpu']):.2f} | {r['peak']:.0f} | {r['output_MB']:.0f} | {r['help']:.2f} | "
               f"{r['tiny']:.2f} |")
 
 
