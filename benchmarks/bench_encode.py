@@ -29,6 +29,12 @@ GAP-TV replaced by a stand-in that returns zeros: what is timed is the decode
 pipeline around the decoder (opening, validating and verifying the container,
 decoding its members, scaling, writing the output ``.npy``).
 
+Part ``disk`` (``--parts disk [--base CHECKOUT] [--frames 2000]``) encodes a
+2000 x 1024 x 1024 uint16 movie (4.2 GB, made in /tmp and deleted after) from
+the page cache with ``emcs encode`` in a subprocess, this tree and ``--base``
+alternating: whole-process GB/s, CPU seconds, peak RSS, start-up; and JPEG XL
+lossless effort 1 on one thread in memory, in the same run.
+
 Part 3 runs ``emcs encode`` in a subprocess on movies of growing length
 (512 x 512 uint16, .npy and .tif) and samples the child's /proc status every
 10 ms: peak RSS, and its anonymous part (heap: what the encoder allocates)
