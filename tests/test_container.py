@@ -518,3 +518,28 @@ def test_open_container_reads_once_and_closes(write_movie, tmp_path, monkeypatch
     with pytest.raises(EmcsError, match="corrupt|checksum"):
         decode_container(bad, tmp_path / "bad.npy", method="gap-tv", iters=2, device="cpu")
     assert not (tmp_path / "bad.npy").exists()
+
+
+def test_writer_without_operator_codes_predictive_at_the_end(tmp_path):
+    """A caller that gives the masks only to finish() (as before format version 5) still gets
+    a version-4 container with the same members as version 5 writes at once."""
+    from emcs.tcs.container import ContainerWriter, base_meta
+    from emcs.tcs.operator import TcsOperator
+
+    rng = np.random.default_rng(8)
+    op = TcsOperator.generated(3, 4, (10, 14))
+    x = rng.poisson(9.0, (7, 10, 14)).astype(np.uint16)
+    ys, counts = [op.encode(x[:4]).copy(), op.encode(x[4:]).copy()], np.array([4, 3])
+    paths = {}
+    for label, kw in (("late", {}), ("early", {"operator": op})):
+        w = ContainerWriter(str(tmp_path / f"{label}.npz"), 2, 10, 14, np.uint32, pack="predictive", **kw)
+        for y, n in zip(ys, counts, strict=True):
+            w.write(y, frames=int(n))
+        info = {"dtype": "uint16", "shape": [7, 10, 14], "value_range": [0, 30], "pixel_size": None}
+        w.finish(base_meta(B=4, n=2, frame_shape=(10, 14), mask=op.meta, input_info=info), counts, op)
+        paths[label] = tmp_path / f"{label}.npz"
+    late, early = load_container(paths["late"]), load_container(paths["early"])
+    assert (late.format_version, early.format_version) == (4, MEMBERS_VERSION)
+    np.testing.assert_array_equal(np.asarray(late.measurements), np.stack(ys))
+    with zipfile.ZipFile(paths["late"]) as a, zipfile.ZipFile(paths["early"]) as b:
+        assert all(a.read(f"measurements/{k:08d}.emp") == b.read(f"measurements/{k:08d}.emp") for k in (0, 1))

@@ -24,6 +24,7 @@ from emcs.tcs.container.schema import (
     MEMBERS_VERSION,
     META_MEMBER,
     PACKED_VERSION,
+    PREDICTIVE_VERSION,
     QUANTIZED_VERSION,
     packed_member,
 )
@@ -74,7 +75,9 @@ class ContainerWriter:
         negative counts to quantize).
     operator : TcsOperator, optional
         The masks (:class:`emcs.tcs.operator.TcsOperator`): the mask-predictive
-        codec needs their open counts while writing.
+        codec needs their open counts while writing. Without it, ``predictive``
+        is coded in :meth:`finish` (with the operator given there) as format
+        version 4, as before version 5.
 
     Raises
     ------
@@ -93,9 +96,7 @@ class ContainerWriter:
         self.narrow = narrow and self.stream_dtype.kind in "iu"
         self.operator = operator
         integer = self.stream_dtype.kind in "iu"
-        if self.pack == "predictive" and integer:
-            if operator is None:
-                raise ValueError("the mask-predictive codec needs the masks' operator")
+        if self.pack == "predictive" and integer and operator is not None:
             self.codec = "mask-predictive"
         elif self.pack == "none" and self.narrow:
             self.codec = "npy"
@@ -205,9 +206,11 @@ class ContainerWriter:
         if self.rewrite:
             codec = packed_codec(self.pack, dtype)
             self._zf.close()
-            sha = self._rewrite(dtype, codec)
+            sums = [operator.open_count(int(n)) for n in counts] if codec == "mask-predictive" else None
+            sha = self._rewrite(dtype, codec, sums)
             self._zf = zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True)
-            meta["format_version"] = QUANTIZED_VERSION if self.quantize else PACKED_VERSION
+            meta["format_version"] = (PREDICTIVE_VERSION if codec == "mask-predictive" else
+                                      QUANTIZED_VERSION if self.quantize else PACKED_VERSION)
             meta["measurement_codec"] = codec
             meta["measurement_sha256"] = sha
         else:
@@ -227,9 +230,10 @@ class ContainerWriter:
         self._zf.close()
         return meta
 
-    def _rewrite(self, dtype: np.dtype, codec: str) -> str:
+    def _rewrite(self, dtype: np.dtype, codec: str, sums: list | None = None) -> str:
         """Copy the measurements into a fresh archive in ``dtype``, quantized if asked and coded
-        one per member with ``codec``; return the sha256 of the stored little-endian bytes."""
+        one per member with ``codec`` (``sums[k]``: the mask sum of measurement k the
+        mask-predictive codec needs); return the sha256 of the stored little-endian bytes."""
         tmp = self.path + ".narrow"
         sha = hashlib.sha256()
         n, H, W = self.shape
@@ -247,7 +251,8 @@ class ContainerWriter:
                     block = block.astype(dtype.newbyteorder("<"))
                     sha.update(memoryview(block).cast("B"))
                     dst.writestr(zip_info(packed_member(k, codec)),
-                                 encode_measurement(block.reshape(H, W), codec, None, self.quantize))
+                                 encode_measurement(block.reshape(H, W), codec,
+                                                    None if sums is None else sums[k], self.quantize))
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):
