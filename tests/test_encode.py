@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emcs.errors import EmcsError
 from emcs.io import open_stack, read_stack
 from emcs.tcs.container import load_container
 from emcs.tcs.decode import decode_container, unscale_frames
@@ -140,11 +141,13 @@ def test_reproducible_with_source_date_epoch(write_movie, tmp_path, monkeypatch,
     assert c.meta["created"] == "2023-11-14T22:13:20Z"
     with zipfile.ZipFile(a) as z:
         assert {info.date_time for info in z.infolist()} == {(2023, 11, 14, 22, 13, 20)}
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(EmcsError, match="^SOURCE_DATE_EPOCH must be whole seconds"):
+        encode_stack(src, tmp_path / "c.npz", B=5, seed=3, pack=pack, quantize=quantize)
+    assert not (tmp_path / "c.npz").exists()
 
 
 def test_threads_give_the_same_sums(write_movie, tmp_path):
-    from emcs.errors import EmcsError
-
     src, data = write_movie("t.npy", T=31, H=37, W=16, dtype=np.uint8)
     ref = _direct_sums(data, make_masks(5, 10, 37, 16), 10)
     for threads in (1, 2, 7, 64):  # more threads than rows: one row each

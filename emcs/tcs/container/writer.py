@@ -26,6 +26,7 @@ from emcs.tcs.container.schema import (
     PACKED_VERSION,
     PREDICTIVE_VERSION,
     QUANTIZED_VERSION,
+    created_time,
     packed_member,
 )
 from emcs.tcs.operator import smallest_int_dtype
@@ -89,6 +90,7 @@ class ContainerWriter:
                  pack: str | None = "none", quantize: float | None = None, source: str | None = None,
                  operator=None):
         self.pack, self.quantize = check_packing(pack, quantize, stream_dtype, source)
+        created_time()  # a bad SOURCE_DATE_EPOCH stops here, before any work
         self.source = source
         self.path = os.fspath(path)
         self.shape = (int(n), int(H), int(W))
