@@ -244,14 +244,14 @@ def test_deflated_container_still_loads(container, tmp_path):
 
 # --------------------------------------------------------------------------- packed (format version 2)
 @pytest.mark.parametrize(
-    "dtype, scale, codec",
+    "dtype, scale, suffix",
     [
-        (np.uint8, 20, "jpegxl-lossless"),  # sums fit uint8/uint16: lossless JPEG XL
-        (np.uint16, 60000, "zstd"),  # sums need uint32: zstd
-        (np.float32, 1.0, "zstd"),
+        (np.uint8, 20, ".jxl"),  # sums fit uint8/uint16: lossless JPEG XL
+        (np.uint16, 60000, ".npy.zst"),  # sums need uint32: zstd of the measurement's .npy
+        (np.float32, 1.0, ".npy.zst"),
     ],
 )
-def test_packed_round_trip_is_exact(write_movie, tmp_path, dtype, scale, codec):
+def test_packed_round_trip_is_exact(write_movie, tmp_path, dtype, scale, suffix):
     rng = np.random.default_rng(4)
     data = (rng.poisson(3.0, (13, 24, 20)) * scale / 10).astype(dtype)
     src = tmp_path / "p.tif"
@@ -259,9 +259,11 @@ def test_packed_round_trip_is_exact(write_movie, tmp_path, dtype, scale, codec):
     plain, packed = tmp_path / "plain.npz", tmp_path / "packed.npz"
     encode_stack(src, plain, B=5, seed=9)
     res = encode_stack(src, packed, B=5, seed=9, pack="jpegxl")
-    a, b = load_container(plain), load_container(packed)  # verify=True checks the sha256 of the decoded bytes
-    assert b.format_version == 2 and b.meta["measurement_codec"] == codec == res["measurement_codec"]
-    assert b.meta["measurement_sha256"]  # versions 2 and 3 keep their sha256 (of the decoded values)
+    a, b = load_container(plain), load_container(packed)  # verify=True reads every member (zip CRC-32)
+    codec = "zstd-npy" if np.dtype(dtype).kind == "f" else "jpegxl-lossless"
+    assert b.format_version == MEMBERS_VERSION and b.meta["measurement_codec"] == codec == res["measurement_codec"]
+    with zipfile.ZipFile(packed) as z:
+        assert {n[len("measurements/00000000"):] for n in z.namelist() if n.startswith("measurements/")} == {suffix}
     assert b.measurements.shape == a.measurements.shape and b.measurements.dtype == a.measurements.dtype
     np.testing.assert_array_equal(np.asarray(b.measurements), a.measurements)
     np.testing.assert_array_equal(b.measurements[1:3], a.measurements[1:3])
@@ -325,7 +327,7 @@ def test_quantized_counts_stay_within_their_shot_noise(tmp_path):
     encode_stack(src, packed, B=10, seed=3, pack="jpegxl")
     res = encode_stack(src, quant, B=10, seed=3, pack="jpegxl", quantize=1.0)
     a, b = load_container(packed), load_container(quant)  # verify=True checks the codes' sha256
-    assert b.format_version == 3 and res["measurement_quantization"]["step"] == 1.0
+    assert b.format_version == MEMBERS_VERSION and res["measurement_quantization"]["step"] == 1.0
     assert b.meta["measurement_quantization"]["counts_range"] == a.meta["measurement_range"]
     ya, yb = np.asarray(a.measurements, np.float64), np.asarray(b.measurements)
     assert yb.dtype == np.float32 and yb.shape == ya.shape
@@ -360,9 +362,12 @@ def test_quantize_refusals(write_movie, tmp_path):
                    edit_meta=lambda m: m.update(measurement_quantization={"kind": "log", "step": 1}))
     with pytest.raises(EmcsError, match="quantization"):
         load_container(odd)
-    old = _rewrite(good, tmp_path / "old.npz", edit_meta=lambda m: m.update(format_version=2))
+    old = _rewrite(OLD / "v3.npz", tmp_path / "old.npz", edit_meta=lambda m: m.update(format_version=2))
     with pytest.raises(EmcsError, match="version 3"):
         load_container(old)
+    older = _rewrite(good, tmp_path / "older.npz", edit_meta=lambda m: m.update(format_version=4))
+    with pytest.raises(EmcsError, match="cannot have zstd-npy members"):
+        load_container(older)
 
 
 # --------------------------------------------------------------------------- mask-predictive (format version 4)
@@ -434,7 +439,7 @@ def test_predictive_refusals(write_movie, tmp_path):
         load_container(new)
     fsrc, fdata = write_movie("f.tif", T=10, H=16, W=16, dtype=np.float32)
     res = encode_stack(fsrc, tmp_path / "f.npz", B=5, seed=1, pack="predictive")
-    assert res["measurement_codec"] == "zstd"  # float sums: no counts to predict
+    assert res["measurement_codec"] == "zstd-npy"  # float sums: no counts to predict
 
 
 def test_predictive_format_is_pinned():
@@ -520,26 +525,8 @@ def test_open_container_reads_once_and_closes(write_movie, tmp_path, monkeypatch
     assert not (tmp_path / "bad.npy").exists()
 
 
-def test_writer_without_operator_codes_predictive_at_the_end(tmp_path):
-    """A caller that gives the masks only to finish() (as before format version 5) still gets
-    a version-4 container with the same members as version 5 writes at once."""
-    from emcs.tcs.container import ContainerWriter, base_meta
-    from emcs.tcs.operator import TcsOperator
+def test_writer_needs_the_operator_to_code_predictively(tmp_path):
+    from emcs.tcs.container import ContainerWriter
 
-    rng = np.random.default_rng(8)
-    op = TcsOperator.generated(3, 4, (10, 14))
-    x = rng.poisson(9.0, (7, 10, 14)).astype(np.uint16)
-    ys, counts = [op.encode(x[:4]).copy(), op.encode(x[4:]).copy()], np.array([4, 3])
-    paths = {}
-    for label, kw in (("late", {}), ("early", {"operator": op})):
-        w = ContainerWriter(str(tmp_path / f"{label}.npz"), 2, 10, 14, np.uint32, pack="predictive", **kw)
-        for y, n in zip(ys, counts, strict=True):
-            w.write(y, frames=int(n))
-        info = {"dtype": "uint16", "shape": [7, 10, 14], "value_range": [0, 30], "pixel_size": None}
-        w.finish(base_meta(B=4, n=2, frame_shape=(10, 14), mask=op.meta, input_info=info), counts, op)
-        paths[label] = tmp_path / f"{label}.npz"
-    late, early = load_container(paths["late"]), load_container(paths["early"])
-    assert (late.format_version, early.format_version) == (4, MEMBERS_VERSION)
-    np.testing.assert_array_equal(np.asarray(late.measurements), np.stack(ys))
-    with zipfile.ZipFile(paths["late"]) as a, zipfile.ZipFile(paths["early"]) as b:
-        assert all(a.read(f"measurements/{k:08d}.emp") == b.read(f"measurements/{k:08d}.emp") for k in (0, 1))
+    with pytest.raises(ValueError, match="operator"):
+        ContainerWriter(str(tmp_path / "w.npz"), 2, 10, 14, np.uint32, pack="predictive")

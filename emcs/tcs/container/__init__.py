@@ -14,12 +14,12 @@ allow_pickle=False)`` opens it) holding:
     only for explicit masks: the (B, H, W) binary mask, bit-packed.
 
 Members are stored uncompressed. Since format version 5 every measurement
-byte is written once: integer sums go one ``.npy`` member per measurement
-(``measurements/00000000.npy`` ..., each in its own smallest dtype), and the
-zip CRC-32 of the members is the one integrity check; ``measurements.npy``
-(memory-mappable) holds float sums and ``narrow=False`` ones. Packed
-containers (format versions 2-5) code the measurements one per member
-(:mod:`~emcs.tcs.container.codecs`).
+byte is written once, as the measurement is made: integer sums go one ``.npy``
+member per measurement (``measurements/00000000.npy`` ..., each in its own
+smallest dtype), and the zip CRC-32 of the members is the one integrity
+check; ``measurements.npy`` (memory-mappable) holds float sums and
+``narrow=False`` ones. Packed containers (format versions 2-5) code the
+measurements one per member (:mod:`~emcs.tcs.container.codecs`).
 
 Modules
 -------

@@ -57,19 +57,34 @@ def check_packing(pack: str | None, quantize: float | None, dtype=None,
 
 
 def packed_codec(pack: str, dtype) -> str | None:
-    """The codec ``pack`` uses for measurements of ``dtype`` (None: stored plain).
+    """The codec ``pack`` uses for measurements made in ``dtype`` (None: stored plain).
 
-    ``jpegxl`` codes uint8/uint16 losslessly with JPEG XL and falls back to zstd
-    for other dtypes (JPEG XL has no lossless integer mode beyond 16 bits);
-    ``predictive`` (mask-aware prediction, :mod:`emcs.tcs.container.predictive`)
-    codes any integer dtype and falls back to zstd for float sums.
+    ``jpegxl`` codes integer measurements losslessly with JPEG XL, each in
+    uint8 or uint16, and zstd-codes the ``.npy`` of one that needs more or is
+    signed (:func:`member_codec`; JPEG XL has no lossless integer mode beyond
+    16 bits); ``predictive`` (mask-aware prediction,
+    :mod:`emcs.tcs.container.predictive`) codes any integer dtype; float sums
+    and ``zstd`` get ``zstd-npy``.
     """
     dtype = np.dtype(dtype)
     if pack == "none":
         return None
     if pack == "predictive" and dtype.kind in "iu":
         return "mask-predictive"
-    return "jpegxl-lossless" if pack == "jpegxl" and dtype in _JXL_DTYPES else "zstd"
+    return "jpegxl-lossless" if pack == "jpegxl" and dtype.kind in "iu" else "zstd-npy"
+
+
+def member_codec(codec: str, dtype) -> str:
+    """The codec of one member of a ``codec`` container stored in ``dtype`` (JPEG XL: uint8/uint16).
+
+    Examples
+    --------
+    >>> member_codec("jpegxl-lossless", np.uint16), member_codec("jpegxl-lossless", np.uint32)
+    ('jpegxl-lossless', 'zstd-npy')
+    """
+    if codec == "jpegxl-lossless" and np.dtype(dtype) not in _JXL_DTYPES:
+        return "zstd-npy"
+    return codec
 
 
 def anscombe_codes(y: np.ndarray, step: float) -> np.ndarray:
@@ -121,15 +136,26 @@ def encode_measurement(y: np.ndarray, codec: str, mask_sum: np.ndarray | None = 
         return bytes(imagecodecs.jpegxl_encode(np.ascontiguousarray(y), lossless=True, effort=1))
     if codec == "zstd":
         return bytes(imagecodecs.zstd_encode(np.ascontiguousarray(y, y.dtype.newbyteorder("<")).tobytes(), level=3))
+    if codec == "zstd-npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(y, y.dtype.newbyteorder("<")), allow_pickle=False)
+        return bytes(imagecodecs.zstd_encode(buf.getvalue(), level=3))
     raise ValueError(f"unknown codec {codec!r}")
 
 
 def decode_measurement(data: bytes, codec: str, dtype: np.dtype, shape: tuple[int, int],
                        mask_sum: np.ndarray | None = None, step: float | None = None) -> np.ndarray:
     """Inverse of :func:`encode_measurement`; raises ValueError on corrupt data."""
-    if codec == "npy":
-        return _decode_npy(data, dtype, shape)
     import imagecodecs
+
+    if codec in ("npy", "zstd-npy"):
+        try:
+            raw = imagecodecs.zstd_decode(data) if codec == "zstd-npy" else data
+        except Exception as exc:  # the codec raises its own error types
+            raise ValueError(str(exc) or type(exc).__name__) from exc
+        return _decode_npy(bytes(raw), dtype, shape)
 
     try:
         if codec == "mask-predictive":
@@ -142,6 +168,8 @@ def decode_measurement(data: bytes, codec: str, dtype: np.dtype, shape: tuple[in
             y = y.astype(dtype)
         elif codec == "jpegxl-lossless":
             y = np.asarray(imagecodecs.jpegxl_decode(data))
+            if np.can_cast(y.dtype, dtype):  # version 5: a member may be narrower (uint8)
+                y = y.astype(dtype)
         else:
             raw = imagecodecs.zstd_decode(data)
             if len(raw) != int(np.prod(shape)) * dtype.itemsize:
@@ -166,7 +194,7 @@ def _decode_npy(data: bytes, dtype: np.dtype, shape: tuple[int, int]) -> np.ndar
         raise ValueError(f"bad array header ({exc})") from exc
     if mdtype.hasobject:
         raise ValueError("the member holds pickled (object) data; emcs never unpickles files")
-    if mshape != tuple(shape) or fortran or mdtype.kind not in "iu" or not np.can_cast(mdtype, dtype):
+    if mshape != tuple(shape) or fortran or not np.can_cast(mdtype, dtype):
         raise ValueError(f"member holds {mdtype} {mshape}, expected up to {dtype} {tuple(shape)}")
     y = np.frombuffer(data, mdtype, offset=f.tell())
     if y.size != int(np.prod(shape)):

@@ -19,6 +19,7 @@ from emcs.tcs.container.schema import (
     MASK_MEMBER,
     MEAS_MEMBER,
     META_MEMBER,
+    member_choices,
     meta_problems,
     packed_member,
 )
@@ -255,7 +256,7 @@ def read_measurements(zf: zipfile.ZipFile, path: str, meta: dict, mmap: bool):
             raise EmcsError(f"not an emcs measurement container (no {MEAS_MEMBER} member)", path)
         return open_measurements(zf, path, mmap)
     N, (H, W) = meta["n_measurements"], meta["frame_shape"]
-    absent = [k for k in range(N) if packed_member(k, codec) not in names]
+    absent = [k for k in range(N) if not any(name in names for name, _ in member_choices(k, codec))]
     if absent:
         raise EmcsError(f"{len(absent)} of {N} packed measurements are missing "
                         f"(first: {packed_member(absent[0], codec)})", path)

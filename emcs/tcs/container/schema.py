@@ -8,10 +8,12 @@ Format versions (``meta["format_version"]``; a reader refuses newer ones):
 3. as 2, but the members hold Anscombe quantization codes
    (``meta["measurement_quantization"]``);
 4. as 2 or 3, with the mask-predictive codec (:mod:`emcs.tcs.container.predictive`);
-5. every byte written once: integer sums one ``.npy`` member per measurement,
-   each in its own smallest dtype (codec ``"npy"``), mask-predictive members
-   coded as they come, or one plain ``measurements.npy``; the integrity check
-   is the zip CRC-32 of the members (no ``measurement_sha256``).
+5. every byte written once, each measurement as it comes, in its own
+   narrowest dtype: one ``.npy`` member per measurement (codec ``"npy"``),
+   mask-predictive members, JPEG XL members (``.npy.zst`` for one beyond
+   uint16) or zstd-coded ``.npy`` members (codec ``"zstd-npy"``), or one plain
+   ``measurements.npy`` (float sums, no narrowing); the integrity check is the
+   zip CRC-32 of the members (no ``measurement_sha256``).
 
 ``SOURCE_DATE_EPOCH`` (the reproducible-builds convention), when set, is the
 ``created`` time and the zip members' time stamp, so that two encodes of the
@@ -38,7 +40,8 @@ CHECKSUM_CRC32 = "zip-crc32"
 #: measurement quantizations this emcs reads
 QUANTIZATIONS = ("anscombe",)
 #: lossless codecs for packed measurements: name -> member suffix
-CODECS = {"jpegxl-lossless": ".jxl", "zstd": ".zst", "mask-predictive": ".emp", "npy": ".npy"}
+CODECS = {"jpegxl-lossless": ".jxl", "zstd": ".zst", "mask-predictive": ".emp", "npy": ".npy",
+          "zstd-npy": ".npy.zst"}
 KNOWN_MASK_ALGORITHMS = (MASK_ALGORITHM,)
 PACKED_PREFIX = "measurements/"
 MEAS_MEMBER = "measurements.npy"
@@ -65,6 +68,15 @@ _REQUIRED_INPUT = ("dtype", "shape", "value_range", "pixel_size")
 def packed_member(k: int, codec: str) -> str:
     """Member name of packed measurement ``k``."""
     return f"{PACKED_PREFIX}{int(k):08d}{CODECS[codec]}"
+
+
+def member_choices(k: int, codec: str) -> list[tuple[str, str]]:
+    """(name, codec) of the members measurement ``k`` of a ``codec`` container may be stored in:
+    a version-5 JPEG XL container zstd-codes the ``.npy`` of a measurement beyond uint16."""
+    choices = [(packed_member(k, codec), codec)]
+    if codec == "jpegxl-lossless":
+        choices.append((packed_member(k, "zstd-npy"), "zstd-npy"))
+    return choices
 
 
 def meta_problems(meta: dict) -> list[str]:
@@ -111,8 +123,8 @@ def _coding_problems(meta: dict, version: int) -> list[str]:
         problems.append(f"a format version {version} container cannot have packed measurements")
     if codec == "mask-predictive" and version < PREDICTIVE_VERSION:
         problems.append(f"a format version {version} container cannot have mask-predictive measurements")
-    if codec == "npy" and version < MEMBERS_VERSION:
-        problems.append(f"a format version {version} container cannot have one .npy member per measurement")
+    if codec in ("npy", "zstd-npy") and version < MEMBERS_VERSION:
+        problems.append(f"a format version {version} container cannot have {codec} members")
     if version >= MEMBERS_VERSION and meta.get("measurement_checksum") != CHECKSUM_CRC32:
         problems.append(f"unknown measurement checksum {meta.get('measurement_checksum')!r} "
                         f"(this emcs knows {CHECKSUM_CRC32!r}); upgrade emcs")
