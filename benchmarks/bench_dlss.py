@@ -35,13 +35,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from emcs.simulate.textures import degrade, stem_texture
 from scipy import ndimage
 
 from emcs.compare.metrics import psnr, ssim
 from emcs.dlss import smoothing
 from emcs.dlss.sampling import subsample
 from emcs.dlss.supersample import auto_smoothing, load_default_model, supersample_frame
+from emcs.simulate.textures import degrade, stem_texture
 
 # real data live beside the checkout in ../shared/data; EMCS_SHARED_DATA overrides
 SHARED_DATA = Path(os.environ.get("EMCS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

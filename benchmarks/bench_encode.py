@@ -29,6 +29,12 @@ GAP-TV replaced by a stand-in that returns zeros: what is timed is the decode
 pipeline around the decoder (opening, validating and verifying the container,
 decoding its members, scaling, writing the output ``.npy``).
 
+Part ``disk`` (``--parts disk [--base CHECKOUT] [--frames 2000]``) encodes a
+2000 x 1024 x 1024 uint16 movie (4.2 GB, made in /tmp and deleted after) from
+the page cache with ``emcs encode`` in a subprocess, this tree and ``--base``
+alternating: whole-process GB/s, CPU seconds, peak RSS, start-up; and JPEG XL
+lossless effort 1 on one thread in memory, in the same run.
+
 Part 3 runs ``emcs encode`` in a subprocess on movies of growing length
 (512 x 512 uint16, .npy and .tif) and samples the child's /proc status every
 10 ms: peak RSS, and its anonymous part (heap: what the encoder allocates)
@@ -136,8 +142,13 @@ def _bench_one(name: str, x: np.ndarray, B: int) -> dict:
     }
 
 
-def _peak_memory(cmd: list[str]) -> dict:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _peak_memory(cmd: list[str], env: dict | None = None) -> dict:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # cwd: `python -c` puts the working directory first on sys.path, before PYTHONPATH
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            cwd=tempfile.gettempdir())
     peak = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0}
     status = f"/proc/{proc.pid}/status"
     t0 = time.perf_counter()
@@ -155,7 +166,9 @@ def _peak_memory(cmd: list[str]) -> dict:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {err}")
-    return {k: v / 1024 for k, v in peak.items()} | {"seconds": seconds}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {k: v / 1024 for k, v in peak.items()} | {"seconds": seconds, "cpu_seconds": cpu}
 
 
 def _write_movie(path: str, T: int, H: int, W: int) -> None:
@@ -194,6 +207,86 @@ def bench_memory(lengths: list[int], size: int, B: int) -> list[dict]:
                 os.unlink(src)
                 os.unlink(out)
     return rows
+
+
+_EMCS = "import sys; from emcs.cli import main; sys.argv=sys.argv[1:]; main()"
+
+
+def _tree_env(tree: str) -> dict:
+    return {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
+
+
+def bench_disk(T: int, size: int, B: int, trees: dict[str, str], repeats: int = 3) -> dict:
+    """Whole-process `emcs encode` of a (T, size, size) uint16 movie in the page cache, for each
+    source tree (label -> checkout), alternating; JPEG XL lossless effort 1 (one thread, in
+    memory) on 20 of its frames; start-up (`encode --help`, a tiny encode) per tree."""
+    import imagecodecs
+
+    tmp = os.environ.get("BENCH_TMP", tempfile.gettempdir())
+    movie, out = os.path.join(tmp, f"encspeed_movie_{T}x{size}.npy"), os.path.join(tmp, "encspeed_movie.npz")
+    tiny = os.path.join(tmp, "encspeed_tiny.npy")
+    rng = np.random.default_rng(0)
+    np.save(tiny, rng.integers(0, 41, (20, 64, 64)).astype(np.uint16))
+    if not os.path.exists(movie):
+        mm = np.lib.format.open_memmap(movie, mode="w+", dtype=np.uint16, shape=(T, size, size))
+        for a in range(0, T, 50):  # counts 0..40 (mean 20): sums at B = 10 fit uint16, not uint8
+            mm[a : a + 50] = rng.integers(0, 41, (min(50, T - a), size, size), dtype=np.uint16)
+        mm.flush()
+        del mm
+    with open(movie, "rb") as fh:  # into the page cache
+        while fh.read(1 << 26):
+            pass
+    nbytes = T * size * size * 2
+    rows = {label: {"runs": [], "peak": 0.0} for label in trees}
+    try:
+        for _ in range(repeats):
+            for label, tree in trees.items():
+                cmd = [sys.executable, "-c", _EMCS, "emcs", "encode", movie, "-o", out, "-B", str(B),
+                       "--seed", "1", "--quiet", "--force"]
+                peak = _peak_memory(cmd, _tree_env(tree))
+                rows[label]["runs"].append(nbytes / 1e9 / peak["seconds"])
+                rows[label].setdefault("cpu", []).append(peak["cpu_seconds"])
+                rows[label]["peak"] = max(rows[label]["peak"], peak["VmRSS"])
+                rows[label]["output_MB"] = os.path.getsize(out) / 1e6
+        for label, tree in trees.items():
+            for what, args in (("help", ["encode", "--help"]),
+                               ("tiny", ["encode", tiny, "-o", out, "--seed", "1", "--quiet", "--force"])):
+                rows[label][what] = min(_peak_memory([sys.executable, "-c", _EMCS, "emcs", *args],
+                                                     _tree_env(tree))["seconds"] for _ in range(3))
+        rows["python -c pass"] = min(_peak_memory([sys.executable, "-c", "pass"])["seconds"] for _ in range(3))
+        x = np.array(np.load(movie, mmap_mode="r")[:20])
+        t = time.perf_counter()
+        for f in x:
+            imagecodecs.jpegxl_encode(f, lossless=True, effort=1, numthreads=1)
+        rows["jxl_GBs"] = x.nbytes / 1e9 / (time.perf_counter() - t)
+    finally:
+        for path in (movie, out, tiny):
+            if os.path.exists(path):
+                os.unlink(path)
+    rows["load"] = os.getloadavg()
+    rows["emcs"] = {label: subprocess.run([sys.executable, "-c", "import emcs; print(emcs.__file__)"],
+                                          env=_tree_env(tree), cwd=tempfile.gettempdir(), text=True,
+                                          capture_output=True).stdout.strip() for label, tree in trees.items()}
+    rows["GB"] = nbytes / 1e9
+    return rows
+
+
+def _print_disk(rows: dict, T: int, size: int, B: int) -> None:
+    print(f"\n## Whole process, {T} x {size}^2 uint16 ({rows['GB']:.1f} GB) from the page cache, B = {B}\n")
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in rows['load'])}; "
+          f"JPEG XL lossless effort 1, one thread, in memory: {rows['jxl_GBs']:.3f} GB/s; "
+          f"`python -c pass`: {rows['python -c pass']:.2f} s; emcs imported from {rows['emcs']}\n")
+    print("| tree | GB/s per run | best GB/s | best / JPEG XL e1 | CPU s per run | GB per CPU s "
+          "| peak RSS MB | output MB | `encode --help` s | tiny encode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, r in rows.items():
+        if not isinstance(r, dict) or label == "emcs":
+            continue
+        best = max(r["runs"])
+        print(f"| {label} | {', '.join(f'{v:.2f}' for v in r['runs'])} | {best:.2f} | "
+              f"{best / rows['jxl_GBs']:.1f}x | {', '.join(f'{v:.1f}' for v in r['cpu'])} | "
+              f"{rows['GB'] / min(r['cpu']):.2f} | {r['peak']:.0f} | {r['output_MB']:.0f} | {r['help']:.2f} | "
+              f"{r['tiny']:.2f} |")
 
 
 def _drift_scene(img: np.ndarray, B: int = 8, size: int = 256) -> np.ndarray:
@@ -312,7 +405,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("-B", type=int, default=10)
     parser.add_argument("--parts", default="speed,roundtrip,memory,quality",
-                        help="comma-separated subset of speed, roundtrip, memory, quality")
+                        help="comma-separated subset of speed, roundtrip, memory, quality, disk")
+    parser.add_argument("--base", help="disk: a checkout of the tree to compare with (e.g. before a change)")
+    parser.add_argument("--frames", type=int, default=2000, help="disk: movie length (1024 x 1024 frames)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(f"# emcs encode benchmark\n\nmachine: {platform.processor() or platform.machine()}, "
@@ -326,6 +421,11 @@ def main() -> None:
         lengths = [20, 80] if args.quick else [100, 400, 1600]
         size = 256 if args.quick else 512
         _print_memory(bench_memory(lengths, size, args.B), size, args.B)
+    if "disk" in parts:
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        trees = ({"before (--base)": args.base} if args.base else {}) | {"this tree": here}
+        size = 256 if args.quick else 1024
+        _print_disk(bench_disk(args.frames, size, args.B, trees), args.frames, size, args.B)
     if "quality" in parts:
         rows = bench_quality(args.quick)
         print("\n## What a measurement is worth: GAP-TV after encoding (one thread, 40 iterations)\n")

@@ -42,13 +42,11 @@ def score(x: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def naive_movie(container) -> np.ndarray:
     """The naive estimate Ybar = Y / sum C (paper Eq. 2) for every frame, in input units."""
-    masks = container.masks()
+    op = container.operator
     out = []
     for k in range(container.n_measurements):
         n = int(container.counts[k])
-        r = masks[:n].sum(0).astype(np.float64)
-        r[r == 0] = 1
-        ybar = np.asarray(container.measurements[k], dtype=np.float64) / r
+        ybar = op.normalized(np.asarray(container.measurements[k], dtype=np.float64), n)
         out.append(np.repeat(ybar[None], n, axis=0))
     return np.concatenate(out)
 

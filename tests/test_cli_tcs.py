@@ -62,12 +62,12 @@ def test_encode_json_several_inputs_and_info(write_movie, tmp_path):
     assert load_container(tmp_path / "a.npz").seed == payload["results"][0]["seed"]
     info = json.loads(_run("info", tmp_path / "a.npz", "--json").stdout)
     assert info["B"] == 4 and info["shape"] == [7, 8, 8] and info["ratio"] > 0
-    assert info["format_version"] == 1 and info["seed"] == payload["results"][0]["seed"]
+    assert info["format_version"] == 5 and info["seed"] == payload["results"][0]["seed"]
     r = _run("encode", a, "-o", tmp_path / "a-packed.npz", "--pack", "jpegxl", "--json", "-B", 4)
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["measurement_codec"] == "jpegxl-lossless"
     packed = json.loads(_run("info", tmp_path / "a-packed.npz", "--json").stdout)
-    assert packed["format_version"] == 2 and packed["measurement_codec"] == "jpegxl-lossless"
+    assert packed["format_version"] == 5 and packed["measurement_codec"] == "jpegxl-lossless"
     r = _run("encode", a, "-o", tmp_path / "a-q.npz", "--pack", "zstd", "--quantize", 0.5, "--json", "-B", 4)
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["measurement_quantization"]["step"] == 0.5
@@ -77,7 +77,7 @@ def test_encode_json_several_inputs_and_info(write_movie, tmp_path):
     r = _run("encode", a, "-o", tmp_path / "a-p.npz", "--quantize", 1, "--json", "-B", 4)  # packs predictively
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["measurement_codec"] == "mask-predictive"
-    assert json.loads(_run("info", tmp_path / "a-p.npz", "--json").stdout)["format_version"] == 4
+    assert json.loads(_run("info", tmp_path / "a-p.npz", "--json").stdout)["format_version"] == 5
     stack = json.loads(_run("info", a, "--json").stdout)
     assert stack["shape"] == [7, 8, 8] and stack["dtype"] == "uint16"
     r = _run("info", tmp_path / "a.npz")

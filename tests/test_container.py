@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import struct
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from emcs.errors import EmcsError
 from emcs.io import write_stack
-from emcs.tcs.container import FORMAT_VERSION, UNPACKED_VERSION, load_container, smallest_int_dtype
+from emcs.tcs.container import FORMAT_VERSION, MEMBERS_VERSION, load_container, smallest_int_dtype
 from emcs.tcs.encode import encode_stack
 from emcs.tcs.masks import MASK_ALGORITHM, make_masks
 
@@ -23,6 +25,36 @@ def container(write_movie, tmp_path):
     out = tmp_path / "m.npz"
     encode_stack(src, out, B=5, seed=77)
     return out, data
+
+
+OLD = Path(__file__).parent / "data" / "old_containers"
+
+
+def _old_movie():
+    """The movie the stored old-format containers (tests/data/old_containers, written by emcs
+    before format version 5: v1 plain, v2 --pack jpegxl, v3 --pack zstd --quantize 1,
+    v4 --pack predictive; B = 5, seed 77) were encoded from."""
+    return np.random.default_rng(2026).poisson(6.0, (13, 16, 12)).astype(np.uint16)
+
+
+def _data_offset(path, name):
+    """Offset in the file of the first byte after the .npy header of the stored member ``name``."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name)
+        with z.open(name) as f:
+            np.lib.format.read_magic(f)
+            np.lib.format.read_array_header_1_0(f)
+            header = f.tell()
+    raw = Path(path).read_bytes()
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26 : info.header_offset + 30])
+    return info.header_offset + 30 + name_len + extra_len + header
+
+
+def _flip(path, dst, offset):
+    raw = bytearray(Path(path).read_bytes())
+    raw[offset] ^= 0xFF
+    Path(dst).write_bytes(bytes(raw))
+    return dst
 
 
 def _rewrite(src, dst, edit_meta=None, drop=(), replace=None):
@@ -46,21 +78,35 @@ def test_round_trip_attributes(container):
     path, data = container
     c = load_container(path)
     assert c.measurements.shape == (3, 16, 12)
-    assert isinstance(c.measurements, np.memmap)
+    assert c.meta["measurement_codec"] == "npy" and "measurement_sha256" not in c.meta
     assert c.counts.tolist() == [5, 5, 3]
     assert c.B == 5 and c.input_dtype == np.uint16 and c.input_shape == (13, 16, 12)
     assert c.value_range == (float(data.min()), float(data.max()))
     assert c.pixel_size == pytest.approx(2.5)
-    assert c.format_version == UNPACKED_VERSION and c.seed == 77
+    assert c.format_version == MEMBERS_VERSION and c.seed == 77
     assert c.meta["mask"]["algorithm"] == MASK_ALGORITHM
     np.testing.assert_array_equal(c.masks(), make_masks(77, 5, 16, 12))
     np.testing.assert_array_equal(c.masks(rows=(2, 9), cols=(3, 12)), make_masks(77, 5, 16, 12)[:, 2:9, 3:])
     assert c.group_frames(2) == (10, 13)
     assert c.ratio == pytest.approx(13 * 16 * 12 * 2 / path.stat().st_size)
-    # a plain numpy user can open it without pickle
+    # a plain numpy user can open it without pickle (one member per measurement, each narrowest)
     with np.load(path, allow_pickle=False) as z:
-        np.testing.assert_array_equal(z["measurements"], c.measurements)
+        for k in range(3):
+            np.testing.assert_array_equal(z[f"measurements/{k:08d}"], c.measurements[k])
         assert json.loads(z["meta"].tobytes())["B"] == 5
+
+
+def test_plain_single_member_is_memory_mapped_and_crc_checked(container, tmp_path):
+    path, data = container
+    src = str(path).replace(".npz", ".tif")
+    wide = tmp_path / "wide.npz"
+    encode_stack(src, wide, B=5, seed=77, narrow=False)  # one member, written once, mappable
+    c = load_container(wide)
+    assert isinstance(c.measurements, np.memmap) and c.format_version == MEMBERS_VERSION
+    assert c.measurements.dtype == np.uint32 and "measurement_codec" not in c.meta
+    np.testing.assert_array_equal(c.measurements, load_container(path).measurements[:])
+    with pytest.raises(EmcsError, match="checksum mismatch"):  # the CRC-32, checked on the mapped bytes
+        load_container(_flip(wide, tmp_path / "flip.npz", _data_offset(wide, "measurements.npy") + 5))
 
 
 def test_explicit_mask_is_stored_packed(write_movie, tmp_path):
@@ -83,9 +129,12 @@ def test_refuses_pickled_member(container, tmp_path):
     path, _ = container
     buf = io.BytesIO()
     np.save(buf, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
-    bad = _rewrite(path, tmp_path / "p.npz", replace={"measurements.npy": buf.getvalue()})
+    bad = _rewrite(path, tmp_path / "p.npz", replace={"measurements/00000001.npy": buf.getvalue()})
     with pytest.raises(EmcsError, match="pickle"):
         load_container(bad)
+    bad1 = _rewrite(OLD / "v1.npz", tmp_path / "p1.npz", replace={"measurements.npy": buf.getvalue()})
+    with pytest.raises(EmcsError, match="pickle"):
+        load_container(bad1)
     bad2 = _rewrite(path, tmp_path / "p2.npz", replace={"meta.npy": buf.getvalue()})
     with pytest.raises(EmcsError, match="pickle"):
         load_container(bad2)
@@ -95,25 +144,51 @@ def test_refuses_bad_checksum(write_movie, tmp_path):
     src, _ = write_movie("big.tif", T=20, H=64, W=64, dtype=np.uint16)
     path = tmp_path / "big.npz"
     encode_stack(src, path, B=5, seed=1)
-    c = load_container(path)
-    raw = bytearray(path.read_bytes())
-    offset = c.measurements.offset + 10
-    del c
-    raw[offset] ^= 0xFF
-    bad = tmp_path / "c.npz"
-    bad.write_bytes(bytes(raw))
-    with pytest.raises(EmcsError, match="checksum mismatch"):
+    bad = _flip(path, tmp_path / "c.npz", _data_offset(path, "measurements/00000002.npy") + 10)
+    with pytest.raises(EmcsError, match="checksum mismatch"):  # the member's zip CRC-32
         load_container(bad)
+    with pytest.raises(EmcsError, match="checksum mismatch"):
+        load_container(bad, verify=False).measurements[2]  # checked on every read, too
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_old_format_containers_still_read(tmp_path, version):
+    """Containers written before format version 5 (stored in tests/data) load, verify their
+    sha256 and give the same values as a new encode of the same movie."""
+    from emcs.tcs.container import anscombe_values, validate
+
+    path = OLD / f"v{version}.npz"
+    src = tmp_path / "m.tif"
+    write_stack(src, _old_movie())
+    encode_stack(src, tmp_path / "new.npz", B=5, seed=77)
+    new = np.asarray(load_container(tmp_path / "new.npz").measurements)
+    c = load_container(path)
+    assert c.format_version == version and c.verified and validate(path) == []
+    old = np.asarray(c.measurements)
+    if version == 3:  # quantized: the codes of the same sums
+        np.testing.assert_array_equal(old, anscombe_values(anscombe_codes_of(new), 1.0))
+    else:
+        np.testing.assert_array_equal(old, new)
+        assert old.dtype == new.dtype
+    if version == 1:  # the sha256 still catches a flipped bit in the mapped member
+        bad = _flip(path, tmp_path / "flip.npz", _data_offset(path, "measurements.npy") + 3)
+        with pytest.raises(EmcsError, match="checksum mismatch"):
+            load_container(bad)
+        assert validate(bad)[0].startswith("checksum mismatch")
+        lacking = _rewrite(path, tmp_path / "f.npz", edit_meta=lambda m: m.pop("measurement_sha256"))
+        with pytest.raises(EmcsError, match="lacks"):
+            load_container(lacking)
+
+
+def anscombe_codes_of(y):
+    from emcs.tcs.container import anscombe_codes
+
+    return anscombe_codes(y, 1.0)
 
 
 def test_refuses_corrupted_small_member(container, tmp_path):
     path, _ = container
-    c = load_container(path)
-    raw = bytearray(path.read_bytes())
-    raw[c.measurements.offset + 3] ^= 0xFF
-    del c
-    bad = tmp_path / "s.npz"
-    bad.write_bytes(bytes(raw))
+    bad = _flip(path, tmp_path / "s.npz", _data_offset(path, "measurements/00000000.npy") + 3)
     with pytest.raises(EmcsError, match="checksum mismatch"):
         load_container(bad)
 
@@ -138,11 +213,11 @@ def test_refuses_truncated_and_garbage(container, tmp_path):
         load_container(tmp_path / "missing.npz")
 
 
-@pytest.mark.parametrize("field", ["measurement_sha256", "B", "mask"])
+@pytest.mark.parametrize("field", ["measurement_checksum", "B", "mask"])
 def test_refuses_missing_field(container, tmp_path, field):
     path, _ = container
     bad = _rewrite(path, tmp_path / "f.npz", edit_meta=lambda m: m.pop(field))
-    with pytest.raises(EmcsError, match="lacks"):
+    with pytest.raises(EmcsError, match="lacks|checksum"):
         load_container(bad)
 
 
@@ -169,14 +244,14 @@ def test_deflated_container_still_loads(container, tmp_path):
 
 # --------------------------------------------------------------------------- packed (format version 2)
 @pytest.mark.parametrize(
-    "dtype, scale, codec",
+    "dtype, scale, suffix",
     [
-        (np.uint8, 20, "jpegxl-lossless"),  # sums fit uint8/uint16: lossless JPEG XL
-        (np.uint16, 60000, "zstd"),  # sums need uint32: zstd
-        (np.float32, 1.0, "zstd"),
+        (np.uint8, 20, ".jxl"),  # sums fit uint8/uint16: lossless JPEG XL
+        (np.uint16, 60000, ".npy.zst"),  # sums need uint32: zstd of the measurement's .npy
+        (np.float32, 1.0, ".npy.zst"),
     ],
 )
-def test_packed_round_trip_is_exact(write_movie, tmp_path, dtype, scale, codec):
+def test_packed_round_trip_is_exact(write_movie, tmp_path, dtype, scale, suffix):
     rng = np.random.default_rng(4)
     data = (rng.poisson(3.0, (13, 24, 20)) * scale / 10).astype(dtype)
     src = tmp_path / "p.tif"
@@ -184,9 +259,11 @@ def test_packed_round_trip_is_exact(write_movie, tmp_path, dtype, scale, codec):
     plain, packed = tmp_path / "plain.npz", tmp_path / "packed.npz"
     encode_stack(src, plain, B=5, seed=9)
     res = encode_stack(src, packed, B=5, seed=9, pack="jpegxl")
-    a, b = load_container(plain), load_container(packed)  # verify=True checks the sha256 of the decoded bytes
-    assert b.format_version == 2 and b.meta["measurement_codec"] == codec == res["measurement_codec"]
-    assert a.meta["measurement_sha256"] == b.meta["measurement_sha256"]
+    a, b = load_container(plain), load_container(packed)  # verify=True reads every member (zip CRC-32)
+    codec = "zstd-npy" if np.dtype(dtype).kind == "f" else "jpegxl-lossless"
+    assert b.format_version == MEMBERS_VERSION and b.meta["measurement_codec"] == codec == res["measurement_codec"]
+    with zipfile.ZipFile(packed) as z:
+        assert {n[len("measurements/00000000"):] for n in z.namelist() if n.startswith("measurements/")} == {suffix}
     assert b.measurements.shape == a.measurements.shape and b.measurements.dtype == a.measurements.dtype
     np.testing.assert_array_equal(np.asarray(b.measurements), a.measurements)
     np.testing.assert_array_equal(b.measurements[1:3], a.measurements[1:3])
@@ -250,7 +327,7 @@ def test_quantized_counts_stay_within_their_shot_noise(tmp_path):
     encode_stack(src, packed, B=10, seed=3, pack="jpegxl")
     res = encode_stack(src, quant, B=10, seed=3, pack="jpegxl", quantize=1.0)
     a, b = load_container(packed), load_container(quant)  # verify=True checks the codes' sha256
-    assert b.format_version == 3 and res["measurement_quantization"]["step"] == 1.0
+    assert b.format_version == MEMBERS_VERSION and res["measurement_quantization"]["step"] == 1.0
     assert b.meta["measurement_quantization"]["counts_range"] == a.meta["measurement_range"]
     ya, yb = np.asarray(a.measurements, np.float64), np.asarray(b.measurements)
     assert yb.dtype == np.float32 and yb.shape == ya.shape
@@ -285,9 +362,12 @@ def test_quantize_refusals(write_movie, tmp_path):
                    edit_meta=lambda m: m.update(measurement_quantization={"kind": "log", "step": 1}))
     with pytest.raises(EmcsError, match="quantization"):
         load_container(odd)
-    old = _rewrite(good, tmp_path / "old.npz", edit_meta=lambda m: m.update(format_version=2))
+    old = _rewrite(OLD / "v3.npz", tmp_path / "old.npz", edit_meta=lambda m: m.update(format_version=2))
     with pytest.raises(EmcsError, match="version 3"):
         load_container(old)
+    older = _rewrite(good, tmp_path / "older.npz", edit_meta=lambda m: m.update(format_version=4))
+    with pytest.raises(EmcsError, match="cannot have zstd-npy members"):
+        load_container(older)
 
 
 # --------------------------------------------------------------------------- mask-predictive (format version 4)
@@ -306,8 +386,7 @@ def test_predictive_round_trip_is_exact(tmp_path, dtype, lam, explicit):
     encode_stack(src, plain, **opts)
     res = encode_stack(src, packed, pack="predictive", **opts)
     a, b = load_container(plain), load_container(packed)  # verify=True: sha256 of the decoded values
-    assert b.format_version == 4 and res["measurement_codec"] == "mask-predictive"
-    assert a.meta["measurement_sha256"] == b.meta["measurement_sha256"]
+    assert b.format_version == MEMBERS_VERSION and res["measurement_codec"] == "mask-predictive"
     assert b.measurements.dtype == a.measurements.dtype
     np.testing.assert_array_equal(np.asarray(b.measurements), a.measurements)
     np.testing.assert_array_equal(b.measurements[-1], a.measurements[-1])  # the short group's own mask sum
@@ -360,7 +439,7 @@ def test_predictive_refusals(write_movie, tmp_path):
         load_container(new)
     fsrc, fdata = write_movie("f.tif", T=10, H=16, W=16, dtype=np.float32)
     res = encode_stack(fsrc, tmp_path / "f.npz", B=5, seed=1, pack="predictive")
-    assert res["measurement_codec"] == "zstd"  # float sums: no counts to predict
+    assert res["measurement_codec"] == "zstd-npy"  # float sums: no counts to predict
 
 
 def test_predictive_format_is_pinned():
@@ -407,12 +486,8 @@ def test_validate_lists_every_problem(container, tmp_path):
         load_container(tmp_path / "many.npz")
     inconsistent = _rewrite(path, tmp_path / "i.npz", edit_meta=lambda m: m["input"].update(shape=[99, 16, 12]))
     assert len(validate(inconsistent)) == 2  # frame counts and coverage
-    c = load_container(path)
-    raw = bytearray(path.read_bytes())
-    raw[c.measurements.offset + 3] ^= 0xFF
-    del c
-    (tmp_path / "flip.npz").write_bytes(bytes(raw))
-    [problem] = validate(tmp_path / "flip.npz")  # the zip CRC (small member) or the sha256
+    _flip(path, tmp_path / "flip.npz", _data_offset(path, "measurements/00000001.npy") + 3)
+    [problem] = validate(tmp_path / "flip.npz")  # the zip CRC-32 of the member
     assert problem.startswith("checksum mismatch")
 
 
@@ -448,3 +523,10 @@ def test_open_container_reads_once_and_closes(write_movie, tmp_path, monkeypatch
     with pytest.raises(EmcsError, match="corrupt|checksum"):
         decode_container(bad, tmp_path / "bad.npy", method="gap-tv", iters=2, device="cpu")
     assert not (tmp_path / "bad.npy").exists()
+
+
+def test_writer_needs_the_operator_to_code_predictively(tmp_path):
+    from emcs.tcs.container import ContainerWriter
+
+    with pytest.raises(ValueError, match="operator"):
+        ContainerWriter(str(tmp_path / "w.npz"), 2, 10, 14, np.uint32, pack="predictive")

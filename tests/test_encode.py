@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emcs.errors import EmcsError
 from emcs.io import open_stack, read_stack
 from emcs.tcs.container import load_container
 from emcs.tcs.decode import decode_container, unscale_frames
@@ -121,3 +122,49 @@ def test_noise_estimate_picks_decoder_settings(tmp_path):
         c = load_container(tmp_path / f"{name}.npz")
         assert choose_noise_level(c)[0] == level
         assert choose_noise_level(c, "low")[0] == "low"
+
+
+@pytest.mark.parametrize("pack, quantize", [("none", None), ("predictive", None), ("predictive", 1.0),
+                                            ("jpegxl", None), ("zstd", 1.0)])
+def test_reproducible_with_source_date_epoch(write_movie, tmp_path, monkeypatch, pack, quantize):
+    """SOURCE_DATE_EPOCH fixes `created` and the zip time stamps: two encodes are byte-identical,
+    whatever the number of threads summing the groups."""
+    import zipfile
+
+    src, _ = write_movie("r.tif", T=23, H=33, W=20, dtype=np.uint16)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    encode_stack(src, a, B=5, seed=3, pack=pack, quantize=quantize, threads=1)
+    encode_stack(src, b, B=5, seed=3, pack=pack, quantize=quantize, threads=3)
+    assert a.read_bytes() == b.read_bytes()
+    c = load_container(a)
+    assert c.meta["created"] == "2023-11-14T22:13:20Z"
+    with zipfile.ZipFile(a) as z:
+        assert {info.date_time for info in z.infolist()} == {(2023, 11, 14, 22, 13, 20)}
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(EmcsError, match="^SOURCE_DATE_EPOCH must be whole seconds"):
+        encode_stack(src, tmp_path / "c.npz", B=5, seed=3, pack=pack, quantize=quantize)
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_threads_give_the_same_sums(write_movie, tmp_path):
+    src, data = write_movie("t.npy", T=31, H=37, W=16, dtype=np.uint8)
+    ref = _direct_sums(data, make_masks(5, 10, 37, 16), 10)
+    for threads in (1, 2, 7, 64):  # more threads than rows: one row each
+        encode_stack(src, tmp_path / f"{threads}.npz", B=10, seed=5, threads=threads)
+        c = load_container(tmp_path / f"{threads}.npz")
+        np.testing.assert_array_equal(np.asarray(c.measurements, np.float64), ref)
+        assert c.meta["input"]["value_range"] == [int(data.min()), int(data.max())]
+    for bad in (0, -1, 1.5):
+        with pytest.raises(EmcsError, match="^threads must") as err:
+            encode_stack(src, tmp_path / "x.npz", B=10, threads=bad)
+        assert err.value.param == "threads"
+
+
+def test_encoder_keeps_patterns_not_boolean_masks():
+    op = TcsOperator.generated(seed=2, B=6, frame_shape=(9, 10))
+    x = np.random.default_rng(0).integers(0, 200, (6, 9, 10)).astype(np.uint16)
+    y = op.encode(x)
+    assert op._full is None and 6 in op._counts  # the mask sum was taken from the same masks
+    np.testing.assert_array_equal(y, (x.astype(np.int64) * make_masks(2, 6, 9, 10)).sum(0))
+    np.testing.assert_array_equal(op.open_count(), make_masks(2, 6, 9, 10).sum(0))

@@ -87,13 +87,16 @@ def encode_cmd(
     mask: str = typer.Option(None, "--mask", help="Explicit binary (B, H, W) mask (.npy/.tif) instead of generated masks."),
     pack: str = typer.Option(
         None, "--pack",
-        help="Lossless coding of the measurements: none (memory-mappable, fastest; the default), "
+        help="Lossless coding of the measurements: none (one member per measurement, written "
+             "once; fastest; the default), "
              "predictive (divides the known masks out: smallest; the default with --quantize), "
              "jpegxl or zstd."),
     quantize: float = typer.Option(
         None, "--quantize", metavar="STEP",
         help="Lossy, for counting data: quantize the sums with a step of STEP x their shot noise "
              "(Anscombe domain; 1 adds 8% noise variance, 2-2.7x smaller than lossless packing)."),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="Threads summing each group (default: the cores)."),
     dataset: str = DATASET_OPTION,
     eer_frames: int = EER_FRAMES_OPTION,
     eer_upsampling: int = EER_UPSAMPLING_OPTION,
@@ -152,7 +155,7 @@ def encode_cmd(
 
         jobs, failures = run_each(rep, jobs, check, keep_going)
         settings = dict(B=B, seed=seed, density=density, masks=masks, force=force, pack=pack,
-                        quantize=quantize, mask_source=mask)
+                        quantize=quantize, mask_source=mask, threads=threads)
 
         def encode(job):
             inp, src, out = job

@@ -1,5 +1,5 @@
 """Image resolution by decorrelation analysis (Descloux, Grussmayer & Radenovic,
-Nat. Methods 16:918, 2019), written from the paper and ``shared/refs/sim.md`` s. 4.
+Nat. Methods 16:918, 2019), written from the paper.
 
 For a normalised Fourier spectrum ``I`` and its phase-only version
 ``I_n = I / |I|``, the decorrelation curve is

@@ -1,7 +1,7 @@
 """Optical transfer function of a wide-field fluorescence microscope.
 
 All spatial frequencies are in cycles per micrometre; pixel sizes in nm.
-The in-focus OTF of a circular pupil (see ``shared/refs/sim.md`` section 2):
+The in-focus OTF of a circular pupil (Goodman, Introduction to Fourier Optics, ch. 6):
 
     H(rho) = (2/pi) [arccos(rho) - rho sqrt(1 - rho^2)],  rho = |k| / f_c < 1,
 

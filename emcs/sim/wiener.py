@@ -1,7 +1,7 @@
 """Classical 2-D SIM reconstruction: parameter estimation + generalised Wiener filter.
 
-Written from Gustafsson (2000), Wicker (2013) and Mueller et al. (2016, fairSIM)
-as summarised in ``shared/refs/sim.md`` section 3; no GPL code reused.
+Written from Gustafsson (J. Microsc. 198:82, 2000), Wicker et al. (Opt. Express
+21:2032, 2013) and Mueller et al. (fairSIM, Nat. Commun. 7:10980, 2016); no GPL code reused.
 
 Per time point, with raw frames ``d[a, n]`` (angle a, phase step n):
 

@@ -45,7 +45,7 @@ The module functions :func:`forward`, :func:`adjoint`, :func:`mask_sum`,
 :func:`normalized_measurement` and :func:`measurement_scale` are the same
 model on arrays or tensors of masks (batched masks of training samples, mask
 tiles inside GAP-TV and the networks); :func:`encode_group`,
-:func:`accumulator_dtype` and :func:`bit_masks` are the encoder's kernel.
+:func:`accumulator_dtype` and :func:`bit_masks` are the encoder's kernel (:mod:`emcs.tcs.kernel`).
 Only numpy is imported here; torch is imported when a tensor is asked for.
 The operator is plain data and pickles (caches of full masks, bit patterns
 and tensors are dropped; mask sums travel).
@@ -71,6 +71,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from emcs.tcs.kernel import (
+    accumulator_dtype,
+    bit_masks,
+    bits_dtype,
+    encode_group,
+    generated_patterns,
+    smallest_int_dtype,
+    stored_dtype,
+    sum_dtype,
+)
 from emcs.tcs.masks import MASK_ALGORITHM, make_masks, pack_masks, unpack_masks
 
 #: bytes of generated mask rows made at once when summing masks (bounded memory for 4k frames)
@@ -134,122 +144,6 @@ def open_count(masks: np.ndarray) -> np.ndarray:
     """
     masks = np.asarray(masks)
     return masks.sum(0, dtype=np.uint8 if masks.shape[0] < 256 else np.uint16)
-
-
-# ----------------------------------------------------------------------------- exact encoder kernel
-def smallest_int_dtype(lo: int, hi: int) -> np.dtype:
-    """The smallest integer dtype holding every value in [lo, hi] (unsigned preferred).
-
-    Examples
-    --------
-    >>> smallest_int_dtype(0, 2550), smallest_int_dtype(-3, 100)
-    (dtype('uint16'), dtype('int8'))
-    """
-    for name in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64"):
-        info = np.iinfo(name)
-        if info.min <= lo and hi <= info.max:
-            return np.dtype(name)
-    raise ValueError(f"no integer dtype holds [{lo}, {hi}]")
-
-
-def accumulator_dtype(input_dtype, B: int) -> np.dtype:
-    """Dtype in which the sums of up to ``B`` frames of ``input_dtype`` are exact.
-
-    Integers: the smallest integer type holding ``B * min`` .. ``B * max`` of the
-    input type; floats: float64 (stored as float32).
-
-    Examples
-    --------
-    >>> accumulator_dtype(np.uint8, 10), accumulator_dtype(np.uint16, 10)
-    (dtype('uint16'), dtype('uint32'))
-    """
-    dt = np.dtype(input_dtype)
-    if dt.kind == "f":
-        return np.dtype("float64")
-    if dt.kind == "b":
-        dt = np.dtype("uint8")
-    info = np.iinfo(dt)
-    return smallest_int_dtype(B * min(int(info.min), 0), B * max(int(info.max), 0))
-
-
-def stored_dtype(input_dtype, B: int) -> np.dtype:
-    """Dtype the measurements are streamed in (float input -> float32)."""
-    acc = accumulator_dtype(input_dtype, B)
-    return np.dtype("float32") if acc.kind == "f" else acc
-
-
-def bits_dtype(dtype) -> np.dtype:
-    """The unsigned integer type of the same width as ``dtype`` (for bitwise ANDs)."""
-    return np.dtype(f"u{np.dtype(dtype).itemsize}")
-
-
-def bit_masks(masks: np.ndarray, dtype) -> np.ndarray:
-    """Turn boolean masks into AND-patterns (all ones / all zeros) for pixels of ``dtype``."""
-    bits = bits_dtype(dtype)
-    # 0 -> 0 and 1 -> 0 - 1 = all ones (unsigned wrap-around)
-    return np.negative(np.asarray(masks, dtype=bool).astype(bits))
-
-
-def encode_group(frames: np.ndarray, masks: np.ndarray, *, out: np.ndarray | None = None,
-                 scratch: np.ndarray | None = None) -> np.ndarray:
-    """Encode one group: ``Y = sum_b C_b * X_b`` exactly, without multiplications.
-
-    Each mask is an all-ones/all-zeros bit pattern of the pixel's width, so a
-    group costs one bitwise AND and one addition per frame
-    (``acc += frame & mask``). Floats go through their bit patterns (an AND
-    with zero bits gives +0.0) and are summed in float64; integers are summed
-    in :func:`accumulator_dtype`, so the result is exact.
-
-    Parameters
-    ----------
-    frames : ndarray
-        (n, H, W) frames, n <= number of masks.
-    masks : ndarray
-        (>= n, H, W) masks: booleans, or AND-patterns from :func:`bit_masks`
-        (faster; made once per movie). A group of n frames uses masks[:n].
-    out : ndarray, optional
-        (H, W) accumulator of :func:`accumulator_dtype`; zeroed here.
-    scratch : ndarray, optional
-        (H, W) buffer of the frames' bit dtype.
-
-    Returns
-    -------
-    ndarray
-        (H, W) measurement in :func:`accumulator_dtype` (float64 for float input).
-
-    Examples
-    --------
-    >>> x = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
-    >>> c = np.array([[[1, 0], [0, 1]]] * 3, bool)
-    >>> encode_group(x, c).tolist()
-    [[12, 0], [0, 21]]
-    """
-    frames = np.asarray(frames)
-    if frames.ndim == 2:
-        frames = frames[None]
-    n = frames.shape[0]
-    if masks.shape[0] < n or masks.shape[1:] != frames.shape[1:]:
-        raise ValueError(f"masks {masks.shape} do not fit frames {frames.shape}")
-    if frames.dtype == bool:
-        frames = frames.view(np.uint8)
-    bits = bits_dtype(frames.dtype)
-    if masks.dtype == bool:
-        masks = bit_masks(masks[:n], frames.dtype)
-    elif masks.dtype != bits:
-        raise ValueError(f"mask patterns are {masks.dtype}, frames need {bits}")
-    acc_dtype = accumulator_dtype(frames.dtype, max(n, 1))
-    if out is None or out.dtype.kind != acc_dtype.kind or out.dtype.itemsize < acc_dtype.itemsize:
-        out = np.zeros(frames.shape[1:], dtype=acc_dtype)
-    else:
-        out[...] = 0
-    if scratch is None or scratch.dtype != bits or scratch.shape != frames.shape[1:]:
-        scratch = np.empty(frames.shape[1:], dtype=bits)
-    raw = frames.view(bits)
-    view = scratch.view(frames.dtype)
-    for b in range(n):
-        np.bitwise_and(raw[b], masks[b], out=scratch)
-        np.add(out, view, out=out)
-    return out
 
 
 # ----------------------------------------------------------------------------- the operator
@@ -398,12 +292,22 @@ class TcsOperator:
         return self.tensor(n, x.device, x.dtype)
 
     # -- forward model
-    def patterns(self, dtype) -> np.ndarray:
-        """AND-patterns of all B masks for pixels of ``dtype`` (:func:`bit_masks`); cached."""
+    def patterns(self, dtype, threads: int = 1) -> np.ndarray:
+        """AND-patterns of all B masks for pixels of ``dtype`` (:func:`bit_masks`); cached.
+
+        Generated masks are made in row blocks by ``threads`` threads straight
+        into the patterns (the boolean masks are not kept), with the mask sum
+        of a full group on the way.
+        """
         dtype = np.dtype(np.uint8 if np.dtype(dtype) == bool else dtype)
         bits = bits_dtype(dtype)
         if bits not in self._patterns:
-            self._patterns[bits] = bit_masks(self.masks(), dtype)
+            if self.kind == "generated" and self._full is None:
+                self._patterns[bits], counts = generated_patterns(
+                    lambda rows: self.masks(rows=rows), self.B, self.frame_shape, dtype, threads)
+                self._counts.setdefault(self.B, counts)
+            else:
+                self._patterns[bits] = bit_masks(self.masks(), dtype)
         return self._patterns[bits]
 
     def encode(self, frames: np.ndarray, *, out: np.ndarray | None = None,
@@ -487,4 +391,5 @@ __all__ = [
     "open_count",
     "smallest_int_dtype",
     "stored_dtype",
+    "sum_dtype",
 ]

@@ -13,9 +13,13 @@ allow_pickle=False)`` opens it) holding:
 ``masks_packed.npy``
     only for explicit masks: the (B, H, W) binary mask, bit-packed.
 
-Members are stored uncompressed, so the measurements can be memory-mapped.
-Packed containers (format versions 2-4) code the measurements one per member
-instead (:mod:`~emcs.tcs.container.codecs`).
+Members are stored uncompressed. Since format version 5 every measurement
+byte is written once, as the measurement is made: integer sums go one ``.npy``
+member per measurement (``measurements/00000000.npy`` ..., each in its own
+smallest dtype), and the zip CRC-32 of the members is the one integrity
+check; ``measurements.npy`` (memory-mappable) holds float sums and
+``narrow=False`` ones. Packed containers (format versions 2-5) code the
+measurements one per member (:mod:`~emcs.tcs.container.codecs`).
 
 Modules
 -------
@@ -58,6 +62,7 @@ from emcs.tcs.container.schema import (
     CODECS,
     FORMAT_NAME,
     FORMAT_VERSION,
+    MEMBERS_VERSION,
     PACKED_VERSION,
     PREDICTIVE_VERSION,
     QUANTIZATIONS,
@@ -74,6 +79,7 @@ __all__ = [
     "CODECS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "MEMBERS_VERSION",
     "PACKED_VERSION",
     "PACK_CHOICES",
     "PREDICTIVE_VERSION",

@@ -57,19 +57,34 @@ def check_packing(pack: str | None, quantize: float | None, dtype=None,
 
 
 def packed_codec(pack: str, dtype) -> str | None:
-    """The codec ``pack`` uses for measurements of ``dtype`` (None: stored plain).
+    """The codec ``pack`` uses for measurements made in ``dtype`` (None: stored plain).
 
-    ``jpegxl`` codes uint8/uint16 losslessly with JPEG XL and falls back to zstd
-    for other dtypes (JPEG XL has no lossless integer mode beyond 16 bits);
-    ``predictive`` (mask-aware prediction, :mod:`emcs.tcs.container.predictive`)
-    codes any integer dtype and falls back to zstd for float sums.
+    ``jpegxl`` codes integer measurements losslessly with JPEG XL, each in
+    uint8 or uint16, and zstd-codes the ``.npy`` of one that needs more or is
+    signed (:func:`member_codec`; JPEG XL has no lossless integer mode beyond
+    16 bits); ``predictive`` (mask-aware prediction,
+    :mod:`emcs.tcs.container.predictive`) codes any integer dtype; float sums
+    and ``zstd`` get ``zstd-npy``.
     """
     dtype = np.dtype(dtype)
     if pack == "none":
         return None
     if pack == "predictive" and dtype.kind in "iu":
         return "mask-predictive"
-    return "jpegxl-lossless" if pack == "jpegxl" and dtype in _JXL_DTYPES else "zstd"
+    return "jpegxl-lossless" if pack == "jpegxl" and dtype.kind in "iu" else "zstd-npy"
+
+
+def member_codec(codec: str, dtype) -> str:
+    """The codec of one member of a ``codec`` container stored in ``dtype`` (JPEG XL: uint8/uint16).
+
+    Examples
+    --------
+    >>> member_codec("jpegxl-lossless", np.uint16), member_codec("jpegxl-lossless", np.uint32)
+    ('jpegxl-lossless', 'zstd-npy')
+    """
+    if codec == "jpegxl-lossless" and np.dtype(dtype) not in _JXL_DTYPES:
+        return "zstd-npy"
+    return codec
 
 
 def anscombe_codes(y: np.ndarray, step: float) -> np.ndarray:
@@ -121,6 +136,12 @@ def encode_measurement(y: np.ndarray, codec: str, mask_sum: np.ndarray | None = 
         return bytes(imagecodecs.jpegxl_encode(np.ascontiguousarray(y), lossless=True, effort=1))
     if codec == "zstd":
         return bytes(imagecodecs.zstd_encode(np.ascontiguousarray(y, y.dtype.newbyteorder("<")).tobytes(), level=3))
+    if codec == "zstd-npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(y, y.dtype.newbyteorder("<")), allow_pickle=False)
+        return bytes(imagecodecs.zstd_encode(buf.getvalue(), level=3))
     raise ValueError(f"unknown codec {codec!r}")
 
 
@@ -128,6 +149,13 @@ def decode_measurement(data: bytes, codec: str, dtype: np.dtype, shape: tuple[in
                        mask_sum: np.ndarray | None = None, step: float | None = None) -> np.ndarray:
     """Inverse of :func:`encode_measurement`; raises ValueError on corrupt data."""
     import imagecodecs
+
+    if codec in ("npy", "zstd-npy"):
+        try:
+            raw = imagecodecs.zstd_decode(data) if codec == "zstd-npy" else data
+        except Exception as exc:  # the codec raises its own error types
+            raise ValueError(str(exc) or type(exc).__name__) from exc
+        return _decode_npy(bytes(raw), dtype, shape)
 
     try:
         if codec == "mask-predictive":
@@ -140,6 +168,8 @@ def decode_measurement(data: bytes, codec: str, dtype: np.dtype, shape: tuple[in
             y = y.astype(dtype)
         elif codec == "jpegxl-lossless":
             y = np.asarray(imagecodecs.jpegxl_decode(data))
+            if np.can_cast(y.dtype, dtype):  # version 5: a member may be narrower (uint8)
+                y = y.astype(dtype)
         else:
             raw = imagecodecs.zstd_decode(data)
             if len(raw) != int(np.prod(shape)) * dtype.itemsize:
@@ -150,3 +180,23 @@ def decode_measurement(data: bytes, codec: str, dtype: np.dtype, shape: tuple[in
     if y.shape != tuple(shape) or y.dtype.newbyteorder("=") != dtype.newbyteorder("="):
         raise ValueError(f"decoded {y.dtype} {y.shape}, expected {dtype} {tuple(shape)}")
     return y.astype(dtype, copy=False)
+
+
+def _decode_npy(data: bytes, dtype: np.dtype, shape: tuple[int, int]) -> np.ndarray:
+    """A version-5 ``.npy`` member (no pickle) in ``dtype``: its own dtype may be narrower."""
+    import io
+
+    f = io.BytesIO(data)
+    try:
+        np.lib.format.read_magic(f)
+        mshape, fortran, mdtype = np.lib.format.read_array_header_1_0(f)
+    except ValueError as exc:
+        raise ValueError(f"bad array header ({exc})") from exc
+    if mdtype.hasobject:
+        raise ValueError("the member holds pickled (object) data; emcs never unpickles files")
+    if mshape != tuple(shape) or fortran or not np.can_cast(mdtype, dtype):
+        raise ValueError(f"member holds {mdtype} {mshape}, expected up to {dtype} {tuple(shape)}")
+    y = np.frombuffer(data, mdtype, offset=f.tell())
+    if y.size != int(np.prod(shape)):
+        raise ValueError(f"{y.size} values, expected {int(np.prod(shape))}")
+    return y.reshape(shape).astype(np.dtype(dtype).newbyteorder("="))

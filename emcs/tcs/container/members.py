@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 import zipfile
 import zlib
 
 import numpy as np
 
 from emcs.errors import EmcsError
-from emcs.tcs.container.schema import MEAS_MEMBER, META_MEMBER
+from emcs.tcs.container.schema import MEAS_MEMBER, META_MEMBER, created_time
 
 #: errors of a damaged archive member (the zip CRC, a truncated stream ...)
 DAMAGE = (zipfile.BadZipFile, EOFError, OSError, zlib.error)
@@ -31,10 +32,23 @@ def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> dict:
     }
 
 
+def zip_info(name: str) -> zipfile.ZipInfo:
+    """A stored (uncompressed) zip member ``name``, time-stamped now in local time as
+    :mod:`zipfile` does, or at ``SOURCE_DATE_EPOCH`` (UTC; not before 1980) when that is set."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").strip():
+        stamp = max(created_time().timetuple()[:6], (1980, 1, 1, 0, 0, 0))
+    else:
+        stamp = time.localtime(time.time())[:6]
+    info = zipfile.ZipInfo(name, date_time=stamp)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o600 << 16  # what zipfile gives a member named by a string
+    return info
+
+
 def write_member(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
     """Store ``array`` as the ``.npy`` member ``name`` (little-endian)."""
     array = np.ascontiguousarray(array)
-    with zf.open(name, "w", force_zip64=True) as f:
+    with zf.open(zip_info(name), "w", force_zip64=True) as f:
         np.lib.format.write_array_header_1_0(f, npy_header(array.dtype, array.shape))
         f.write(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
 
@@ -102,3 +116,20 @@ def open_measurements(zf: zipfile.ZipFile, path: str, mmap: bool) -> np.ndarray:
                     return np.zeros(shape, dtype)
                 return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     return read_small_member(zf, MEAS_MEMBER, path)
+
+
+def member_crc(zf: zipfile.ZipFile, name: str, path: str) -> tuple[int, int]:
+    """(CRC-32 of the ``.npy`` header of member ``name``, the member's recorded CRC-32):
+    what a reader of the array after the header needs to check the member's CRC."""
+    try:
+        with zf.open(name) as f:
+            if np.lib.format.read_magic(f) == (1, 0):
+                np.lib.format.read_array_header_1_0(f)
+            else:
+                np.lib.format.read_array_header_2_0(f)
+            n = f.tell()
+        with zf.open(name) as f:
+            head = f.read(n)
+    except (ValueError, *DAMAGE) as exc:
+        raise EmcsError(f"member {name} has a bad array header ({exc})", path) from exc
+    return zlib.crc32(head), zf.getinfo(name).CRC

@@ -10,7 +10,7 @@ import numpy as np
 from emcs.errors import EmcsError
 from emcs.tcs.container.codecs import anscombe_values, decode_measurement
 from emcs.tcs.container.members import DAMAGE
-from emcs.tcs.container.schema import packed_member
+from emcs.tcs.container.schema import member_choices
 
 
 class PackedMeasurements:
@@ -69,10 +69,11 @@ class PackedMeasurements:
         return anscombe_values(stored, self.step) if self.step else stored
 
     def _read_stored(self, zf: zipfile.ZipFile, k: int) -> np.ndarray:
-        name = packed_member(k, self.codec)
+        choices = member_choices(k, self.codec)
+        name, codec = next(((n, c) for n, c in choices if n in zf.NameToInfo), choices[0])
         try:
-            S = self.operator.open_count(int(self.counts[k])) if self.codec == "mask-predictive" else None
-            return decode_measurement(zf.read(name), self.codec, self.stored_dtype, self.shape[1:], S, self.step)
+            S = self.operator.open_count(int(self.counts[k])) if codec == "mask-predictive" else None
+            return decode_measurement(zf.read(name), codec, self.stored_dtype, self.shape[1:], S, self.step)
         except KeyError as exc:
             raise EmcsError(f"member {name} is missing", self.path) from exc
         except (ValueError, *DAMAGE) as exc:

@@ -5,19 +5,21 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from emcs.errors import EmcsError
-from emcs.tcs.container.members import open_measurements, read_meta, read_small_member
+from emcs.tcs.container.members import member_crc, open_measurements, read_meta, read_small_member
 from emcs.tcs.container.packed import PackedMeasurements
 from emcs.tcs.container.schema import (
     COUNTS_MEMBER,
     MASK_MEMBER,
     MEAS_MEMBER,
     META_MEMBER,
+    member_choices,
     meta_problems,
     packed_member,
 )
@@ -67,6 +69,8 @@ class Container:
     meta: dict
     operator: TcsOperator = field(repr=False)
     verified: bool = False
+    #: (CRC-32 of the .npy header, expected CRC-32 of the member) of a version-5 ``measurements.npy``
+    member_crc: tuple[int, int] | None = field(default=None, repr=False)
 
     def __enter__(self) -> Container:
         return self
@@ -148,17 +152,19 @@ class Container:
             pass
 
     def _stored_blocks(self, stops: Iterable[int]) -> Iterator[np.ndarray]:
+        """The stored blocks; the checksum is checked on the way (zip CRC-32 of each packed member
+        when read, or of ``measurements.npy`` here, or the sha256 of versions 1-4)."""
         y = self.measurements
-        sha = None if self.verified else hashlib.sha256()
+        check = None if self.verified else _Checksum(self.meta, self.member_crc)
         start = 0
         for stop in stops:
             block = y.block(start, stop, stored=True) if isinstance(y, PackedMeasurements) else y[start:stop]
-            if sha is not None:
-                sha.update(memoryview(np.ascontiguousarray(block, block.dtype.newbyteorder("<"))).cast("B"))
+            if check is not None:
+                check.update(block)
             yield block
             start = stop
-        if sha is not None and start == self.n_measurements:
-            if sha.hexdigest() != self.meta["measurement_sha256"]:
+        if check is not None and start == self.n_measurements:
+            if not check.ok():
                 raise EmcsError("checksum mismatch: the measurements are corrupt or were modified", self.path)
             self.verified = True
 
@@ -189,6 +195,31 @@ class Container:
             "ratio": self.ratio,
             "source": self.meta["input"].get("name"),
         }
+
+
+class _Checksum:
+    """The running check of the stored measurements: their sha256 (format versions 1-4), the
+    CRC-32 of a version-5 ``measurements.npy`` (``member_crc``), or nothing (version-5 packed
+    members: :mod:`zipfile` checks each one's CRC-32 when it is read)."""
+
+    def __init__(self, meta: dict, member_crc: tuple[int, int] | None):
+        self.expected = meta.get("measurement_sha256")
+        self.sha = hashlib.sha256() if self.expected else None
+        self.crc, self.expected_crc = member_crc or (None, None)
+
+    def update(self, block: np.ndarray) -> None:
+        if self.sha is None and self.crc is None:
+            return
+        raw = memoryview(np.ascontiguousarray(block, block.dtype.newbyteorder("<"))).cast("B")
+        if self.sha is not None:
+            self.sha.update(raw)
+        if self.crc is not None:
+            self.crc = zlib.crc32(raw, self.crc)
+
+    def ok(self) -> bool:
+        if self.sha is not None and self.sha.hexdigest() != self.expected:
+            return False
+        return self.crc is None or self.crc == self.expected_crc
 
 
 def open_archive(path: str) -> zipfile.ZipFile:
@@ -225,7 +256,7 @@ def read_measurements(zf: zipfile.ZipFile, path: str, meta: dict, mmap: bool):
             raise EmcsError(f"not an emcs measurement container (no {MEAS_MEMBER} member)", path)
         return open_measurements(zf, path, mmap)
     N, (H, W) = meta["n_measurements"], meta["frame_shape"]
-    absent = [k for k in range(N) if packed_member(k, codec) not in names]
+    absent = [k for k in range(N) if not any(name in names for name, _ in member_choices(k, codec))]
     if absent:
         raise EmcsError(f"{len(absent)} of {N} packed measurements are missing "
                         f"(first: {packed_member(absent[0], codec)})", path)
@@ -316,6 +347,9 @@ def open_container(path: str | os.PathLike, mmap: bool = True) -> Container:
         counts = read_small_member(zf, COUNTS_MEMBER, path)
         packed = read_packed_mask(zf, path, meta)
         y = read_measurements(zf, path, meta, mmap)
+        crc = None
+        if "measurement_sha256" not in meta and "measurement_codec" not in meta:
+            crc = member_crc(zf, MEAS_MEMBER, path)
     input_shape, input_dtype, value_range, pixel_size = input_description(meta, path)
     problems = consistency_problems(meta, y, counts, packed, input_shape)
     if problems:
@@ -327,7 +361,8 @@ def open_container(path: str | os.PathLike, mmap: bool = True) -> Container:
         y.open()
     return Container(path=path, measurements=y, counts=counts, B=int(meta["B"]), input_dtype=input_dtype,
                      input_shape=input_shape,  # type: ignore[arg-type]
-                     value_range=value_range, pixel_size=pixel_size, meta=meta, operator=op)
+                     value_range=value_range, pixel_size=pixel_size, meta=meta, operator=op,
+                     member_crc=crc)
 
 
 def mask_operator(meta: dict, packed_mask: np.ndarray | None, path: str) -> TcsOperator:

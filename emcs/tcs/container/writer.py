@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 
@@ -13,32 +12,41 @@ from emcs.tcs.container.codecs import (
     anscombe_codes,
     check_packing,
     encode_measurement,
+    member_codec,
     packed_codec,
 )
-from emcs.tcs.container.members import json_array, npy_header, write_member
+from emcs.tcs.container.members import json_array, npy_header, write_member, zip_info
 from emcs.tcs.container.schema import (
+    CHECKSUM_CRC32,
     COUNTS_MEMBER,
     MASK_MEMBER,
     MEAS_MEMBER,
+    MEMBERS_VERSION,
     META_MEMBER,
-    PACKED_VERSION,
-    PREDICTIVE_VERSION,
-    QUANTIZED_VERSION,
+    created_time,
     packed_member,
 )
 from emcs.tcs.operator import smallest_int_dtype
-
-#: bytes of measurements copied at once when the member is rewritten
-_CHUNK_BYTES = 1 << 24
 
 
 class ContainerWriter:
     """Write a container while its measurements are produced (bounded memory).
 
-    Measurements are streamed into the ``measurements.npy`` member in
-    ``stream_dtype``. When :meth:`finish` learns the actual range of the sums,
-    and a smaller integer dtype holds it, the member is rewritten once in that
-    dtype (a streaming copy of the measurements only, never of the movie).
+    Every measurement is written once, as it comes (format version 5), in a
+    member of its own unless it goes to the single ``measurements.npy``:
+
+    - no ``pack``, integer sums and ``narrow``: ``measurements/%08d.npy``, each
+      in the smallest integer dtype holding its own values (codec ``"npy"``);
+    - no ``pack`` otherwise (float sums, ``narrow=False``): all measurements in
+      the one memory-mappable ``measurements.npy``, in ``stream_dtype``;
+    - ``pack="predictive"`` on integer sums: a mask-predictive member each;
+    - ``pack="jpegxl"``: lossless JPEG XL of each measurement in uint8 or uint16
+      (the narrowest holding it), or for a measurement that needs more, zstd
+      of its ``.npy`` (codec ``"zstd-npy"``); ``pack="zstd"`` (and
+      ``predictive`` on float sums): ``zstd-npy`` members.
+
+    The integrity check is the zip CRC-32 of each member, computed once while
+    writing (no ``measurement_sha256``).
 
     Parameters
     ----------
@@ -49,59 +57,104 @@ class ContainerWriter:
     stream_dtype : numpy dtype
         Dtype the measurements are produced in (the worst case for the input).
     narrow : bool
-        Rewrite in the smallest integer dtype holding the actual sums.
+        Store integer sums in the smallest integer dtype holding the actual values.
     pack : {"none", "predictive", "jpegxl", "zstd"}, optional
-        Code the finished measurements losslessly, one member each (format
-        version 2; 4 for ``predictive``, which divides the known masks out
-        before predicting, :mod:`emcs.tcs.container.predictive`); ``jpegxl`` falls back
-        to zstd for dtypes other than uint8/uint16, ``predictive`` for float sums.
-        None: ``predictive`` with ``quantize``, else ``none``.
+        Code the measurements losslessly, one member each
+        (:mod:`emcs.tcs.container.codecs`). None: ``predictive`` with
+        ``quantize``, else ``none``.
     quantize : float, optional
         Anscombe step (:func:`~emcs.tcs.container.codecs.anscombe_codes`): store
         quantization codes of the (non-negative integer) sums instead of the sums
-        (format version 3; needs ``pack``). The checksum covers the codes.
+        (needs ``pack``).
     source : str, optional
         The input file, named in errors about the data (floating-point or
         negative counts to quantize).
+    operator : TcsOperator, optional
+        The masks (:class:`emcs.tcs.operator.TcsOperator`): the mask-predictive
+        codec needs their open counts while writing, and an explicit mask is stored.
 
     Raises
     ------
     EmcsError
-        A bad ``pack`` or ``quantize`` (:func:`~emcs.tcs.container.codecs.check_packing`).
+        A bad ``pack`` or ``quantize`` (:func:`~emcs.tcs.container.codecs.check_packing`),
+        or a bad ``SOURCE_DATE_EPOCH``.
     """
 
     def __init__(self, path: str, n: int, H: int, W: int, stream_dtype, narrow: bool = True,
-                 pack: str | None = "none", quantize: float | None = None, source: str | None = None):
+                 pack: str | None = "none", quantize: float | None = None, source: str | None = None,
+                 operator=None):
         self.pack, self.quantize = check_packing(pack, quantize, stream_dtype, source)
+        created_time()  # a bad SOURCE_DATE_EPOCH stops here, before any work
         self.source = source
         self.path = os.fspath(path)
         self.shape = (int(n), int(H), int(W))
         self.stream_dtype = np.dtype(stream_dtype)
         self.narrow = narrow and self.stream_dtype.kind in "iu"
+        self.operator = operator
+        if self.pack == "none":
+            self.codec = "npy" if self.narrow else None
+        else:
+            self.codec = packed_codec(self.pack, self.stream_dtype)
+        if self.codec == "mask-predictive" and operator is None:
+            raise ValueError("the mask-predictive codec needs the masks' operator")
         self._zf = zipfile.ZipFile(self.path, "w", zipfile.ZIP_STORED, allowZip64=True)
-        self._f = self._zf.open(MEAS_MEMBER, "w", force_zip64=True)
-        np.lib.format.write_array_header_1_0(self._f, npy_header(self.stream_dtype, self.shape))
-        self._sha = hashlib.sha256()
+        self._f = None
+        if self.codec is None:
+            self._f = self._zf.open(zip_info(MEAS_MEMBER), "w", force_zip64=True)
+            np.lib.format.write_array_header_1_0(self._f, npy_header(self.stream_dtype, self.shape))
         self._written = 0
         self._lo = None
         self._hi = None
 
-    def write(self, y: np.ndarray) -> None:
-        """Append measurements of shape (m, H, W) (or one (H, W) measurement)."""
+    def write(self, y: np.ndarray, value_range: tuple | None = None, frames: int | None = None) -> None:
+        """Append measurements of shape (m, H, W) (or one (H, W) measurement).
+
+        ``value_range`` (min, max) of ``y``, when the caller knows it, saves a
+        pass; ``frames`` is the number of frames summed in each measurement
+        (default B; the mask-predictive codec needs it for a short last group).
+        """
         y = np.asarray(y)
         if y.ndim == 2:
             y = y[None]
         if y.shape[1:] != self.shape[1:] or self._written + y.shape[0] > self.shape[0]:
             raise ValueError(f"measurement block {y.shape} does not fit {self.shape}")
-        if y.size:
-            lo, hi = y.min(), y.max()
-            self._lo = lo if self._lo is None else min(self._lo, lo)
-            self._hi = hi if self._hi is None else max(self._hi, hi)
-        data = np.ascontiguousarray(y, dtype=self.stream_dtype.newbyteorder("<"))
-        buf = memoryview(data).cast("B")
-        self._sha.update(buf)
-        self._f.write(buf)
+        if not y.size:
+            return
+        lo, hi = (y.min(), y.max()) if value_range is None else value_range
+        if self.quantize and int(lo) < 0:
+            raise EmcsError(f"quantize needs non-negative counts; the sums reach {int(lo)}",
+                            self.source, param="quantize")
+        self._lo = lo if self._lo is None else min(self._lo, lo)
+        self._hi = hi if self._hi is None else max(self._hi, hi)
+        if self._f is not None:
+            self._f.write(memoryview(np.ascontiguousarray(y, self.stream_dtype.newbyteorder("<"))).cast("B"))
+        else:
+            for i in range(y.shape[0]):
+                one = (lo, hi) if y.shape[0] == 1 else (y[i].min(), y[i].max())
+                self._write_member(self._written + i, y[i], one, frames)
         self._written += y.shape[0]
+
+    def _write_member(self, k: int, y: np.ndarray, value_range: tuple, frames: int | None) -> None:
+        """Code measurement ``k`` at once into its own member, in the narrowest dtype holding it."""
+        lo, hi = value_range
+        if self.quantize:
+            y = anscombe_codes(y, self.quantize)
+            lo, hi = anscombe_codes(np.array([lo, hi]), self.quantize)
+        if y.dtype.kind == "f":
+            dtype = self.stream_dtype
+        else:
+            dtype = smallest_int_dtype(int(lo), int(hi)) if self.narrow else self.stream_dtype
+        y = np.ascontiguousarray(y, dtype.newbyteorder("<"))
+        codec = member_codec(self.codec, dtype)
+        if codec == "npy":
+            with self._zf.open(zip_info(packed_member(k, codec)), "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(f, npy_header(dtype, y.shape))
+                f.write(memoryview(y).cast("B"))
+            return
+        S = None
+        if codec == "mask-predictive":
+            S = self.operator.open_count(self.operator.B if frames is None else int(frames))
+        self._zf.writestr(zip_info(packed_member(k, codec)), encode_measurement(y, codec, S, self.quantize))
 
     @property
     def value_range(self) -> tuple:
@@ -111,21 +164,20 @@ class ContainerWriter:
     def finish(self, meta: dict, counts: np.ndarray, operator=None) -> dict:
         """Write counts, mask and metadata; returns the completed metadata.
 
-        ``operator`` (:class:`emcs.tcs.operator.TcsOperator`) holds the masks:
-        an explicit mask is stored bit-packed, and the mask-predictive codec
-        takes its open counts per group size.
+        ``operator`` (:class:`emcs.tcs.operator.TcsOperator`; default the one
+        given to the constructor) holds the masks: an explicit mask is stored
+        bit-packed.
         """
+        operator = self.operator if operator is None else operator
         if self._written != self.shape[0]:
             raise RuntimeError(f"wrote {self._written} measurements, expected {self.shape[0]}")
-        self._f.close()
-        dtype, sha = self.stream_dtype, self._sha.hexdigest()
+        if self._f is not None:
+            self._f.close()
+        dtype = self.stream_dtype
         lo = 0 if self._lo is None else self._lo
         hi = 0 if self._hi is None else self._hi
         meta = dict(meta)
         if self.quantize:
-            if int(lo) < 0:
-                raise EmcsError(f"quantize needs non-negative counts; the sums reach {int(lo)}",
-                                self.source, param="quantize")
             meta["measurement_quantization"] = {
                 "kind": "anscombe", "step": self.quantize, "counts_dtype": dtype.name,
                 "counts_range": [int(lo), int(hi)],
@@ -136,20 +188,11 @@ class ContainerWriter:
             tight = smallest_int_dtype(int(lo), int(hi))
             if tight.itemsize < dtype.itemsize:
                 dtype = tight
-        codec = packed_codec(self.pack, dtype)
-        if dtype != self.stream_dtype or codec:
-            self._zf.close()
-            sums = None
-            if codec == "mask-predictive":
-                sums = [operator.open_count(int(n)) for n in counts]
-            sha = self._rewrite(dtype, codec, sums)
-            self._zf = zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True)
-        if codec:
-            meta["format_version"] = (PREDICTIVE_VERSION if codec == "mask-predictive" else
-                                      QUANTIZED_VERSION if self.quantize else PACKED_VERSION)
-            meta["measurement_codec"] = codec
+        meta["format_version"] = MEMBERS_VERSION
+        meta["measurement_checksum"] = CHECKSUM_CRC32
+        if self.codec:
+            meta["measurement_codec"] = self.codec
         meta["measurement_dtype"] = dtype.name
-        meta["measurement_sha256"] = sha
         if dtype.kind in "iu":
             meta["measurement_range"] = [int(lo), int(hi)]
         else:
@@ -161,51 +204,11 @@ class ContainerWriter:
         self._zf.close()
         return meta
 
-    def _rewrite(self, dtype: np.dtype, codec: str | None = None, sums=None) -> str:
-        """Copy the measurements into a fresh archive in ``dtype`` (quantized if asked, coded
-        one per member with ``codec`` if given; ``sums[k]`` is the mask sum of measurement k
-        the mask-predictive codec needs); return the sha256 of the stored little-endian bytes."""
-        tmp = self.path + ".narrow"
-        sha = hashlib.sha256()
-        n, H, W = self.shape
-        per = 1 if codec else max(1, _CHUNK_BYTES // max(1, H * W * self.stream_dtype.itemsize))
-        try:
-            with zipfile.ZipFile(self.path) as src, zipfile.ZipFile(
-                tmp, "w", zipfile.ZIP_STORED, allowZip64=True
-            ) as dst, src.open(MEAS_MEMBER) as fin:
-                np.lib.format.read_magic(fin)
-                np.lib.format.read_array_header_1_0(fin)
-                fout = None
-                if not codec:
-                    fout = dst.open(MEAS_MEMBER, "w", force_zip64=True)
-                    np.lib.format.write_array_header_1_0(fout, npy_header(dtype, self.shape))
-                for start in range(0, n, per):
-                    m = min(per, n - start)
-                    raw = fin.read(m * H * W * self.stream_dtype.itemsize)
-                    block = np.frombuffer(raw, self.stream_dtype.newbyteorder("<"))
-                    if self.quantize:
-                        block = anscombe_codes(block, self.quantize)
-                    block = block.astype(dtype.newbyteorder("<"))
-                    buf = memoryview(block).cast("B")
-                    sha.update(buf)
-                    if fout is not None:
-                        fout.write(buf)
-                    else:
-                        S = sums[start] if sums is not None else None
-                        dst.writestr(packed_member(start, codec),
-                                     encode_measurement(block.reshape(H, W), codec, S, self.quantize))
-                if fout is not None:
-                    fout.close()
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return sha.hexdigest()
-
     def abort(self) -> None:
         """Close handles after an error (the caller removes the temporary file)."""
         for h in (self._f, self._zf):
             try:
-                h.close()
+                if h is not None:
+                    h.close()
             except Exception:
                 pass
