@@ -70,7 +70,7 @@ def encode_groups(path: str, op, first: int, counts: list[int], noise_at: list[i
             op.encode(frames, out=out[i], scratch=scratch)
             if progress is not None:
                 progress(1)
-    return {"y": out, "lo": lo, "hi": hi, "sigmas": sigmas}
+    return {"y": out, "counts": counts, "lo": lo, "hi": hi, "sigmas": sigmas}
 
 
 def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
@@ -115,7 +115,7 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
         counts = np.array([min(op.B, T - k * op.B) for k in range(N)], dtype=np.int64)
         noise_at = list(range(0, N, max(1, N // 8)))  # as encode_stack: <= ~8 groups
         writer = ContainerWriter(tmp, N, H, W, stored_dtype(stack.dtype, op.B), pack=pack,
-                                 quantize=quantize, source=input_path)
+                                 quantize=quantize, source=input_path, operator=op)
         try:
             shared_op = client.scatter(op, broadcast=True, hash=False)
             run = Run(client)
@@ -129,7 +129,8 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
             sigmas: dict[int, float] = {}
             in_flight = in_flight or default_in_flight(client)
             for chunk in ordered_stream(submit, range(0, N, groups_per_task), in_flight, run.value):
-                writer.write(chunk["y"])
+                for y, n in zip(chunk["y"], chunk["counts"], strict=True):
+                    writer.write(y, frames=n)
                 lo = chunk["lo"] if lo is None else min(lo, chunk["lo"])
                 hi = chunk["hi"] if hi is None else max(hi, chunk["hi"])
                 sigmas.update(chunk["sigmas"])
@@ -138,7 +139,7 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
             input_info = _input_info(stack, input_path, lo, hi, [sigmas[k] for k in noise_at])
             meta = base_meta(B=op.B, n=N, frame_shape=(H, W), mask=op.meta, input_info=input_info,
                              encoder={"operation": "sum of masked frames (bitwise AND + add)"})
-            meta = writer.finish(meta, counts, op)
+            meta = writer.finish(meta, counts)
         except BaseException:
             writer.abort()
             raise
