@@ -99,18 +99,18 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
     """
     from emcs import io as eio
     from emcs.tcs.container import ContainerWriter, base_meta
-    from emcs.tcs.encode import _check_mask_options, _operator
+    from emcs.tcs.encode import check_mask_options, encode_operator
     from emcs.tcs.operator import stored_dtype
 
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
     if groups_per_task < 1:
         raise EmcsError(f"groups_per_task must be at least 1, got {groups_per_task}",
                         param="groups_per_task")
-    _check_mask_options(None if masks is not None else B, density, seed)
+    check_mask_options(None if masks is not None else B, density, seed)
     t0 = time.perf_counter()
     with eio.open_stack(input_path) as stack, eio.atomic_output(output_path, force) as tmp:
         T, H, W = stack.shape
-        op = _operator(masks, mask_source, B, seed, density, (H, W), input_path)
+        op = encode_operator(masks, mask_source, B, seed, density, (H, W), input_path)
         N = -(-T // op.B)
         counts = np.array([min(op.B, T - k * op.B) for k in range(N)], dtype=np.int64)
         noise_at = list(range(0, N, max(1, N // 8)))  # as encode_stack: <= ~8 groups

@@ -76,7 +76,7 @@ def default_output(input_path: str) -> str:
     return root + ".npz"
 
 
-def _check_mask_options(B: int | None, density: float, seed: int | None) -> None:
+def check_mask_options(B: int | None, density: float, seed: int | None) -> None:
     """Raise :class:`EmcsError` for an impossible ``B``, ``density`` or ``seed``."""
     if B is not None and not 1 <= B <= MAX_B:
         raise EmcsError(f"B must be between 1 and {MAX_B} frames per measurement, got {B}", param="B")
@@ -158,13 +158,13 @@ def encode_stack(
 
     input_path = os.fspath(input_path)
     output_path = os.fspath(output_path)
-    _check_mask_options(None if masks is not None else B, density, seed)
+    check_mask_options(None if masks is not None else B, density, seed)
     threads = _check_threads(threads)
     t0 = time.perf_counter()
     with eio.open_stack(input_path) as stack, eio.atomic_output(output_path, force) as tmp:
         T, H, W = stack.shape
         dtype = stack.dtype
-        op = _operator(masks, mask_source, B, seed, density, (H, W), input_path)
+        op = encode_operator(masks, mask_source, B, seed, density, (H, W), input_path)
         B = op.B
         N = -(-T // B)
         counts = np.array([min(B, T - k * B) for k in range(N)], dtype=np.int64)
@@ -206,7 +206,7 @@ def encode_stack(
     }
 
 
-def _operator(masks, mask_source, B, seed, density, frame_shape, input_path) -> TcsOperator:
+def encode_operator(masks, mask_source, B, seed, density, frame_shape, input_path) -> TcsOperator:
     """The masks' operator: explicit ``masks`` (checked against the frames) or generated ones."""
     if masks is None:
         seed = secrets.randbelow(2**32) if seed is None else int(seed)

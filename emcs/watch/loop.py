@@ -13,6 +13,7 @@ from pathlib import Path
 from emcs.errors import EmcsError
 from emcs.io import clean_stale_partials
 from emcs.tcs.container import check_packing
+from emcs.tcs.encode import check_mask_options
 from emcs.watch.journal import JOURNAL_NAME, Journal, folder_lock, unchanged
 from emcs.watch.ready import SettleTracker, has_marker, incomplete_reason, marker_paths
 from emcs.watch.task import (
@@ -78,6 +79,7 @@ def check_settings(settings: WatchSettings) -> None:
         raise EmcsError("done_marker must be a non-empty suffix such as '.done'", param="done_marker")
     check_packing(settings.pack, settings.quantize)
     masks = masks_of(settings)
+    check_mask_options(None if masks is not None else settings.B, settings.density, settings.seed)
     if masks is not None:
         if settings.seed is not None:
             raise EmcsError("seed and mask exclude each other (an explicit mask has no seed)",
