@@ -46,7 +46,7 @@ def encode_groups(path: str, op, first: int, counts: list[int], noise_at: list[i
     group listed in ``noise_at``.
     """
     from emcs.io import open_stack
-    from emcs.tcs.encode import noise_sigma
+    from emcs.tcs.encode import check_finite, noise_sigma
     from emcs.tcs.operator import accumulator_dtype, bits_dtype
 
     B = op.B
@@ -60,9 +60,7 @@ def encode_groups(path: str, op, first: int, counts: list[int], noise_at: list[i
             k = first + i
             frames = stack.read(k * B, k * B + n)
             flo, fhi = frames.min(), frames.max()
-            if dtype.kind == "f" and not (np.isfinite(flo) and np.isfinite(fhi)):
-                raise EmcsError(f"frames {k * B}..{k * B + n - 1} contain NaN or infinite values; "
-                                "emcs cannot encode them", path)
+            check_finite(flo, fhi, dtype, k * B, n, path)
             lo = flo if lo is None else min(lo, flo)
             hi = fhi if hi is None else max(hi, fhi)
             if k in noise_at:
@@ -99,7 +97,13 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
     """
     from emcs import io as eio
     from emcs.tcs.container import ContainerWriter, base_meta
-    from emcs.tcs.encode import check_mask_options, encode_operator
+    from emcs.tcs.encode import (
+        check_mask_options,
+        encode_operator,
+        encode_summary,
+        input_description,
+        noise_groups,
+    )
     from emcs.tcs.operator import stored_dtype
 
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
@@ -113,7 +117,7 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
         op = encode_operator(masks, mask_source, B, seed, density, (H, W), input_path)
         N = -(-T // op.B)
         counts = np.array([min(op.B, T - k * op.B) for k in range(N)], dtype=np.int64)
-        noise_at = list(range(0, N, max(1, N // 8)))  # as encode_stack: <= ~8 groups
+        noise_at = list(noise_groups(N))
         writer = ContainerWriter(tmp, N, H, W, stored_dtype(stack.dtype, op.B), pack=pack,
                                  quantize=quantize, source=input_path, operator=op)
         try:
@@ -136,41 +140,15 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
                 sigmas.update(chunk["sigmas"])
                 if progress is not None:
                     progress(len(chunk["y"]))
-            input_info = _input_info(stack, input_path, lo, hi, [sigmas[k] for k in noise_at])
+            input_info = input_description(stack, input_path, lo, hi, [sigmas[k] for k in noise_at])
             meta = base_meta(B=op.B, n=N, frame_shape=(H, W), mask=op.meta, input_info=input_info,
                              encoder={"operation": "sum of masked frames (bitwise AND + add)"})
             meta = writer.finish(meta, counts)
         except BaseException:
             writer.abort()
             raise
-    seconds = time.perf_counter() - t0
-    out_bytes = os.path.getsize(output_path)
-    return {
-        "input": input_path, "output": output_path, "shape": [int(T), int(H), int(W)],
-        "dtype": stack.dtype.name, "pixel_size": input_info["pixel_size"], "B": int(op.B),
-        "n_measurements": int(N), "last_group_frames": int(counts[-1]), "mask": op.meta,
-        "seed": op.seed, "measurement_dtype": meta["measurement_dtype"],
-        "measurement_codec": meta.get("measurement_codec"),
-        "measurement_quantization": meta.get("measurement_quantization"),
-        "noise_sigma": input_info["noise_sigma"], "input_bytes": input_info["nbytes"],
-        "output_bytes": int(out_bytes), "ratio": input_info["nbytes"] / out_bytes,
-        "seconds": seconds, "mb_per_s": input_info["nbytes"] / 1e6 / max(seconds, 1e-9),
-    }
-
-
-def _input_info(stack, input_path: str, lo, hi, sigmas: list[float]) -> dict:
-    """The container's ``input`` description, as :func:`emcs.tcs.encode.encode_stack` writes it."""
-    as_num = int if stack.dtype.kind in "iu" else float
-    return {
-        "name": os.path.basename(input_path),
-        "format": stack.metadata.get("format"),
-        "dtype": stack.dtype.name,
-        "shape": [int(s) for s in stack.shape],
-        "value_range": [as_num(lo), as_num(hi)],
-        "pixel_size": None if stack.pixel_size is None else float(stack.pixel_size),
-        "nbytes": int(stack.nbytes),
-        "noise_sigma": float(np.median(sigmas)),
-    }
+    return encode_summary(input_path, output_path, op, counts, meta, input_info,
+                          time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- decode

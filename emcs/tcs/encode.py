@@ -180,17 +180,23 @@ def encode_stack(
         except BaseException:
             writer.abort()
             raise
-    seconds = time.perf_counter() - t0
+    return encode_summary(input_path, output_path, op, counts, meta, input_info,
+                          time.perf_counter() - t0)
+
+
+def encode_summary(input_path: str, output_path: str, op: TcsOperator, counts: np.ndarray,
+                   meta: dict, input_info: dict, seconds: float) -> dict:
+    """The summary :func:`encode_stack` returns, from a finished container's parts."""
     out_bytes = os.path.getsize(output_path)
     input_bytes = input_info["nbytes"]
     return {
         "input": input_path,
         "output": output_path,
-        "shape": [int(T), int(H), int(W)],
-        "dtype": dtype.name,
+        "shape": list(input_info["shape"]),
+        "dtype": input_info["dtype"],
         "pixel_size": input_info["pixel_size"],
-        "B": int(B),
-        "n_measurements": int(N),
+        "B": int(op.B),
+        "n_measurements": len(counts),
         "last_group_frames": int(counts[-1]),
         "mask": op.meta,
         "seed": op.seed,
@@ -204,6 +210,34 @@ def encode_stack(
         "seconds": seconds,
         "mb_per_s": input_bytes / 1e6 / max(seconds, 1e-9),
     }
+
+
+def input_description(stack, input_path: str, lo, hi, sigmas: list[float]) -> dict:
+    """The container's ``input`` description: the frames' value range ``lo`` .. ``hi`` and the
+    median of the noise estimates ``sigmas`` (see :func:`noise_groups`)."""
+    as_num = int if stack.dtype.kind in "iu" else float
+    return {
+        "name": os.path.basename(input_path),
+        "format": stack.metadata.get("format"),
+        "dtype": stack.dtype.name,
+        "shape": [int(s) for s in stack.shape],
+        "value_range": [as_num(lo), as_num(hi)],
+        "pixel_size": None if stack.pixel_size is None else float(stack.pixel_size),
+        "nbytes": int(stack.nbytes),
+        "noise_sigma": float(np.median(sigmas)),
+    }
+
+
+def noise_groups(n_groups: int) -> range:
+    """The groups whose first frame gives a noise estimate (at most ~8, evenly spaced)."""
+    return range(0, n_groups, max(1, n_groups // 8))
+
+
+def check_finite(lo, hi, dtype: np.dtype, start: int, n: int, input_path: str) -> None:
+    """Refuse float frames ``start`` .. ``start + n - 1`` whose range ``lo`` .. ``hi`` is not finite."""
+    if dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi)):
+        raise EmcsError(f"frames {start}..{start + n - 1} contain NaN or infinite values; "
+                        "emcs cannot encode them", input_path)
 
 
 def encode_operator(masks, mask_source, B, seed, density, frame_shape, input_path) -> TcsOperator:
@@ -265,7 +299,7 @@ def _encode_groups(stack, op: TcsOperator, counts: np.ndarray, writer: Container
     step = -(-H // threads)
     bands = [slice(r, min(H, r + step)) for r in range(0, H, step)]
     found = {"lo": None, "hi": None, "sigmas": []}
-    noise_every = max(1, N // 8)  # noise estimate from the first frame of <= ~8 groups
+    noisy = set(noise_groups(N))
     pending: deque = deque()
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(threads) as pool:
         ahead = reader.submit(stack.read, 0, int(counts[0]))
@@ -278,41 +312,26 @@ def _encode_groups(stack, op: TcsOperator, counts: np.ndarray, writer: Container
             jobs = [(rows, pool.submit(_sum_band, frames, patterns, rows)) for rows in bands]
             pending.append((k, k * B, frames, jobs))
             if len(pending) > 1:
-                _finish_group(*pending.popleft(), writer, found, noise_every, input_path)
+                _finish_group(*pending.popleft(), writer, found, noisy, input_path)
                 if progress is not None:
                     progress(1)
         while pending:
-            _finish_group(*pending.popleft(), writer, found, noise_every, input_path)
+            _finish_group(*pending.popleft(), writer, found, noisy, input_path)
             if progress is not None:
                 progress(1)
-    as_num = int if dtype.kind in "iu" else float
-    return {
-        "name": os.path.basename(input_path),
-        "format": stack.metadata.get("format"),
-        "dtype": dtype.name,
-        "shape": [int(s) for s in stack.shape],
-        "value_range": [as_num(found["lo"]), as_num(found["hi"])],
-        "pixel_size": None if stack.pixel_size is None else float(stack.pixel_size),
-        "nbytes": int(stack.nbytes),
-        "noise_sigma": float(np.median(found["sigmas"])),
-    }
+    return input_description(stack, input_path, found["lo"], found["hi"], found["sigmas"])
 
 
 def _finish_group(k: int, start: int, frames: np.ndarray, jobs: list, writer: ContainerWriter,
-                  found: dict, noise_every: int, input_path: str) -> None:
+                  found: dict, noisy: set[int], input_path: str) -> None:
     """Wait for the sums of group ``k`` (frames ``start`` ...), check its frames and write its
     measurement (assembled from the bands in the smallest type holding it)."""
     bands = [job.result() for _, job in jobs]
     flo, fhi = min(b[1] for b in bands), max(b[2] for b in bands)
-    if frames.dtype.kind == "f" and not (np.isfinite(flo) and np.isfinite(fhi)):
-        raise EmcsError(
-            f"frames {start}..{start + len(frames) - 1} contain NaN or "
-            "infinite values; emcs cannot encode them",
-            input_path,
-        )
+    check_finite(flo, fhi, frames.dtype, start, len(frames), input_path)
     found["lo"] = flo if found["lo"] is None else min(found["lo"], flo)
     found["hi"] = fhi if found["hi"] is None else max(found["hi"], fhi)
-    if k % noise_every == 0:
+    if k in noisy:
         found["sigmas"].append(noise_sigma(frames[0]))
     ylo, yhi = min(b[3] for b in bands), max(b[4] for b in bands)
     parts = [part for band in bands for part in band[0]]
@@ -328,8 +347,14 @@ def _finish_group(k: int, start: int, frames: np.ndarray, jobs: list, writer: Co
 
 __all__ = [
     "MAX_B",
+    "check_finite",
+    "check_mask_options",
     "default_output",
+    "encode_operator",
     "encode_stack",
+    "encode_summary",
+    "input_description",
     "load_mask_file",
+    "noise_groups",
     "noise_sigma",
 ]
