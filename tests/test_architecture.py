@@ -19,10 +19,6 @@ and between parts (``io``, ``tcs``, ``compare`` ...), lazy arrows included.
 from __future__ import annotations
 
 import ast
-import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
@@ -241,31 +237,14 @@ def test_no_module_over_500_lines():
 
 
 # --------------------------------------------------------------------------- light encode
-_ENCODE_PROBE = """
-import json, sys
-from emcs.cli import main
-sys.argv = ["emcs", "encode", sys.argv[1], "-o", sys.argv[2], "--quiet"]
-try:
-    main()
-except SystemExit as exc:
-    if exc.code:
-        raise
-print(json.dumps(sorted(sys.modules)))
-"""
-
-
-def test_encode_loads_neither_torch_nor_scipy_nor_skimage(tmp_path):
+def test_encode_loads_neither_torch_nor_scipy_nor_skimage(tmp_path, cli_subprocess):
     from emcs.io import write_stack
 
     movie = tmp_path / "movie.tif"
     frames = np.random.default_rng(0).integers(0, 100, (12, 16, 16), dtype=np.uint16)
     write_stack(movie, frames)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(PACKAGE.parent), os.environ.get("PYTHONPATH")) if p))  # this source tree
-    run = subprocess.run([sys.executable, "-c", _ENCODE_PROBE, str(movie), str(tmp_path / "m.npz")],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    run, loaded = cli_subprocess("encode", movie, "-o", tmp_path / "m.npz", "--quiet", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    loaded = json.loads(run.stdout.strip().splitlines()[-1])
     assert (tmp_path / "m.npz").exists()
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
     assert not heavy, f"emcs encode loaded {heavy[:10]}"

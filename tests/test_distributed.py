@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -235,20 +233,7 @@ def test_a_killed_worker_does_not_change_the_output(tmp_path):
 
 
 # --------------------------------------------------------------------------- command line
-_PROBE = """
-import json, sys
-from emcs.cli import main
-sys.argv = ["emcs", *sys.argv[1:]]
-try:
-    main()
-except SystemExit as exc:
-    if exc.code:
-        raise
-print(json.dumps(sorted(sys.modules)))
-"""
-
-
-def test_without_dask_the_options_say_which_extra_to_install(tmp_path):
+def test_without_dask_the_options_say_which_extra_to_install(tmp_path, cli_subprocess):
     blocker = ("import importlib.abc, sys\n"
                "class NoDask(importlib.abc.MetaPathFinder):\n"
                "    def find_spec(self, name, path=None, target=None):\n"
@@ -256,20 +241,17 @@ def test_without_dask_the_options_say_which_extra_to_install(tmp_path):
                "            raise ModuleNotFoundError(name, name=name)\n"
                "sys.meta_path.insert(0, NoDask())\n")
     movie = _movie(tmp_path / "m.tif")
-    run = subprocess.run([sys.executable, "-c", blocker + _PROBE, "encode", movie, "--scheduler", "local:1"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    run, _ = cli_subprocess("encode", movie, "--scheduler", "local:1", cwd=tmp_path, prelude=blocker)
     assert run.returncode == 2
     assert run.stderr.strip() == ("emcs: error: a distributed run needs the optional extra 'dask' "
                                   "(distributed is not installed): pip install 'emcs[dask]'")
 
 
-def test_without_the_options_dask_is_not_loaded(tmp_path):
+def test_without_the_options_dask_is_not_loaded(tmp_path, cli_subprocess):
     movie = _movie(tmp_path / "m.tif")
     for args in (["encode", movie, "--quiet"], ["decode", str(tmp_path / "m.npz"), "-o", "d.tif", "--iters", "2", "--quiet"]):
-        run = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True,
-                             timeout=120, cwd=tmp_path)
+        run, loaded = cli_subprocess(*args, cwd=tmp_path)
         assert run.returncode == 0, run.stderr
-        loaded = json.loads(run.stdout.strip().splitlines()[-1])
         assert not [m for m in loaded if m.split(".")[0] in ("dask", "distributed")]
         assert "emcs.distributed" not in loaded
 

@@ -85,13 +85,6 @@ def assert_same_as_one_shot(container: Path, movie: Path, tmp_path: Path, **opti
             assert got[name] == want[name], name
 
 
-def _tree_env() -> dict:
-    """The environment of a subprocess that imports this source tree's emcs."""
-    tree = str(Path(__file__).resolve().parents[1])
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (tree, os.environ.get("PYTHONPATH")) if p))
-
-
 def _settle_old(*paths: Path) -> None:
     """Date files back by a minute, as if written long ago (a restart finds them finished)."""
     for p in paths:
@@ -336,10 +329,10 @@ def test_sigterm_stops_the_loop_cleanly(tmp_path):
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
-def test_the_command_exits_0_on_sigterm_and_130_on_ctrl_c(tmp_path, sig, code):
+def test_the_command_exits_0_on_sigterm_and_130_on_ctrl_c(tmp_path, sig, code, tree_env):
     proc = subprocess.Popen([sys.executable, "-c", "from emcs.cli import main; main()", "watch",
                              str(tmp_path), "--poll", "30"], stderr=subprocess.PIPE, text=True,
-                            env=_tree_env())
+                            env=tree_env)
     assert "watching" in proc.stderr.readline()
     proc.send_signal(sig)
     assert proc.wait(timeout=20) == code
@@ -395,17 +388,11 @@ def test_a_new_movie_named_like_a_deleted_one_never_replaces_its_container(tmp_p
     assert _statuses(tmp_path)[-1] == ("m.tif", "failed")
 
 
-def test_watch_loads_neither_torch_nor_scipy(tmp_path):
+def test_watch_loads_neither_torch_nor_scipy(tmp_path, cli_subprocess):
     """The acquisition PC runs only the encoder: no network or solver libraries are loaded."""
     write_stack(tmp_path / "m.tif", FRAMES)
     _settle_old(tmp_path / "m.tif")
-    probe = ("import json, sys\nfrom emcs.cli import main\n"
-             f"sys.argv = ['emcs', 'watch', {str(tmp_path)!r}, '--once', '--verify', '-q']\n"
-             "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-             "print(json.dumps(sorted(sys.modules)))")
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_tree_env(),
-                         timeout=120)
+    run, loaded = cli_subprocess("watch", tmp_path, "--once", "--verify", "-q", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    loaded = json.loads(run.stdout.strip().splitlines()[-1])
     assert (tmp_path / "m.npz").exists()
     assert not [m for m in loaded if m.split(".")[0] in ("torch", "scipy", "skimage")]
