@@ -298,7 +298,7 @@ def test_verify_then_delete_removes_only_verified_movies(tmp_path, monkeypatch):
     assert statuses.index(("good.tif", "verified")) < statuses.index(("good.tif", "deleted"))
     assert ("bad.tif", "verify-failed") in statuses and ("bad.tif", "deleted") not in statuses
     verified = next(r for r in _records(out) if r["status"] == "verified")
-    assert len(verified["container_sha256"]) == 64 and verified["problems"] == []
+    assert len(verified["members_sha256"]) == 64 and verified["problems"] == []
 
 
 def test_a_verified_movie_not_yet_deleted_at_a_restart_is_deleted_then(tmp_path):

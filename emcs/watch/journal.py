@@ -4,7 +4,7 @@
 relative to the watched folder as ``key``, the absolute ``input`` path, its
 ``size`` and ``mtime_ns``), the ``status`` (``encoded``, ``verified``,
 ``verify-failed``, ``failed``, ``incomplete``, ``deleted``), the
-``container`` and its ``container_sha256``, and the encode summary. Each
+``container`` and its ``members_sha256`` (a fingerprint of its members), and the encode summary. Each
 line is written with one ``write`` on a file opened for appending and then
 flushed to disk (``fsync``), so a crash leaves at most one torn last line,
 which the next start skips.
