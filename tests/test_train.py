@@ -14,6 +14,7 @@ from emcs.dlss.sampling import subsample
 from emcs.io import write_stack
 from emcs.sim.recon import load_network, net_frame
 from emcs.simulate.clips import standin_movie
+from emcs.simulate.masks import MASK_KINDS, structured_masks
 from emcs.tcs.nets.tcsdl import TcsDlNet
 from emcs.tcs.nets.unfold import UnfoldNet
 from emcs.train.tcs import make_batch, model_loss, quantize_counts
@@ -212,6 +213,32 @@ def test_train_cli_weighted_B_and_quantized_data_in_card(tmp_path):
     assert "quantized as `emcs encode --quantize STEP`" in card["training"]["data"]
 
 
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("density", [0.2, 0.5, 0.8])
+def test_hardware_like_masks_have_their_density_and_structure(kind, density):
+    C = structured_masks(np.random.default_rng(3), kind, 6, (64, 80), density)
+    assert C.shape == (6, 64, 80) and C.dtype == bool
+    assert abs(C.mean() - density) < 0.06
+    if kind == "blocks4":
+        assert (C[:, ::4, ::4] == C[:, 3::4, 3::4]).all()
+    if kind == "rows":  # some whole rows open in every frame
+        assert C.all(axis=2).any(axis=1).all()
+
+
+def test_training_batches_with_hardware_masks_and_small_B(tmp_path):
+    b = make_batch(np.random.default_rng(1), 2, 32, 3, density_range=(0.2, 0.8), use_simulator=False,
+                   mask_kinds=("shifted",))
+    assert b.masks.shape == (3, 2, 32, 32)
+    for m in b.masks:  # each sample's second frame is its first shifted by one line
+        assert (m[1, :-1] == m[0, 1:]).all() or (m[1, :, :-1] == m[0, :, 1:]).all()
+    out = tmp_path / "tcs-m.safetensors"
+    res = _train_tiny(out, "--B", "2,3", "--steps", "2", "--density", "0.2,0.8", "--mask-kinds", "rows,xor")
+    assert res.exit_code == 0, res.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["B_range"] == [2, 3] and card["density_range"] == [0.2, 0.8]
+    assert "hardware-like kinds rows, xor" in card["training"]["data"]
+
+
 def test_train_cpu_time_budget_stops_the_run(tmp_path):
     out = tmp_path / "tcs-cpu.safetensors"
     res = _train_tiny(out, "--B", "4", "--steps", "100000", "--max-cpu-minutes", "0.02")
@@ -230,6 +257,7 @@ def test_train_cpu_time_budget_stops_the_run(tmp_path):
         (["--density", "0.7,0.2"], "--density"),
         (["--quantize-steps", "0,2"], "--quantize-steps"),
         (["--quantize-steps", "1,5"], "--quantize-steps"),
+        (["--mask-kinds", "bernoulli,zigzag"], "--mask-kinds"),
     ],
 )
 def test_train_cli_bad_input(tmp_path, args, message):

@@ -31,6 +31,18 @@ def _quantize_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _mask_kinds(text: str | None) -> tuple[str, ...]:
+    from emcs.simulate.masks import MASK_KINDS
+
+    if not text:
+        return ()
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in MASK_KINDS]
+    if bad:
+        raise EmcsError(f"--mask-kinds must name kinds among {', '.join(MASK_KINDS)}, got {', '.join(bad)}")
+    return kinds
+
+
 @train_app.command("tcs")
 def train_tcs(
     model: str = typer.Option("unfold", "--model", help="Network: unfold (default decoder) or tcsdl (paper)."),
@@ -57,6 +69,7 @@ def train_tcs(
         "STEP` does, STEP uniform in LO..HI (for decoding quantized containers)."),
     seed: int = typer.Option(0, "--seed", help="Data seed."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    mask_kinds: str = typer.Option(None, "--mask-kinds", help="Mask kinds to draw, comma-separated (bernoulli, shifted, blocks2, blocks4, rows, cols, xor); default: the encoder's masks."),
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -80,7 +93,7 @@ def train_tcs(
         resume=str(resume) if resume else None, checkpoint_every=checkpoint_every,
         max_minutes=max_minutes, max_cpu_minutes=max_cpu_minutes, density_range=parse_range(density, "--density"),
         dose_range=parse_range(dose, "--dose"), model_config=model_config, threads=threads,
-        quantize_range=_quantize_range(quantize_steps),
+        quantize_range=_quantize_range(quantize_steps), mask_kinds=_mask_kinds(mask_kinds),
     )
     rep = Reporter(quiet, as_json)
     with rep.progress(f"Training {model}", steps, unit="steps") as advance:

@@ -82,6 +82,8 @@ class TcsConfig:
     model_config: dict = field(default_factory=dict)
     threads: int | None = None
     quantize_range: tuple[float, float] | None = None
+    #: mask kinds drawn per sample (:data:`emcs.simulate.masks.MASK_KINDS`); empty: the encoder's masks
+    mask_kinds: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- batches
@@ -120,6 +122,7 @@ def make_batch(
     quantize_range: tuple[float, float] | None = None,
     quantize_fraction: float = 0.5,
     kinds: tuple[str, ...] = TRAIN_KINDS,
+    mask_kinds: tuple[str, ...] = (),
 ) -> Batch:
     """Draw a batch: clips, fresh masks (random seed and density), noisy measurement.
 
@@ -128,9 +131,12 @@ def make_batch(
     ``quantize_fraction`` of the simulated measurements are quantized as
     ``emcs encode --quantize STEP`` does, with STEP uniform in the range. For
     ``folder`` clips (:class:`emcs.train.folders.FolderClips`) no noise is added and
-    the target is the raw clip.
+    the target is the raw clip. With ``mask_kinds``, each sample's masks are one of
+    these hardware-like kinds (:func:`emcs.simulate.masks.structured_masks`) instead of
+    the encoder's seeded Bernoulli masks.
     """
     from emcs.simulate.clips import shot_noise_counts, training_clip
+    from emcs.simulate.masks import structured_masks
     from emcs.tcs.operator import TcsOperator
 
     ys, ms, ts = [], [], []
@@ -147,7 +153,11 @@ def make_batch(
             counts, scale = shot_noise_counts(rng, clean, dose)
         sources[src] = sources.get(src, 0) + 1
         density = float(rng.uniform(*density_range))
-        op = TcsOperator.generated(int(rng.integers(2**32)), B, (size, size), density)
+        if mask_kinds:
+            kind = mask_kinds[int(rng.integers(len(mask_kinds)))]
+            op = TcsOperator.from_masks(structured_masks(rng, kind, B, (size, size), density))
+        else:
+            op = TcsOperator.generated(int(rng.integers(2**32)), B, (size, size), density)
         y = op.forward(counts)
         if folder is None and quantize_range is not None and rng.random() < quantize_fraction:
             y = quantize_counts(y, float(rng.uniform(*quantize_range)))
@@ -241,7 +251,8 @@ def train(cfg: TcsConfig, progress: Callable[[int], None] | None = None, log=pri
         B = int(rng.choice(cfg.Bs))
         drawn["B"] = B
         b = make_batch(rng, B, cfg.patch, batch_size_for(B, cfg.batch), density_range=cfg.density_range,
-                       dose_range=cfg.dose_range, folder=folder, quantize_range=cfg.quantize_range, kinds=kinds)
+                       dose_range=cfg.dose_range, folder=folder, quantize_range=cfg.quantize_range, kinds=kinds,
+                       mask_kinds=tuple(cfg.mask_kinds))
         for src, k in b.sources.items():
             counts[src] = counts.get(src, 0) + k
             first_step.setdefault(src, at)
@@ -345,8 +356,15 @@ def training_data_description(cfg: TcsConfig, kinds: tuple[str, ...] = TRAIN_KIN
                 "frames, normalised per movie (0.1/99.9 percentiles); target = raw frames")
     return (f"{simulator_description(kinds)}; {cfg.patch}x{cfg.patch} patches, shot noise at a "
             f"log-uniform mean dose of {cfg.dose_range[0]:g}..{cfg.dose_range[1]:g} counts/pixel; fresh "
-            f"random masks per sample, density uniform in {cfg.density_range}; target = clean frames; "
+            f"random masks per sample ({_mask_words(cfg)}), density uniform in {cfg.density_range}; "
+            "target = clean frames; "
             f"data generator seed {cfg.seed} (held-out evaluation uses other seeds)"
             + ("" if cfg.quantize_range is None else
                f"; half of the measurements quantized as `emcs encode --quantize STEP` does, STEP uniform in "
                f"{cfg.quantize_range[0]:g}..{cfg.quantize_range[1]:g}"))
+
+
+def _mask_words(cfg: TcsConfig) -> str:
+    if not cfg.mask_kinds:
+        return "the encoder's seeded Bernoulli masks"
+    return "hardware-like kinds " + ", ".join(cfg.mask_kinds) + " drawn uniformly (emcs.simulate.masks)"
