@@ -4,37 +4,55 @@ One module per capability registers its commands on the shared app:
 ``tcs`` (encode, decode), ``info``, ``watch``, ``models``, ``demo``, ``train`` (train tcs|dlss|sim), ``simulate``,
 ``compare``, ``dlss`` (subsample, supersample) and ``sim`` (sim-recon,
 resolution).
+
+Start-up is kept short (benchmarks/encode.md, "Start-up"): :func:`main` imports
+only the module of the command it runs (``emcs encode`` imports
+``emcs.cli.tcs``, not the nine others); ``emcs --help``, an unknown command
+and shell completion import them all, as does ``from emcs.cli import app``.
 """
 
 from __future__ import annotations
 
-from emcs.cli import (  # noqa: F401  (register commands)
-    compare,
-    demo,
-    dlss,
-    info,
-    models,
-    sim,
-    simulate,
-    tcs,
-    train,
-    watch,
-)
-from emcs.cli._app import app
+import importlib
+import sys
 
-# the order of `emcs --help`: the main job first, then by capability
-_HELP_ORDER = (
-    "encode", "decode", "info", "watch", "models", "demo", "simulate", "compare",
-    "subsample", "supersample", "sim-recon", "resolution",
-)
-app.registered_commands.sort(
-    key=lambda c: _HELP_ORDER.index(c.name) if c.name in _HELP_ORDER else len(_HELP_ORDER)
-)
+#: the module of emcs/cli that registers each command (``emcs NAME``), in the order of
+#: ``emcs --help``: the main job first, then by capability
+COMMAND_MODULES: dict[str, str] = {
+    "encode": "tcs", "decode": "tcs", "info": "info", "watch": "watch", "models": "models",
+    "demo": "demo", "simulate": "simulate", "compare": "compare", "subsample": "dlss",
+    "supersample": "dlss", "sim-recon": "sim", "resolution": "sim", "train": "train",
+}
+
+
+def load_commands(command: str | None = None):
+    """The app with the module of ``command`` registered, or with every command (``None``,
+    or a name that is no command: typer then lists them or suggests the nearest)."""
+    from emcs.cli._app import app
+
+    module = COMMAND_MODULES.get(command)
+    for name in (module,) if module else dict.fromkeys(COMMAND_MODULES.values()):
+        importlib.import_module(f"{__name__}.{name}")
+    if module is None:
+        order = list(COMMAND_MODULES)
+        app.registered_commands.sort(
+            key=lambda c: order.index(c.name) if c.name in order else len(order))
+    return app
+
+
+def __getattr__(name: str):
+    if name == "app":  # the complete app (tests, documentation tools)
+        return load_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    args = sys.argv[1:]
+    # the first word names the command unless it is an option of emcs itself (--version ...);
+    # shell completion runs emcs without arguments
+    command = args[0] if args and not args[0].startswith("-") else None
+    load_commands(command)()
 
 
-__all__ = ["app", "main"]
+__all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]

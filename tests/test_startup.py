@@ -1,0 +1,105 @@
+"""`emcs encode` starts fast (issue 16): what it loads, not how long it takes.
+
+The timings are in benchmarks/encode.md ("Start-up"); here are the causes held:
+``emcs encode`` imports only its own command module, neither pydantic (typer's
+coercion of plain values is done in :mod:`emcs.cli._coerce`, with typer's own
+results) nor rich off a terminal (plain help, no progress bar with --quiet).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from emcs.cli import COMMAND_MODULES, _app, app
+
+#: what `emcs encode` leaves unloaded: heavy for a start-up (~0.1 s each)
+NOT_FOR_ENCODE = ("pydantic", "pydantic_core", "rich", "typer.rich_utils")
+#: the command modules other than emcs.cli.tcs (encode's)
+OTHER_COMMANDS = sorted({f"emcs.cli.{m}" for m in COMMAND_MODULES.values()} - {"emcs.cli.tcs"})
+
+
+def _loaded(modules, names) -> list[str]:
+    return sorted(m for m in modules if m in names or m.split(".")[0] in names)
+
+
+def test_encode_help_loads_only_the_encode_command(tmp_path, cli_subprocess):
+    run, loaded = cli_subprocess("encode", "--help", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "Usage: emcs encode [OPTIONS]" in run.stdout and "--quantize" in run.stdout
+    assert "╭" not in run.stdout  # plain help in a pipe
+    assert not _loaded(loaded, NOT_FOR_ENCODE + ("numpy",))
+    assert not _loaded(loaded, OTHER_COMMANDS)
+
+
+def test_a_quiet_encode_loads_neither_pydantic_nor_rich(tmp_path, cli_subprocess):
+    from emcs.io import write_stack
+
+    write_stack(tmp_path / "tiny.tif", np.arange(4 * 32 * 32, dtype=np.uint16).reshape(4, 32, 32))
+    run, loaded = cli_subprocess("encode", "tiny.tif", "-o", "out.npz", "-B", "2", "--seed", "1",
+                                 "--density", "0.4", "--threads", "1", "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out.npz").is_file()
+    assert not _loaded(loaded, NOT_FOR_ENCODE)
+    assert not _loaded(loaded, OTHER_COMMANDS)
+
+
+def test_every_command_is_found_in_its_module():
+    """main() imports COMMAND_MODULES[name] to run `emcs name`: the table must be right."""
+    group = typer.main.get_command(app)
+    assert set(group.commands) == set(COMMAND_MODULES)
+    for info in app.registered_commands:
+        assert COMMAND_MODULES[info.name] == info.callback.__module__.rsplit(".", 1)[1], info.name
+    assert list(group.commands)[:len(app.registered_commands)] == [
+        name for name in COMMAND_MODULES if name != "train"]  # the order of `emcs --help`
+
+
+def test_help_is_drawn_with_rich_only_on_a_terminal(monkeypatch):
+    runner = CliRunner()
+    plain = runner.invoke(app, ["encode", "--help"])
+    assert plain.exit_code == 0 and "╭" not in plain.stdout and "Options:" in plain.stdout
+    monkeypatch.setattr(_app, "stdout_is_terminal", lambda: True)
+    fancy = runner.invoke(app, ["encode", "--help"])
+    assert fancy.exit_code == 0 and "╭─ Options" in fancy.stdout
+
+
+# ------------------------------------------------------------------ coercion
+VALUES = {
+    "B": ["4", "+4", "04", "-0", "1_000", "1.0", "1.5", " 5", "x", "", "99999999999999999999999",
+          "٣", 10, True],
+    "threads": ["1", "0", "-3", "2", 1, 0],
+    "density": ["0.5", "1e-3", ".5", "5.", "-0.0", "1E+2", "inf", "nan", "1e999", "1_0", " 1", "x",
+                0.5, 1, True],
+    "output": ["out.npz", "", "-", "ünïcode.npz", 5],
+    "inputs": [("a.tif", "b.tif"), (), ["-"], ("a.tif", 3)],
+    "force": [True, False, "yes", "x", None],
+}
+
+
+def _outcome(runtime, value, param, ctx):
+    try:
+        result = runtime.coerce(value, param=param, ctx=ctx)
+    except Exception as exc:  # typer's BadParameter, with typer's message
+        return type(exc).__name__, str(exc)
+    if isinstance(result, float) and math.isnan(result):
+        return "nan"
+    return type(result).__name__, result
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_plain_coercion_gives_typers_results_and_errors(name):
+    from typer._coercion import build_runtime_param
+
+    command = typer.main.get_command(app).commands["encode"]
+    ctx = command.make_context("encode", ["x.tif"])
+    (param,) = [p for p in command.get_params(ctx) if p.name == name]
+    ours = param.get_runtime_param()  # installed by EmcsCommand.get_params
+    assert type(ours).__name__ == "_PlainRuntimeParam"
+    typers = build_runtime_param(param.type_descriptor)
+    for value in VALUES[name]:
+        expected = _outcome(typers, value, param, ctx)
+        assert _outcome(ours, value, param, ctx) == expected, value
