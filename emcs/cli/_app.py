@@ -113,16 +113,21 @@ def _usage_piece(param) -> str:
 
 
 def _prepared(params) -> list:
+    """A command's parameters with plain metavars and coercion without pydantic."""
     _plain_metavars(params)
     plain_coercion(params)
     return params
 
 
-class _HelpOnTerminal:
-    """Help drawn with rich (typer's panels) on a terminal only; plain text (click's) in a
-    pipe or a file, which also spares the 0.15 s of loading typer's rich formatting."""
+class EmcsCommand(TyperCommand):
+    """A command whose help shows boolean options as flags and arguments in the usual form."""
+
+    def get_params(self, ctx) -> list:
+        return _prepared(super().get_params(ctx))
 
     def format_help(self, ctx, formatter) -> None:
+        """Help drawn with rich (typer's panels) on a terminal, as plain text (click's, the
+        same words) in a pipe or a file: loading typer's rich formatting takes 0.15 s."""
         if stdout_is_terminal():
             return super().format_help(ctx, formatter)
         mode, self.rich_markup_mode = self.rich_markup_mode, None
@@ -131,21 +136,15 @@ class _HelpOnTerminal:
         finally:
             self.rich_markup_mode = mode
 
-
-class EmcsCommand(_HelpOnTerminal, TyperCommand):
-    """A command whose help shows boolean options as flags and arguments in the usual form."""
-
-    def get_params(self, ctx) -> list:
-        return _prepared(super().get_params(ctx))
-
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         return pieces + [_usage_piece(p) for p in self.get_params(ctx)
                          if isinstance(p, TyperArgument)]
 
 
-class EmcsGroup(_HelpOnTerminal, TyperGroup):
-    """The command groups (``emcs``, ``emcs train``), with :class:`EmcsCommand`'s help style."""
+class EmcsGroup(TyperGroup):
+    """The command groups (``emcs``, ``emcs train``), with :class:`EmcsCommand`'s help style
+    (drawn with rich everywhere: click's plain list of commands cuts their summaries short)."""
 
     def get_params(self, ctx) -> list:
         return _prepared(super().get_params(ctx))

@@ -1,6 +1,6 @@
 """Typer's parameter coercion without loading pydantic for plain values.
 
-Typer (0.2x) converts every command-line value through a pydantic
+Recent typers (0.29 here) convert every command-line value through a pydantic
 ``TypeAdapter``, built when the value is first processed; importing pydantic
 costs about 0.1 s, a third of ``emcs encode``'s start-up. The values of
 nearly every command line are plain: a string for a ``str`` option, decimal
@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
-try:  # typer's coercion layer (typer >= 0.2x); older typers use click's types, no pydantic
+try:  # typer's coercion through pydantic; older typers use click's types, no pydantic
     from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
     from typer._typing import get_args, get_origin
 except ImportError:  # pragma: no cover
@@ -45,15 +45,15 @@ def _plain_number(value, kind: type):
 
 def _plain_value(value, annotation, info):
     """``value`` converted as typer would, or :data:`_NOT_PLAIN`."""
-    if get_origin(annotation) is list and isinstance(value, (list, tuple)):
-        (item,) = get_args(annotation)
-        items = [_plain_value(v, item, info) for v in value]
+    if info.parser is not None:
+        return _NOT_PLAIN
+    if get_origin(annotation) is list and len(get_args(annotation)) == 1 \
+            and isinstance(value, (list, tuple)):
+        items = [_plain_value(v, get_args(annotation)[0], info) for v in value]
         return _NOT_PLAIN if any(v is _NOT_PLAIN for v in items) else items
-    if annotation is str:
-        return value if isinstance(value, str) else _NOT_PLAIN
-    if annotation is bool:
-        return value if isinstance(value, bool) else _NOT_PLAIN
-    if annotation not in (int, float) or info.clamp or info.parser is not None:
+    if annotation in (str, bool):
+        return value if type(value) is annotation else _NOT_PLAIN
+    if annotation not in (int, float) or info.clamp:
         return _NOT_PLAIN
     number = _plain_number(value, annotation)
     if number is _NOT_PLAIN or (info.min is not None and number < info.min) \
