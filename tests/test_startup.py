@@ -3,7 +3,7 @@
 The timings are in benchmarks/encode.md ("Start-up"); here are the causes held:
 ``emcs encode`` imports only its own command module, neither pydantic (typer's
 coercion of plain values is done in :mod:`emcs.cli._coerce`, with typer's own
-results) nor rich off a terminal (plain help, no progress bar with --quiet).
+results) nor rich off a terminal (plain help and summary lines; no progress bar).
 """
 
 from __future__ import annotations
@@ -36,16 +36,29 @@ def test_encode_help_loads_only_the_encode_command(tmp_path, cli_subprocess):
     assert not _loaded(loaded, OTHER_COMMANDS)
 
 
-def test_a_quiet_encode_loads_neither_pydantic_nor_rich(tmp_path, cli_subprocess):
+@pytest.mark.parametrize("quiet", [True, False])
+def test_an_encode_loads_neither_pydantic_nor_rich(quiet, tmp_path, cli_subprocess):
     from emcs.io import write_stack
 
     write_stack(tmp_path / "tiny.tif", np.arange(4 * 32 * 32, dtype=np.uint16).reshape(4, 32, 32))
     run, loaded = cli_subprocess("encode", "tiny.tif", "-o", "out.npz", "-B", "2", "--seed", "1",
-                                 "--density", "0.4", "--threads", "1", "--quiet", cwd=tmp_path)
+                                 "--density", "0.4", "--threads", "1", *["--quiet"] * quiet,
+                                 cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "out.npz").is_file()
+    assert run.stderr.startswith("" if quiet else "tiny.tif -> out.npz: 4 frames 32x32 uint16")
     assert not _loaded(loaded, NOT_FOR_ENCODE)
     assert not _loaded(loaded, OTHER_COMMANDS)
+
+
+def test_off_a_terminal_the_reporter_writes_lines_as_they_are(capsys):
+    from emcs.cli._common import Reporter
+
+    rep = Reporter()
+    rep.info("data[x].tif -> :smile: [bold]")  # rich would read markup and an emoji code
+    rep.warn("short")
+    rep.note("fallback")
+    assert capsys.readouterr().err == "data[x].tif -> :smile: [bold]\nwarning: short\nnote: fallback\n"
 
 
 def test_every_command_is_found_in_its_module():

@@ -2,7 +2,9 @@
 
 Rules (from the developers' guide):
 - progress bars (rich) go to stderr, only on a terminal and never with ``--quiet``;
-- human summaries go to stderr too, so stdout stays clean for pipelines;
+- human summaries go to stderr too, so stdout stays clean for pipelines; rich prints
+  them on a terminal only (elsewhere they are written as they are and rich is not
+  loaded: start-up, benchmarks/encode.md);
 - ``--json`` prints exactly one JSON object on stdout;
 - off a terminal (a log file), lines are never wrapped.
 
@@ -254,20 +256,29 @@ class Reporter:
                 yield item
                 advance(1)
 
+    def _line(self, text: str, styled: str | None = None) -> None:
+        """One line on stderr: printed by rich on a terminal (``styled``: the line with rich
+        markup), written as it is elsewhere (a log, a pipe: rich is not even loaded)."""
+        if stderr_is_terminal():
+            self.console.print(text if styled is None else styled)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
     def info(self, message: str) -> None:
         """A human line on stderr (suppressed by --quiet and --json)."""
         if not self.quiet and not self.as_json:
-            self.console.print(message)
+            self._line(message)
 
     def note(self, message: str) -> None:
         """A note on stderr (why a fallback was taken); shown with --json, not with --quiet."""
         if not self.quiet:
-            self.console.print(f"note: {message}")
+            self._line(f"note: {message}")
 
     def warn(self, message: str) -> None:
         """A warning on stderr; shown even with --json (stdout stays clean)."""
         if not self.quiet:
-            self.console.print(f"[yellow]warning:[/yellow] {message}")
+            self._line(f"warning: {message}", styled=f"[yellow]warning:[/yellow] {message}")
 
     def table(self, title: str, rows: list[tuple[str, str]]) -> None:
         if self.quiet or self.as_json:
