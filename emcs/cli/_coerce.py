@@ -34,13 +34,13 @@ _NOT_PLAIN = object()
 
 def _plain_number(value, kind: type):
     """An int or float (``kind``) from its decimal text or from a number (not a bool)."""
-    pattern = _INT if kind is int else _FLOAT
-    if isinstance(value, str) and value.isascii() and pattern.fullmatch(value):
-        value = kind(value)
+    if isinstance(value, str):
+        if not (_INT if kind is int else _FLOAT).fullmatch(value):
+            return _NOT_PLAIN
     elif type(value) is not kind and not (kind is float and type(value) is int):
         return _NOT_PLAIN
-    value = kind(value)
-    return value if math.isfinite(value) else _NOT_PLAIN
+    number = kind(value)
+    return number if math.isfinite(number) else _NOT_PLAIN
 
 
 def _plain_value(value, annotation, info):
