@@ -9,12 +9,14 @@ results) nor rich off a terminal (plain help and summary lines; no progress bar)
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import typer.main
 from typer.testing import CliRunner
 
+import emcs.cli as cli
 from emcs.cli import COMMAND_MODULES, _app, app
 
 #: what `emcs encode` leaves unloaded: heavy for a start-up (~0.1 s each)
@@ -63,6 +65,9 @@ def test_off_a_terminal_the_reporter_writes_lines_as_they_are(capsys):
 
 def test_every_command_is_found_in_its_module():
     """main() imports COMMAND_MODULES[name] to run `emcs name`: the table must be right."""
+    registering = {path.stem for path in (Path(cli.__file__).parent).glob("*.py")
+                   if "app.command(" in path.read_text(encoding="utf-8")}
+    assert registering == set(COMMAND_MODULES.values())  # a new command module is listed
     group = typer.main.get_command(app)
     assert set(group.commands) == set(COMMAND_MODULES)
     for info in app.registered_commands:
