@@ -107,7 +107,7 @@ def _plain_metavars(params) -> None:
 
 def _usage_piece(param) -> str:
     name = param.metavar or param.name.upper()
-    if param.nargs != 1:
+    if param.nargs != 1 and not name.endswith("..."):
         name += "..."
     return name if param.required else f"[{name}]"
 
