@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emcs.dlss.interp import upsample
+from emcs.dlss.smoothing import paired_z
 
 #: tile edge in measured samples (16 x 16 samples, 192 of them held out)
 TILE_SAMPLES = 16
@@ -114,11 +115,7 @@ def tile_weights(net_err: np.ndarray, bil_err: np.ndarray, held: np.ndarray) -> 
     for a, r in enumerate(rows):
         for b, c in enumerate(cols):
             sel = held[np.ix_(r, c)]
-            d = (bil_err[np.ix_(r, c)] - net_err[np.ix_(r, c)])[sel]  # > 0 where the net is better
-            if d.size < 2:
-                continue
-            spread = float(d.std(ddof=1))
-            z = float(d.mean()) / (spread / np.sqrt(d.size)) if spread > 0 else 0.0
+            z = paired_z((bil_err[np.ix_(r, c)] - net_err[np.ix_(r, c)])[sel])  # > 0: the net is better
             out[a, b] = np.clip((z - Z_DOUBT) / (Z_TRUST - Z_DOUBT), 0.0, 1.0)
     return out
 

@@ -161,6 +161,13 @@ def holdout_errors(
     return err
 
 
+def paired_z(gain: np.ndarray) -> float:
+    """Mean of paired differences over its standard error (0 for under 2 values or no spread)."""
+    gain = np.asarray(gain, np.float64).ravel()
+    spread = float(gain.std(ddof=1)) if gain.size > 1 else 0.0
+    return float(gain.mean()) / (spread / np.sqrt(gain.size)) if spread > 0 else 0.0
+
+
 def choose_sigma(errors: np.ndarray, risks: np.ndarray | None = None,
                  sigmas: tuple[float, ...] = SMOOTH_SIGMAS) -> float:
     """The smoothing width: what the held-out samples choose, capped by the spectrum's verdict.
@@ -186,10 +193,7 @@ def choose_sigma(errors: np.ndarray, risks: np.ndarray | None = None,
     best = int(np.argmin(errors.mean(axis=1)))
     if best == 0:
         return 0.0
-    gain = errors[0] - errors[best]
-    spread = float(gain.std(ddof=1)) if gain.size > 1 else 0.0
-    z = float(gain.mean()) / (spread / np.sqrt(gain.size)) if spread > 0 else 0.0
-    if z < Z_SMOOTH:
+    if paired_z(errors[0] - errors[best]) < Z_SMOOTH:
         return 0.0
     if risks is None:
         return float(sigmas[best])
