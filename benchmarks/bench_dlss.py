@@ -20,9 +20,17 @@ RMSE, PSNR and SSIM are computed over the whole image against the raw full
 scan and against a Gaussian-blurred full scan (sigma 2.5 px, 5x5 kernel, as in
 DLSS-STEM).
 
+``--safeguard-table`` scores the self-check (``emcs supersample --safeguard``, the
+default) and the lattice-safe ``--smooth auto`` on the public crops and on held-out
+HAADF scans of crystals the network never saw (``benchmarks/dlss_heldout.py``);
+``--tune N`` replays the self-check's thresholds on N tuning scans (never the
+held-out ones).
+
 Usage::
 
     python benchmarks/bench_dlss.py --out benchmarks/dlss-results.json
+    python benchmarks/bench_dlss.py --safeguard-table --threads 1 --factors 4,6,8,10 \
+        --out benchmarks/dlss-safeguard-results.json
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ from scipy import ndimage
 
 from emcs.compare.metrics import psnr, ssim
 from emcs.dlss import smoothing
-from emcs.dlss.sampling import subsample
+from emcs.dlss.interp import upsample
+from emcs.dlss.sampling import grid_offset, subsample
 from emcs.dlss.supersample import auto_smoothing, load_default_model, supersample_frame
 from emcs.simulate.textures import degrade, stem_texture
 
@@ -186,6 +195,130 @@ def summarise(rows, group: str, factors=FACTORS, methods=METHODS) -> str:
     return "\n".join(lines)
 
 
+SAFEGUARD_FACTORS = (4, 6, 8, 10)
+#: methods of the safeguard table; "-sg": with the self-check, "-old": the smoothing width the
+#: held-out samples alone choose (before the spectral cap and the significance test)
+SAFEGUARD_METHODS = ("bilinear", "net", "net-sg", "net-dn", "net-dn-sg", "net-auto", "net-auto-sg",
+                     "net-auto-old", "bilinear-auto", "bilinear-auto-old")
+
+
+def safeguard_outputs(img, s, model, device, coarse_cache=None) -> tuple[dict, dict]:
+    """Every output of :data:`SAFEGUARD_METHODS` for one image and pitch, and what was chosen.
+
+    Shares the network passes: one for the output, one for the self-check, four for the
+    held-out smoothing choice. ``coarse_cache`` (a dict) keeps the self-check's network pass
+    so that :func:`tune` can replay the check with other thresholds.
+    """
+    from emcs.dlss.safeguard import blend
+    from emcs.dlss.supersample import check_net, net_estimate
+
+    shape = img.shape
+    sp = subsample(img, s)
+    oy, ox = grid_offset(shape[0], s), grid_offset(shape[1], s)
+    raw = net_estimate(sp, s, shape, model, device)
+    bil = upsample(sp, s, shape, "bilinear")
+    net = raw.copy()
+    net[oy::s, ox::s] = sp
+    verdict = check_net(sp, s, shape, model, device)
+    sigma, err = auto_smoothing(sp, s, shape, "net", model, device)
+    sigma_old = smoothing.SMOOTH_SIGMAS[int(np.argmin(err))]
+    b_sigma, b_err = auto_smoothing(sp, s, shape, "bilinear")
+    b_sigma_old = smoothing.SMOOTH_SIGMAS[int(np.argmin(b_err))]
+    outs = {"bilinear": bil, "net": net, "net-sg": blend(net, bil, verdict), "net-dn": raw,
+            "net-dn-sg": blend(raw, bil, verdict), "net-auto": smoothing.smooth(raw, sigma),
+            "net-auto-sg": smoothing.smooth(blend(raw, bil, verdict), sigma),
+            "net-auto-old": smoothing.smooth(raw, sigma_old),
+            "bilinear-auto": smoothing.smooth(bil, b_sigma), "bilinear-auto-old": smoothing.smooth(bil, b_sigma_old)}
+    info = {"fallback_fraction": verdict.fallback_fraction, "net_weight": float(verdict.weights.mean()),
+            "sigma": sigma, "sigma_old": sigma_old, "bilinear_sigma": b_sigma, "bilinear_sigma_old": b_sigma_old}
+    return outs, info
+
+
+def safeguard_rows(images, model, device, factors=SAFEGUARD_FACTORS) -> list[dict]:
+    rows = []
+    for name, img in images:
+        targets = {"raw": img, "blurred": blur(img)}
+        for s in factors:
+            t0 = time.time()
+            outs, info = safeguard_outputs(img, s, model, device)
+            for m, out in outs.items():
+                for target, ref in targets.items():
+                    rows.append({"image": name, "factor": s, "method": m, "target": target,
+                                 "rmse": float(np.sqrt(np.mean((out - ref) ** 2))), **info})
+            print(f"{name} s={s}: {time.time() - t0:.0f} s, fallback {info['fallback_fraction']:.2f}, "
+                  f"sigma {info['sigma']} (old {info['sigma_old']}), bilinear sigma {info['bilinear_sigma']} "
+                  f"(old {info['bilinear_sigma_old']})", file=sys.stderr, flush=True)
+    return rows
+
+
+def safeguard_table(rows, group: str, target: str = "blurred", factors=SAFEGUARD_FACTORS) -> str:
+    """Markdown: mean RMSE / mean bilinear RMSE per method and coverage, worst image too."""
+    sel = [r for r in rows if r["image"].startswith(group) and r["target"] == target]
+    names = sorted({r["image"] for r in sel})
+    lines = ["| method | " + " | ".join(f"1/{s * s}" for s in factors) + " | worst image (ratio) |",
+             "|---" * (len(factors) + 2) + "|"]
+
+    def rmse(m, s, name=None):
+        return float(np.mean([r["rmse"] for r in sel if r["method"] == m and r["factor"] == s
+                              and (name is None or r["image"] == name)]))
+
+    for m in SAFEGUARD_METHODS[1:]:
+        cells = [f"{rmse(m, s) / rmse('bilinear', s):.3f}" for s in factors]
+        worst = max((rmse(m, s, n) / rmse("bilinear", s, n), n, s) for n in names for s in factors)
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {worst[0]:.3f} ({worst[1]}, 1/{worst[2] ** 2}) |")
+    fb = [f"{np.mean([r['fallback_fraction'] for r in sel if r['factor'] == s]):.2f}" for s in factors]
+    lines.append("| (safeguard: fraction of tiles fallen back) | " + " | ".join(fb) + " | |")
+    return "\n".join(lines)
+
+
+TUNE_GRID = ((-2.0, 1.0), (-1.0, 2.0), (0.0, 2.0), (1.0, 3.0), (2.0, 4.0))
+
+
+def tune(images, model, device, factors=SAFEGUARD_FACTORS, tiles=(12, 16, 32)) -> str:
+    """Markdown: the self-check's thresholds (Z_DOUBT, Z_TRUST) and tile size replayed on the
+    tuning scans; the default mode (net-sg) / bilinear RMSE against the blurred scan per coverage,
+    then mean and worst over all cases against the blurred and the raw scan."""
+    from emcs.dlss import safeguard
+    from emcs.dlss.supersample import net_estimate
+
+    cases = []
+    for _name, img in images:
+        for s in factors:
+            sp = subsample(img, s)
+            off = (grid_offset(img.shape[0], s), grid_offset(img.shape[1], s))
+            net = net_estimate(sp, s, img.shape, model, device)
+            net[off[0]::s, off[1]::s] = sp
+            virtual = net_estimate(sp[::2, ::2], s, safeguard.virtual_shape(sp.shape, s), model, device,
+                                   offset=(0, 0))  # the self-check's network pass (check_net)
+            cases.append((s, sp, off, img, net, upsample(sp, s, img.shape, "bilinear"), virtual, blur(img)))
+
+    def ratios(out, c):
+        return [np.sqrt(np.mean((out - ref) ** 2)) / np.sqrt(np.mean((c[5] - ref) ** 2)) for ref in (c[7], c[3])]
+
+    head = " | ".join(f"1/{s * s}" for s in factors)
+    lines = [f"| tile (samples) | Z_DOUBT | Z_TRUST | {head} | blurred: mean / worst | raw: mean / worst "
+             "| fallback |", "|---" * (len(factors) + 6) + "|"]
+
+    def row(label, outs, fallback):
+        r = np.array([ratios(o, c) for o, c in zip(outs, cases, strict=True)])
+        per = [np.mean([r[k, 0] for k, c in enumerate(cases) if c[0] == s]) for s in factors]
+        return (f"| {label} | " + " | ".join(f"{v:.3f}" for v in per) + f" | {r[:, 0].mean():.3f} / "
+                f"{r[:, 0].max():.3f} | {r[:, 1].mean():.3f} / {r[:, 1].max():.3f} | {fallback:.2f} |")
+
+    saved = safeguard.TILE_SAMPLES, safeguard.Z_DOUBT, safeguard.Z_TRUST
+    try:
+        for t in tiles:
+            for z0, z1 in TUNE_GRID:
+                safeguard.TILE_SAMPLES, safeguard.Z_DOUBT, safeguard.Z_TRUST = t, z0, z1
+                verdicts = [safeguard.check(c[1], c[0], c[3].shape, c[2], lambda a, b, v=c[6]: v) for c in cases]
+                outs = [safeguard.blend(c[4], c[5], v) for c, v in zip(cases, verdicts, strict=True)]
+                lines.append(row(f"{t} | {z0:g} | {z1:g}", outs, np.mean([v.fallback_fraction for v in verdicts])))
+    finally:
+        safeguard.TILE_SAMPLES, safeguard.Z_DOUBT, safeguard.Z_TRUST = saved
+    lines.append(row("(no safeguard) | |", [c[4] for c in cases], 0.0))
+    return "\n".join(lines)
+
+
 def speed(model, device, repeats: int = 5) -> dict:
     rng = np.random.default_rng(1)
     img = stem_texture(rng, 512)
@@ -219,12 +352,26 @@ def main() -> None:
                     help="only print RMSE/bilinear on the real crops with the outputs also blurred like the target")
     ap.add_argument("--smooth-diagnostic", action="store_true",
                     help="only print RMSE/bilinear on the real crops of bilinear and the net smoothed by Gaussians")
+    ap.add_argument("--safeguard-table", action="store_true",
+                    help="only score the self-check and the smoothing choice (net/bilinear per mode) on the "
+                         "public crops and --n-held held-out scans (benchmarks/dlss_heldout.py)")
+    ap.add_argument("--n-held", type=int, default=8, help="held-out scans for --safeguard-table")
+    ap.add_argument("--tune", type=int, default=0, metavar="N",
+                    help="only replay the self-check's thresholds on N tuning scans (not the held-out ones)")
     ap.add_argument("--update-card", action="store_true",
                     help="add the mean held-out RMSEs to the model card (.json next to the weights)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     model, card = load_default_model(args.model, device)
+    if args.tune:
+        import dlss_heldout
+
+        print(tune([(n, im) for n, im, _ in dlss_heldout.tuning(args.tune)], model, device))
+        return
+    if args.safeguard_table:
+        safeguard_main(args, model, device)
+        return
     if args.blur_diagnostic:
         print(blur_diagnostic(held_out(0), model, device))
         return
@@ -249,6 +396,23 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     if args.update_card:
         update_card(args.model, rows, factors, args.n_sim, methods)
+
+
+def safeguard_main(args, model, device) -> None:
+    import dlss_heldout
+
+    factors = tuple(int(f) for f in args.factors.split(","))
+    held = dlss_heldout.heldout(args.n_held)
+    images = held_out(0) + [(n, im) for n, im, _ in held]
+    rows = safeguard_rows(images, model, device, factors)
+    for group in ("real", "held"):
+        for target in ("blurred", "raw"):
+            print(f"\n**{group}, target = {target} full scan** (mean RMSE / mean bilinear RMSE)\n")
+            print(safeguard_table(rows, group, target, factors))
+    if args.out:
+        meta = {n: info for n, _, info in held}
+        Path(args.out).write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "held_out": meta,
+                                              "rows": rows}, indent=1, default=float) + "\n")
 
 
 def card_metrics(rows, factors, methods=METHODS) -> dict:

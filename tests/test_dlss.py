@@ -379,19 +379,116 @@ def test_smooth_option(tmp_path):
     noisy = np.clip(clean + 0.25 * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)  # very noisy scan
     sp, out = tmp_path / "sp.tif", tmp_path / "auto.tif"
     write_stack(sp, np.stack([subsample(noisy, 4), subsample(degrade(rng, clean)[0], 4)]))
-    r = _run("supersample", sp, "-s", 4, "-o", out, "--smooth", "auto", "--json", "--tile", 64)
+    r = _run("supersample", sp, "-s", 4, "-o", out, "--smooth", "auto", "--json", "-m", "bilinear")
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
-    assert summary["measured_samples"] == "smoothed"
     widths = summary["smooth_sigma"] if isinstance(summary["smooth_sigma"], list) else [summary["smooth_sigma"]] * 2
-    assert widths[0] > 0  # the very noisy frame was smoothed
+    assert widths[0] > 0 and summary["measured_samples"] == "smoothed"  # the very noisy frame was smoothed
     auto, _ = read_stack(out)
-    r = _run("supersample", sp, "-s", 4, "-o", tmp_path / "dn.tif", "--denoise-measured", "--json", "--tile", 64)
-    dn, _ = read_stack(tmp_path / "dn.tif")
-    assert np.sqrt(np.mean((auto[0] - clean) ** 2)) < np.sqrt(np.mean((dn[0] - clean) ** 2))
+    r = _run("supersample", sp, "-s", 4, "-o", tmp_path / "b.tif", "-m", "bilinear", "-q")
+    plain, _ = read_stack(tmp_path / "b.tif")
+    assert np.sqrt(np.mean((auto[0] - clean) ** 2)) < 0.7 * np.sqrt(np.mean((plain[0] - clean) ** 2))
+    # the network: --denoise-measured already removes much of the noise; smoothing its output by more
+    # needs a held-out gain of two standard errors, which 24 x 24 samples do not give here
+    r = _run("supersample", sp, "-s", 4, "-o", tmp_path / "n.tif", "--smooth", "auto", "--json", "--tile", 64)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["measured_samples"] in ("smoothed", "denoised") and summary["safeguard"] is not None
     r = _run("supersample", sp, "-s", 4, "-o", tmp_path / "g.tif", "--smooth", "2", "-m", "bilinear", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["smooth_sigma"] == 2.0
     r = _run("supersample", sp, "-s", 4, "-o", tmp_path / "k.tif", "--smooth", "0", "-m", "bilinear", "--json")
     assert json.loads(r.stdout)["measured_samples"] == "kept exactly"
     for bad in ("big", "-1", "100"):
         _assert_user_error(_run("supersample", sp, "-s", 4, "-o", tmp_path / "x.tif", f"--smooth={bad}"))
+
+
+def _lattice(n=128, period=9.5, noise=0.01, seed=0):
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    img = 0.5 + 0.12 * sum(np.cos(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period)
+                           for a in (0.3, 0.3 + np.pi / 3, 0.3 + 2 * np.pi / 3))
+    return (img + noise * np.random.default_rng(seed).standard_normal(img.shape)).astype(np.float32), img
+
+
+@pytest.mark.parametrize("period, s", [(9.5, 4), (18.9, 8)])
+def test_auto_smoothing_keeps_resolved_lattice_fringes(period, s):
+    # fringes resolved by the grid but finer than twice its pitch: the held-out samples alone
+    # (predicted from neighbours s away) cannot see them and would smooth them away
+    from emcs.dlss import smoothing
+    from emcs.dlss.supersample import auto_smoothing
+
+    n = 192
+    noisy, truth = _lattice(n, period, 0.01)
+    sp = subsample(noisy, s)
+    sigma, errors = auto_smoothing(sp, s, noisy.shape, "bilinear")
+    assert smoothing.SMOOTH_SIGMAS[int(np.argmin(errors))] > 0  # what the held-out rule alone picks
+    assert sigma == 0.0
+    risks = smoothing.spectral_risks(sp, s)
+    assert risks[0] == pytest.approx(1.0) and risks[-1] > 1.0  # the spectrum sees the fringes
+
+
+def test_safeguard_falls_back_where_the_network_is_worse():
+    from emcs.dlss import safeguard
+
+    H = W = 256
+    s = 4
+    yy, xx = np.mgrid[0:H, 0:W].astype(float)
+
+    def scene(y, x):
+        return 0.5 + 0.2 * np.sin(2 * np.pi * x / 53.0) * np.cos(2 * np.pi * y / 41.0)
+
+    rng = np.random.default_rng(0)
+    full = (scene(yy, xx) + 0.01 * rng.standard_normal((H, W))).astype(np.float32)
+    sp = subsample(full, s)
+    off = (grid_offset(H, s), grid_offset(W, s))
+
+    def predict(coarse, shape):  # exact on the right half, wild on the left half
+        vy, vx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+        est = scene(off[0] + 2 * vy, off[1] + 2 * vx)
+        return est + (vx * 2 < W / 2) * 0.3 * rng.standard_normal(shape)
+
+    verdict = safeguard.check(sp, s, (H, W), off, predict)
+    assert verdict.weights.shape == (H, W)
+    assert verdict.tile_weights[:, 0].max() == 0.0 and verdict.tile_weights[:, -1].min() == 1.0
+    assert verdict.fallback_fraction == pytest.approx(0.5)
+    assert verdict.weights[:, 10].max() == 0.0 and verdict.weights[:, -10].min() == 1.0
+    assert np.all(np.diff(verdict.weights[5]) >= -1e-6)  # a smooth ramp between the halves
+    net, bil = np.ones((H, W), np.float32), np.zeros((H, W), np.float32)
+    np.testing.assert_allclose(safeguard.blend(net, bil, verdict), verdict.weights)
+
+
+@pytest.mark.skipif(not default_model_path().exists(), reason="shipped model missing")
+def test_supersample_safeguard_option(tmp_path):
+    import torch
+
+    from emcs.dlss.supersample import load_default_model, net_estimate
+    from emcs.simulate.textures import degrade, stem_texture
+
+    torch.set_num_threads(1)
+    model, _ = load_default_model()
+    noisy, _ = degrade(np.random.default_rng(6), stem_texture(np.random.default_rng(1003), 96))
+    s = 4
+    sp = subsample(noisy, s)
+    report: dict = {}
+    checked = supersample_frame(sp, s, noisy.shape, "net", model, tile=64, report=report)
+    np.testing.assert_array_equal(subsample(checked, s), sp.astype(np.float32))  # samples kept
+    plain = supersample_frame(sp, s, noisy.shape, "net", model, tile=64, safeguard=False)
+    raw = net_estimate(sp, s, noisy.shape, model, tile=64)
+    raw[::s, ::s] = sp
+    np.testing.assert_array_equal(plain, raw)
+    bil = supersample_frame(sp, s, noisy.shape, "bilinear")
+    w = report["verdict"].weights
+    np.testing.assert_allclose(checked, bil + w * (plain - bil), atol=1e-5)
+
+    src = tmp_path / "sp.tif"
+    write_stack(src, sp[None])
+    r = _run("supersample", src, "-s", s, "-o", tmp_path / "a.tif", "--json", "--tile", 64)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    guard = summary["safeguard"]
+    assert guard["tiles"] >= 1 and 0 <= guard["fallback_fraction"] <= 1
+    assert guard["tiles_fallen_back"] == round(guard["fallback_fraction"] * guard["tiles"])
+    assert (guard["tiles_fallen_back"] > 0) == any("fell back" in n for n in summary["notes"])
+    r = _run("supersample", src, "-s", s, "-o", tmp_path / "b.tif", "--json", "--tile", 64, "--no-safeguard")
+    assert json.loads(r.stdout)["safeguard"] is None
+    r = _run("supersample", src, "-s", s, "-o", tmp_path / "c.tif", "--json", "-m", "bilinear")
+    assert json.loads(r.stdout)["safeguard"] is None

@@ -6,6 +6,9 @@
   from the grid;
 - :mod:`emcs.dlss.net`: the compact U-Net (one network for s = 4 ... 10);
 - :mod:`emcs.dlss.supersample`: tiled inference with data consistency;
+- :mod:`emcs.dlss.safeguard`: the self-check of the network against bilinear
+  on the frame's own samples, and the per-tile fallback;
+- :mod:`emcs.dlss.smoothing`: the self-calibrated smoothing (``--smooth auto``);
 - :mod:`emcs.dlss.files`: :func:`~emcs.dlss.files.subsample_file` and
   :func:`~emcs.dlss.files.supersample_file`, the file-level functions behind
   ``emcs subsample`` / ``emcs supersample``;

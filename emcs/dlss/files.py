@@ -204,6 +204,7 @@ def supersample_file(
     denoise_measured: bool = False,
     ensemble: int = 1,
     smooth: float | str = 0.0,
+    safeguard: bool = True,
     force: bool = False,
     progress: Progress | None = None,
     on_warning: Callable[[str], None] | None = None,
@@ -239,7 +240,12 @@ def supersample_file(
     smooth : float or 'auto'
         Gaussian width in pixels (0 ... :data:`MAX_SMOOTH`, 0: none) applied to
         the whole output, or ``'auto'``: chosen per frame from the scan's own
-        held-out samples (:func:`emcs.dlss.supersample.auto_smoothing`).
+        held-out samples (:func:`emcs.dlss.supersample.auto_smoothing`), capped by
+        the spectrum of the samples so that resolved lattice fringes are kept.
+    safeguard : bool
+        Network only: check the network against bilinear interpolation on each
+        frame's own samples and fall back to bilinear, per tile and blended
+        smoothly, where it is not clearly better (:mod:`emcs.dlss.safeguard`).
     force : bool
         Overwrite an existing output.
     progress : callable, optional
@@ -253,6 +259,10 @@ def supersample_file(
     dict
         The run's summary (method used, what happened to the measured samples,
         smoothing widths, shapes, dtype, pixel size, model, device, seconds).
+        ``safeguard`` (``null`` unless the network ran with it): ``tiles``
+        checked over all frames, ``tiles_fallen_back`` (network weight below
+        one half), ``fallback_fraction`` and ``network_weight`` (mean over the
+        output pixels). ``notes``: one line per fallback taken and why.
     """
     from emcs.dlss.sampling import grid_offset, validate_factor
     from emcs.dlss.supersample import auto_smoothing, cast_like, net_supports, supersample_frame
@@ -283,16 +293,23 @@ def supersample_file(
         oy, ox = grid_offset(H, s), grid_offset(W, s)
         keep = not (denoise_measured and used == "net") and sigma == 0.0
         widths: list[float] = []  # smoothing width of each frame
+        verdicts: list = []  # the self-check of each frame
+        notes: list[str] = []
         with StackWriter(output, (T, H, W), stack.dtype, px, force) as wr:
             advance = (progress or _no_progress)(T)
             for i in range(T):
                 sparse = stack[i]
                 width = sigma
                 if sigma == "auto":
-                    width, _ = auto_smoothing(sparse, s, (H, W), used, net, dev, tile)
+                    width, errors = auto_smoothing(sparse, s, (H, W), used, net, dev, tile)
+                    notes += _smoothing_note(i, width, errors)
                 widths.append(width)
+                report: dict = {}
                 full = supersample_frame(sparse, s, (H, W), used, net, dev, tile=tile, keep_measured=keep,
-                                         ensemble=ensemble if used == "net" else 1, smooth=width)
+                                         ensemble=ensemble if used == "net" else 1, smooth=width,
+                                         safeguard=safeguard, report=report)
+                if "verdict" in report:
+                    verdicts.append(report["verdict"])
                 full = cast_like(full, stack.dtype)
                 if keep:
                     full[oy::s, ox::s] = sparse  # exact, in the stored dtype
@@ -309,6 +326,8 @@ def supersample_file(
                              else "denoised"),
         "smooth_sigma": None if sigma == 0.0 or not widths else widths[0] if len(set(widths)) == 1 else widths,
         "ensemble": ensemble if used == "net" else None,
+        "safeguard": _safeguard_summary(verdicts, notes) if verdicts else None,
+        "notes": notes,
         "frames": T,
         "sparse_shape": [h, w],
         "full_shape": [H, W],
@@ -319,6 +338,34 @@ def supersample_file(
         "device": None if dev is None else str(dev),
         "seconds": round(time.time() - t0, 3),
     }
+
+
+def _smoothing_note(frame: int, width: float, errors) -> list[str]:
+    """A note when ``smooth='auto'`` kept less smoothing than the held-out samples alone preferred."""
+    from emcs.dlss.smoothing import SMOOTH_SIGMAS
+
+    preferred = SMOOTH_SIGMAS[int(errors.argmin())]
+    if preferred <= width:
+        return []
+    return [f"frame {frame}: smoothing {width:g} px instead of the held-out samples' {preferred:g} px "
+            "(their gain was not significant, or the samples' spectrum shows detail, such as lattice "
+            "fringes, that the wider smoothing would erase)"]
+
+
+def _safeguard_summary(verdicts: list, notes: list[str]) -> dict:
+    """Summary of the self-checks of all frames; adds a note when tiles fell back."""
+    import numpy as np
+
+    tiles = int(sum(v.tile_weights.size for v in verdicts if v.checked))
+    fell = int(sum(int((v.tile_weights < 0.5).sum()) for v in verdicts if v.checked))
+    if fell:
+        notes.append(f"safeguard: {fell} of {tiles} tiles fell back to bilinear (the network did not "
+                     "predict held-out samples clearly better than bilinear there)")
+    if tiles < sum(v.tile_weights.size for v in verdicts):
+        notes.append("safeguard: frames under 4 x 4 samples were not checked (network kept)")
+    return {"tiles": tiles, "tiles_fallen_back": fell,
+            "fallback_fraction": round(fell / tiles, 4) if tiles else 0.0,
+            "network_weight": round(float(np.mean([v.weights.mean() for v in verdicts])), 4)}
 
 
 __all__ = [

@@ -34,6 +34,10 @@ from scipy import ndimage
 
 #: Gaussian widths (output pixels) that ``--smooth auto`` chooses from (0: none)
 SMOOTH_SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+#: paired z-score by which a width must beat no smoothing on the held-out samples
+Z_SMOOTH = 2.0
+#: spectral risk (relative to no smoothing) a width must stay below
+RISK_MAX = 0.9
 #: quarters of the sparse grid held out in turn
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
 
@@ -43,6 +47,43 @@ def smooth(frame: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return frame
     return ndimage.gaussian_filter(frame, float(sigma), mode="reflect").astype(frame.dtype, copy=False)
+
+
+def spectral_risks(sparse: np.ndarray, factor: int, sigmas: tuple[float, ...] = SMOOTH_SIGMAS) -> np.ndarray:
+    """Relative error of smoothing the measured samples by each width, from their own spectrum.
+
+    The periodogram of the (h, w) samples (Hann window) is white noise of one
+    level plus the signal; the noise level is the median power over the outer
+    band (|f| > 0.35 cycles per sample in either axis) over ln 2, which
+    ignores a few strong lattice peaks. Each bin's signal power is estimated as
+    ``max(P - N, 0)``; a Gaussian of width ``sigma`` (output pixels) passes
+    ``G = exp(-2 pi^2 sigma^2 (f/s)^2)`` of it, so the expected squared error is
+    ``(1 - G)^2 S + G^2 N`` per bin, against ``N`` without smoothing.
+    Returns ``risk(sigma) / risk(0)`` per width (1 for sigma 0): below 1,
+    smoothing removes more noise than signal.
+
+    Unlike the held-out samples, the spectrum sees all detail up to the grid's
+    Nyquist frequency ``1/(2s)``: a lattice resolved by the scan shows as
+    strong peaks whose loss outweighs the noise removed.
+    """
+    x = np.asarray(sparse, np.float64)
+    h, w = x.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.rfft2((x - x.mean()) * win)) ** 2
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    outer = (np.abs(fy) > 0.35) | (fx > 0.35)
+    noise = float(np.median(power[outer])) / np.log(2.0) if outer.any() else 0.0
+    signal = np.clip(power - noise, 0.0, None)
+    f2 = (fy**2 + fx**2) / float(factor) ** 2
+    base = noise * power.size
+    if base <= 0:
+        return np.array([1.0 if sg == 0 else np.inf for sg in sigmas])
+    out = []
+    for sg in sigmas:
+        g = np.exp(-2 * np.pi**2 * sg**2 * f2)
+        out.append(float(np.sum((1 - g) ** 2 * signal + g**2 * noise)) / base)
+    return np.array(out)
 
 
 def holdout_fill(sparse: np.ndarray, phase: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +129,7 @@ def holdout_errors(
     positions: tuple[int, int, int],
     sigmas: tuple[float, ...] = SMOOTH_SIGMAS,
 ) -> np.ndarray:
-    """Mean squared error on held-out samples of the reconstruction smoothed by each sigma.
+    """Squared error at every held-out sample of the reconstruction smoothed by each sigma.
 
     Parameters
     ----------
@@ -105,20 +146,56 @@ def holdout_errors(
     Returns
     -------
     ndarray
-        float64 (len(sigmas),): the held-out error of each width (noise variance included).
+        float64 (len(sigmas), h*w): every sample's squared error (noise variance
+        included), each sample scored once, when its quarter was held out.
     """
     oy, ox, s = positions
     sparse = np.asarray(sparse, np.float64)
-    err = np.zeros(len(sigmas))
+    err = np.zeros((len(sigmas), sparse.size))
     for phase in PHASES:
         filled, held = holdout_fill(sparse, phase)
         est = reconstruct(filled.astype(np.float32))
         for k, sigma in enumerate(sigmas):
             at = smooth(est, sigma)[oy::s, ox::s]
-            err[k] += np.sum((at[held] - sparse[held]) ** 2)
-    return err / sparse.size
+            err[k, held.ravel()] = (at[held] - sparse[held]) ** 2
+    return err
 
 
-def choose_sigma(errors: np.ndarray, sigmas: tuple[float, ...] = SMOOTH_SIGMAS) -> float:
-    """The width with the smallest held-out error (the smallest width on ties)."""
-    return float(sigmas[int(np.argmin(errors))])
+def paired_z(gain: np.ndarray) -> float:
+    """Mean of paired differences over its standard error (0 for under 2 values or no spread)."""
+    gain = np.asarray(gain, np.float64).ravel()
+    spread = float(gain.std(ddof=1)) if gain.size > 1 else 0.0
+    return float(gain.mean()) / (spread / np.sqrt(gain.size)) if spread > 0 else 0.0
+
+
+def choose_sigma(errors: np.ndarray, risks: np.ndarray | None = None,
+                 sigmas: tuple[float, ...] = SMOOTH_SIGMAS) -> float:
+    """The smoothing width: what the held-out samples choose, capped by the spectrum's verdict.
+
+    Parameters
+    ----------
+    errors : ndarray
+        Every held-out sample's squared error per width (:func:`holdout_errors`;
+        rows: ``sigmas``, the first 0).
+    risks : ndarray, optional
+        :func:`spectral_risks` per width.
+    sigmas : tuple of float
+
+    Returns
+    -------
+    float
+        0 unless the width with the smallest held-out error beats no smoothing
+        by a paired z-score of at least :data:`Z_SMOOTH`; then, among the widths
+        up to it, the one of least spectral risk, if that risk is below
+        :data:`RISK_MAX` times no smoothing's (else 0). Weak or contrary evidence means no smoothing.
+    """
+    errors = np.asarray(errors, np.float64)
+    best = int(np.argmin(errors.mean(axis=1)))
+    if best == 0:
+        return 0.0
+    if paired_z(errors[0] - errors[best]) < Z_SMOOTH:
+        return 0.0
+    if risks is None:
+        return float(sigmas[best])
+    k = int(np.argmin(risks[: best + 1]))
+    return float(sigmas[k]) if risks[k] < RISK_MAX else 0.0

@@ -22,6 +22,7 @@ import numpy as np
 
 from emcs.dlss import smoothing
 from emcs.dlss.interp import METHODS, upsample
+from emcs.dlss.safeguard import Verdict, blend, check
 from emcs.dlss.sampling import NET_FACTORS, grid_offset
 
 DEFAULT_MODEL = "dlss-unet-s4-10"
@@ -100,6 +101,62 @@ def default_model_path():
     return find_weights(DEFAULT_MODEL)
 
 
+def net_estimate(
+    sparse: np.ndarray,
+    factor: int,
+    full_shape: tuple[int, int],
+    model,
+    device=None,
+    tile: int = 256,
+    overlap: int = 48,
+    ensemble: int = 1,
+    offset: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The network's (H, W) float32 estimate (measured positions included, nothing pasted back).
+
+    Tiled (:func:`emcs.nn.tiling.tiled_apply`); with ``ensemble`` > 1 averaged over
+    that many flips/rotations of the scan, the grid transformed with it, so every
+    pass sees a regular grid as in training. ``offset``: full-resolution position of
+    sample (0, 0), default ``(N mod s)//2`` per axis.
+    """
+    import torch
+
+    from emcs.nn.ensemble import ENSEMBLES, dihedral
+    from emcs.nn.tiling import tiled_apply
+
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {tuple(ENSEMBLES)}, got {ensemble}")
+    H, W = full_shape
+    oy, ox = offset if offset is not None else (grid_offset(H, factor), grid_offset(W, factor))
+    h, w = sparse.shape
+    dev = device or torch.device("cpu")
+
+    def fn(t):
+        return run_net(model, t.to(dev)).cpu()
+
+    grid = np.zeros(full_shape, bool)
+    grid[oy : oy + h * factor : factor, ox : ox + w * factor : factor] = True
+    out = np.zeros(full_shape, np.float32)
+    for t in ENSEMBLES[ensemble]:
+        g = dihedral(grid, t)  # the sampling grid seen in the transformed frame
+        off = (int(np.argmax(g.any(1))), int(np.argmax(g.any(0))))
+        feats = torch.from_numpy(features(dihedral(sparse, t), factor, g.shape, off))[None]
+        with torch.no_grad():
+            est = tiled_apply(fn, feats, tile=tile, overlap=min(overlap, tile // 2), batch=4)[0, 0].numpy()
+        out += dihedral(est, t, inverse=True)
+    return out / len(ENSEMBLES[ensemble])
+
+
+def check_net(sparse, factor, full_shape, model, device=None, tile: int = 256, overlap: int = 48) -> Verdict:
+    """Self-check of the network against bilinear on this frame (:func:`emcs.dlss.safeguard.check`)."""
+    offset = (grid_offset(full_shape[0], factor), grid_offset(full_shape[1], factor))
+
+    def predict(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        return net_estimate(coarse, factor, shape, model, device, tile, overlap, offset=(0, 0))
+
+    return check(sparse, factor, full_shape, offset, predict)
+
+
 def supersample_frame(
     sparse: np.ndarray,
     factor: int,
@@ -112,6 +169,8 @@ def supersample_frame(
     keep_measured: bool = True,
     ensemble: int = 1,
     smooth: float = 0.0,
+    safeguard: bool = True,
+    report: dict | None = None,
 ) -> np.ndarray:
     """Full-resolution (H, W) float32 frame from a sparse (h, w) frame.
 
@@ -145,6 +204,13 @@ def supersample_frame(
         Smooth the whole output with a Gaussian of this width (pixels; 0:
         none), measured pixels included: needs ``keep_measured=False``. See
         :func:`auto_smoothing` for a width chosen from the scan itself.
+    safeguard : bool
+        ``net`` only: check the network against bilinear interpolation on this
+        frame's own samples and fall back to bilinear, per tile and blended
+        smoothly, where it is not clearly better (:mod:`emcs.dlss.safeguard`;
+        a quarter of a network pass more). Default on.
+    report : dict, optional
+        Receives ``"verdict"``: the :class:`~emcs.dlss.safeguard.Verdict` of the check.
 
     Returns
     -------
@@ -159,33 +225,15 @@ def supersample_frame(
     H, W = full_shape
     oy, ox = grid_offset(H, factor), grid_offset(W, factor)
     if method == "net":
-        import torch
-
-        from emcs.nn.tiling import tiled_apply
-
         if model is None:
             raise ValueError("method 'net' needs a model")
-        from emcs.nn.ensemble import ENSEMBLES, dihedral
-
-        if ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {tuple(ENSEMBLES)}, got {ensemble}")
-        dev = device or torch.device("cpu")
-        ov = min(overlap, tile // 2)
-
-        def fn(t):
-            return run_net(model, t.to(dev)).cpu()
-
-        grid = np.zeros(full_shape, bool)
-        grid[oy::factor, ox::factor] = True
-        out = np.zeros(full_shape, np.float32)
-        for t in ENSEMBLES[ensemble]:
-            g = dihedral(grid, t)  # the sampling grid seen in the transformed frame
-            off = (int(np.argmax(g.any(1))), int(np.argmax(g.any(0))))
-            feats = torch.from_numpy(features(dihedral(sparse, t), factor, g.shape, off))[None]
-            with torch.no_grad():
-                est = tiled_apply(fn, feats, tile=tile, overlap=ov, batch=4)[0, 0].numpy()
-            out += dihedral(est, t, inverse=True)
-        out /= len(ENSEMBLES[ensemble])
+        out = net_estimate(sparse, factor, full_shape, model, device, tile, overlap, ensemble)
+        if safeguard:
+            bil = upsample(sparse, factor, full_shape, "bilinear")
+            verdict = check_net(sparse, factor, full_shape, model, device, tile, overlap)
+            out = blend(out, bil, verdict)
+            if report is not None:
+                report["verdict"] = verdict
     elif method in METHODS:
         out = upsample(sparse, factor, full_shape, method)
     else:
@@ -210,7 +258,14 @@ def auto_smoothing(
     Each quarter of the measured grid is held out in turn and predicted by
     ``method`` from the rest; the width in
     :data:`emcs.dlss.smoothing.SMOOTH_SIGMAS` whose smoothed prediction is
-    closest to the held-out samples wins (:func:`emcs.dlss.smoothing.holdout_errors`).
+    closest to the held-out samples wins (:func:`emcs.dlss.smoothing.holdout_errors`)
+    if it beats no smoothing clearly (:func:`emcs.dlss.smoothing.choose_sigma`).
+    The held-out samples cannot judge detail finer than about twice the grid
+    pitch (a held-out sample is predicted from neighbours ``s`` away), so a
+    lattice resolved by the scan would look like noise to smooth away; the
+    width is therefore capped by the spectrum of the samples themselves
+    (:func:`emcs.dlss.smoothing.spectral_risks`), which sees lattice peaks up to
+    the grid's Nyquist frequency.
     Costs four reconstructions (one network pass each, no ensemble) of at most
     ``max_size`` x ``max_size`` output pixels (the central part of a larger frame).
 
@@ -239,10 +294,12 @@ def auto_smoothing(
     pos = (grid_offset(shape[0], factor), grid_offset(shape[1], factor), factor)  # (0, 0) for a crop
 
     def reconstruct(x: np.ndarray) -> np.ndarray:
-        return supersample_frame(x, factor, shape, method, model, device, tile=tile, keep_measured=False)
+        return supersample_frame(x, factor, shape, method, model, device, tile=tile, keep_measured=False,
+                                 safeguard=False)
 
     errors = smoothing.holdout_errors(crop, reconstruct, pos)
-    return smoothing.choose_sigma(errors), errors
+    risks = smoothing.spectral_risks(sparse, factor)
+    return smoothing.choose_sigma(errors, risks), errors.mean(axis=1)
 
 
 def cast_like(frame: np.ndarray, dtype: np.dtype) -> np.ndarray:
