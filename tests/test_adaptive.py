@@ -48,7 +48,8 @@ def _movie_with_cuts(path, cuts=(7, 19), T=30, seed=0):
     """Poisson counts of still scenes that change at the frames ``cuts``; saved as .npy."""
     rng = np.random.default_rng(seed)
     bounds = [0, *cuts, T]
-    clean = np.concatenate([np.repeat(_scene(rng)[None], b - a, 0) for a, b in zip(bounds, bounds[1:])])
+    clean = np.concatenate([np.repeat(_scene(rng)[None], b - a, 0)
+                            for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     movie = rng.poisson(clean).astype(np.uint16)
     np.save(path, movie)
     return str(path), movie
