@@ -12,8 +12,8 @@ The rule (:class:`GroupCutter`), decided per frame from data the encoder has
 in memory anyway and before the group is summed:
 
 1. Block means ``M_t`` of each frame: means of ``BLOCK`` x ``BLOCK`` pixel
-   blocks, from every ``ROW_STEP``-th row only (a strided view; a quarter of
-   the frame's bytes; :func:`block_means`).
+   blocks, from every ``ROW_STEP``-th row only (a strided view: the first
+   row of each block, 1/16 of the frame's bytes; :func:`block_means`).
 2. For frame t of a group whose first frame is f, the change
    ``d = M_t - M_f`` with its mean over the frame taken out (a uniform
    offset is no change of scene; a change of gain g, e.g. of the beam
@@ -49,12 +49,15 @@ from emcs.errors import EmcsError
 
 #: block side in pixels of the block means
 BLOCK = 16
-#: the block means use every ROW_STEP-th row (a strided view: 1/ROW_STEP of the frame's bytes)
-ROW_STEP = 4
+#: the block means use every ROW_STEP-th row (a strided view: 1/ROW_STEP of the frame's bytes;
+#: one row of each block: its 16 pixels stand for the block)
+ROW_STEP = 16
 #: close a group when the change ratio r of a frame exceeds this (see the module docstring)
 DEFAULT_THRESHOLD = 0.5
 #: fewest frames of an adaptive group (except the movie's last one)
 MIN_FRAMES = 2
+#: bytes of measurements an adaptive encode keeps in memory before it spools them to a file
+SPOOL_MEMORY = 256 << 20
 
 
 def block_means(frames: np.ndarray, block: int = BLOCK, row_step: int = ROW_STEP) -> np.ndarray:
@@ -76,9 +79,10 @@ def block_means(frames: np.ndarray, block: int = BLOCK, row_step: int = ROW_STEP
     step = min(row_step, side)
     hb, wb = H // side, W // side
     rows = -(-side // step)  # sampled rows per block
-    x = frames[:, : hb * side : step, : wb * side]
-    sums = x.reshape(n, hb, rows, wb, side).sum(axis=(2, 4), dtype=np.float64)
-    return sums.reshape(n, hb * wb) / (rows * side)
+    # the sampled rows in float32 (a small copy; exact for 16-bit frames), then one einsum
+    x = frames[:, : hb * side : step, : wb * side].astype(np.float32)
+    sums = np.einsum("nhrws->nhw", x.reshape(n, hb, rows, wb, side)).astype(np.float64)
+    return sums.reshape(n, hb * wb) / np.float64(rows * side)
 
 
 def sampled_pixels(frame_shape: tuple[int, int], block: int = BLOCK, row_step: int = ROW_STEP) -> int:
@@ -203,30 +207,47 @@ def rule_meta(threshold: float, min_frames: int) -> dict:
 
 
 class Spool:
-    """Measurements kept in a temporary file in ``folder`` until the number of groups is known
-    (adaptive groups): :meth:`write` them, make the container writer
-    (:class:`emcs.tcs.container.ContainerWriter`), :meth:`replay` them into it."""
+    """Measurements kept until the number of groups is known (adaptive groups): :meth:`write`
+    them, make the container writer (:class:`emcs.tcs.container.ContainerWriter`), then
+    :meth:`replay` them into it.
 
-    def __init__(self, folder: str):
-        import tempfile
+    The first ``memory`` bytes of measurements stay in memory (no copy); the
+    rest goes to a temporary file in ``folder``, so memory stays bounded
+    whatever the movie length.
+    """
 
-        self._file = tempfile.TemporaryFile(dir=folder, prefix=".emcs-spool-")
-        self._items: list[tuple] = []
+    def __init__(self, folder: str, memory: int = SPOOL_MEMORY):
+        self._folder, self._memory = folder, int(memory)
+        self._file = None
+        self._items: list[tuple] = []  # (measurement or (dtype, shape), value_range, frames)
 
     def __enter__(self) -> Spool:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def write(self, y: np.ndarray, value_range: tuple, frames: int) -> None:
-        np.lib.format.write_array(self._file, np.ascontiguousarray(y), allow_pickle=False)
-        self._items.append((value_range, frames))
+        self._memory -= y.nbytes
+        if self._memory >= 0:
+            self._items.append((y, value_range, frames))
+            return
+        if self._file is None:
+            import tempfile
+
+            self._file = tempfile.TemporaryFile(dir=self._folder, prefix=".emcs-spool-")
+        self._file.write(memoryview(np.ascontiguousarray(y)).cast("B"))
+        self._items.append(((y.dtype, y.shape), value_range, frames))
 
     def replay(self, writer) -> None:
-        self._file.seek(0)
-        for value_range, frames in self._items:
-            y = np.lib.format.read_array(self._file, allow_pickle=False)
+        if self._file is not None:
+            self._file.seek(0)
+        for y, value_range, frames in self._items:
+            if isinstance(y, tuple):
+                stored = np.empty(y[1], y[0])
+                self._file.readinto(memoryview(stored).cast("B"))
+                y = stored
             writer.write(y, value_range=value_range, frames=frames)
 
 
@@ -235,6 +256,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "MIN_FRAMES",
     "ROW_STEP",
+    "SPOOL_MEMORY",
     "GroupCutter",
     "Spool",
     "adaptive_groups",
