@@ -34,7 +34,7 @@ def reader_accepts_adaptive_counts(monkeypatch):
         p for p in check(*args) if not p.endswith(f"frames at B={args[0]['B']}")])
 
 
-def _scene(rng, H=48, W=48, blobs=12):
+def _scene(rng, H=96, W=96, blobs=40):
     """A smooth random scene (Gaussian blobs) with block-scale structure, values about 5..60."""
     yy, xx = np.mgrid[:H, :W]
     img = np.full((H, W), 5.0)

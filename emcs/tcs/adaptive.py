@@ -53,7 +53,7 @@ BLOCK = 16
 #: one row of each block: its 16 pixels stand for the block)
 ROW_STEP = 16
 #: close a group when the change ratio r of a frame exceeds this (see the module docstring)
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.75
 #: fewest frames of an adaptive group (except the movie's last one)
 MIN_FRAMES = 2
 #: bytes of measurements an adaptive encode keeps in memory before it spools them to a file
