@@ -199,3 +199,29 @@ def test_input_stats_sample_the_noise_of_the_same_groups_in_parts():
     assert (parts[0].lo, parts[0].hi, parts[0].sigmas) == (whole.lo, whole.hi, whole.sigmas)
     with pytest.raises(EmcsError, match="frames 20..29 contain NaN"):
         whole.add(20, movie[20:30].copy(), np.nan, 1.0)
+
+
+@pytest.mark.slow
+def test_cli_with_a_scheduler_encodes_many_movies_adaptively_and_refuses_one_in_chunks(tmp_path):
+    pytest.importorskip("distributed")
+    from typer.testing import CliRunner
+
+    from emcs.cli import app
+
+    movies = [_movie_with_cuts(tmp_path / f"m{i}.npy", seed=i)[0] for i in range(2)]
+    runner = CliRunner()
+    r = runner.invoke(app, ["encode", *movies, "--adaptive", "--seed", "1", "--scheduler", "local:1",
+                            "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert [res["groups"]["groups"] for res in json.loads(r.stdout)["results"]] == [5, 5]
+    r = runner.invoke(app, ["encode", movies[0], "-o", str(tmp_path / "one.npz"), "--adaptive",
+                            "--scheduler", "local:1"])
+    assert r.exit_code == 2
+    assert r.stderr.strip() == ("emcs: error: --adaptive cannot encode one movie in chunks: its groups "
+                                "are decided in one sequential pass over the frames (leave out the "
+                                "scheduler, or give several movies: each is then encoded whole by one "
+                                "worker)")
+    # fixed groups in chunks (the chunked encoder now takes --threads too)
+    r = runner.invoke(app, ["encode", movies[0], "-o", str(tmp_path / "one.npz"), "--seed", "1",
+                            "--scheduler", "local:1", "--quiet"])
+    assert r.exit_code == 0, r.stderr
