@@ -97,6 +97,10 @@ def encode_cmd(
              "(Anscombe domain; 1 adds 8% noise variance, 2-2.7x smaller than lossless packing)."),
     threads: int = typer.Option(
         None, "--threads", min=1, help="Threads summing each group (default: the cores)."),
+    adaptive: bool = typer.Option(
+        False, "--adaptive",
+        help="Close a group early (2 to B frames) at a scene change, a jump or fast motion, "
+             "judged from block means of the frames; more measurements on such movies."),
     dataset: str = DATASET_OPTION,
     eer_frames: int = EER_FRAMES_OPTION,
     eer_upsampling: int = EER_UPSAMPLING_OPTION,
@@ -155,7 +159,7 @@ def encode_cmd(
 
         jobs, failures = run_each(rep, jobs, check, keep_going)
         settings = dict(B=B, seed=seed, density=density, masks=masks, force=force, pack=pack,
-                        quantize=quantize, mask_source=mask, threads=threads)
+                        quantize=quantize, mask_source=mask, threads=threads, adaptive=adaptive)
 
         def encode(job):
             inp, src, out = job
@@ -176,7 +180,10 @@ def _encode_one(rep: Reporter, inp: str, path: str, out: str, n_frames: int, gro
 
     with contextlib.ExitStack() as stack:
         target = stack.enter_context(stdout_output(".npz")) if out == "-" else out
-        with rep.progress(f"Encoding {os.path.basename(inp)}", n_frames, per_step=group) as advance:
+        # adaptive groups: how many is known only at the end, so the bar counts groups
+        total, unit, per_step = ((None, "groups", 1) if settings["adaptive"] else
+                                 (n_frames, "frames", group))
+        with rep.progress(f"Encoding {os.path.basename(inp)}", total, unit, per_step) as advance:
             res = dist.call(rep, "Encoding", encode_stack, chunked="encode_chunked")(
                 path, target, progress=advance, **settings)
         res = encode_json({**res, "input": inp, "output": out})
@@ -185,8 +192,10 @@ def _encode_one(rep: Reporter, inp: str, path: str, out: str, n_frames: int, gro
                 if res["mask_kind"] == "generated" else f"explicit mask {settings['mask_source']}")
     quantize = settings["quantize"]
     rep.info(
-        f"{inp} -> {out}: {T} frames {H}x{W} {res['dtype']}, B={res['B']}, "
-        f"{res['n_measurements']} measurements ({res['measurement_dtype']}"
+        f"{inp} -> {out}: {T} frames {H}x{W} {res['dtype']}, B={res['B']}"
+        + (", adaptive groups of {min_frames}-{max_frames} frames (mean {mean_frames:.1f})".format(
+            **res["groups"]) if settings["adaptive"] else "")
+        + f", {res['n_measurements']} measurements ({res['measurement_dtype']}"
         + (f", {res['measurement_codec']}" if res.get("measurement_codec") else "")
         + (f", Anscombe step {quantize:g}" if quantize else "") + f"), {mask_txt}; "
         f"{megabytes(res['data_bytes'])} -> {megabytes(res['container_bytes'])}, ratio {res['ratio']:.2f}, "

@@ -20,6 +20,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -37,51 +38,49 @@ def default_in_flight(client) -> int:
 
 
 # --------------------------------------------------------------------------- encode
-def encode_groups(path: str, op, first: int, counts: list[int], noise_at: list[int],
+def encode_groups(path: str, op, first: int, counts: list[int], period: int, threads: int = 1,
                   progress: Callable | None = None) -> dict:
     """Worker side: the measurements of groups ``first .. first + len(counts) - 1`` of ``path``.
 
-    Returns the measurements (m, H, W) in the accumulator dtype, the value
-    range of the frames, and the noise estimate of the first frame of each
-    group listed in ``noise_at``.
+    Each group goes through the local encoder's per-group step
+    (:func:`emcs.tcs.encode.sum_group` in ``threads`` row bands,
+    :class:`emcs.tcs.encode.InputStats` with noise samples every ``period``
+    frames). Returns the measurements (one (H, W) array per group), and the
+    statistics of the frames.
     """
     from emcs.io import open_stack
-    from emcs.tcs.encode import check_finite, noise_sigma
-    from emcs.tcs.operator import accumulator_dtype, bits_dtype
+    from emcs.tcs.encode import InputStats, sum_group
 
     B = op.B
-    with open_stack(path) as stack:
-        dtype = stack.dtype
-        out = np.empty((len(counts), *op.frame_shape), accumulator_dtype(dtype, B))
-        scratch = np.empty(op.frame_shape, bits_dtype(dtype))
-        lo = hi = None
-        sigmas = {}
+    stats = InputStats(path, period)
+    ys = []
+    with open_stack(path) as stack, ThreadPoolExecutor(threads) as pool:
+        patterns = op.patterns(stack.dtype, threads)
         for i, n in enumerate(counts):
-            k = first + i
-            frames = stack.read(k * B, k * B + n)
-            flo, fhi = frames.min(), frames.max()
-            check_finite(flo, fhi, dtype, k * B, n, path)
-            lo = flo if lo is None else min(lo, flo)
-            hi = fhi if hi is None else max(hi, fhi)
-            if k in noise_at:
-                sigmas[k] = noise_sigma(frames[0])
-            op.encode(frames, out=out[i], scratch=scratch)
+            start = (first + i) * B
+            frames = stack.read(start, start + n)
+            y, frange, _ = sum_group(frames, patterns, pool if threads > 1 else None, threads)()
+            stats.add(start, frames, *frange)
+            ys.append(y)
             if progress is not None:
                 progress(1)
-    return {"y": out, "counts": counts, "lo": lo, "hi": hi, "sigmas": sigmas}
+    return {"y": ys, "counts": counts, "stats": stats}
 
 
 def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
                    B: int = 10, seed: int | None = None, density: float = 0.5,
                    masks: np.ndarray | None = None, mask_source: str | None = None,
                    force: bool = False, pack: str | None = "none", quantize: float | None = None,
-                   groups_per_task: int = 1, in_flight: int | None = None,
+                   threads: int | None = None, adaptive: bool = False, groups_per_task: int = 1, in_flight: int | None = None,
                    progress: Callable[[int], None] | None = None) -> dict:
     """Encode one movie with its groups spread over the cluster; the client writes the container.
 
-    Parameters are those of :func:`emcs.tcs.encode.encode_stack`, plus
+    Parameters are those of :func:`emcs.tcs.encode.encode_stack` (but ``adaptive``:
+    adaptive groups are sequential decisions, refused here), plus
 
     client : distributed.Client
+    threads : int, optional
+        Threads summing each group on a worker (default 1: the workers are the parallelism).
     groups_per_task : int
         Groups of B frames each task encodes.
     in_flight : int, optional
@@ -98,11 +97,13 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
     from emcs import io as eio
     from emcs.tcs.container import ContainerWriter, base_meta
     from emcs.tcs.encode import (
+        InputStats,
         check_mask_options,
+        check_threads,
         encode_operator,
         encode_summary,
-        input_description,
-        noise_groups,
+        fixed_counts,
+        noise_period,
     )
     from emcs.tcs.operator import stored_dtype
 
@@ -110,14 +111,19 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
     if groups_per_task < 1:
         raise EmcsError(f"groups_per_task must be at least 1, got {groups_per_task}",
                         param="groups_per_task")
+    if adaptive:
+        raise EmcsError("adaptive cannot encode one movie in chunks: its groups are decided in one "
+                        "sequential pass over the frames (leave out the scheduler, or give several "
+                        "movies: each is then encoded whole by one worker)", param="adaptive")
     check_mask_options(None if masks is not None else B, density, seed)
+    threads = check_threads(1 if threads is None else threads)
     t0 = time.perf_counter()
     with eio.open_stack(input_path) as stack, eio.atomic_output(output_path, force) as tmp:
         T, H, W = stack.shape
         op = encode_operator(masks, mask_source, B, seed, density, (H, W), input_path)
-        N = -(-T // op.B)
-        counts = np.array([min(op.B, T - k * op.B) for k in range(N)], dtype=np.int64)
-        noise_at = list(noise_groups(N))
+        counts = fixed_counts(T, op.B)
+        N = len(counts)
+        stats = InputStats(input_path, noise_period(T, op.B))
         writer = ContainerWriter(tmp, N, H, W, stored_dtype(stack.dtype, op.B), pack=pack,
                                  quantize=quantize, source=input_path, operator=op)
         try:
@@ -126,21 +132,17 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
 
             def submit(first: int):
                 part = [int(n) for n in counts[first:first + groups_per_task]]
-                return run.submit(encode_groups, input_path, shared_op, first, part,
-                                  [k for k in noise_at if first <= k < first + len(part)])
+                return run.submit(encode_groups, input_path, shared_op, first, part, stats.period,
+                                  threads)
 
-            lo = hi = None
-            sigmas: dict[int, float] = {}
             in_flight = in_flight or default_in_flight(client)
             for chunk in ordered_stream(submit, range(0, N, groups_per_task), in_flight, run.value):
                 for y, n in zip(chunk["y"], chunk["counts"], strict=True):
                     writer.write(y, frames=n)
-                lo = chunk["lo"] if lo is None else min(lo, chunk["lo"])
-                hi = chunk["hi"] if hi is None else max(hi, chunk["hi"])
-                sigmas.update(chunk["sigmas"])
+                stats.merge(chunk["stats"])
                 if progress is not None:
                     progress(len(chunk["y"]))
-            input_info = input_description(stack, input_path, lo, hi, [sigmas[k] for k in noise_at])
+            input_info = stats.description(stack)
             meta = base_meta(B=op.B, n=N, frame_shape=(H, W), mask=op.meta, input_info=input_info,
                              encoder={"operation": "sum of masked frames (bitwise AND + add)"})
             meta = writer.finish(meta, counts)

@@ -8,6 +8,10 @@ groups whatever the movie length. A last group with fewer than B frames uses
 the first ``n`` masks. The masks are made once: the container writer takes
 the same operator (for the mask-predictive codec's open counts and the stored
 explicit mask).
+
+With ``adaptive=True`` a group closes early at a scene change or fast motion
+(:mod:`emcs.tcs.adaptive`): groups then hold 1 .. B frames (at least
+``min_frames`` but the last), decided while the movie is read.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from emcs.errors import EmcsError
+from emcs.tcs import adaptive as adapt
 from emcs.tcs.container import ContainerWriter, base_meta
 from emcs.tcs.operator import TcsOperator, encode_group, smallest_int_dtype, stored_dtype
 
@@ -101,6 +107,9 @@ def encode_stack(
     pack: str | None = "none",
     quantize: float | None = None,
     threads: int | None = None,
+    adaptive: bool = False,
+    adaptive_threshold: float = adapt.DEFAULT_THRESHOLD,
+    min_frames: int = adapt.MIN_FRAMES,
 ) -> dict:
     """Encode an image stack into a measurement container.
 
@@ -140,18 +149,28 @@ def encode_stack(
         Threads summing each group (in row bands; numpy releases the GIL) while
         the next group is read and the previous one written. Default: the
         cores this process may use.
+    adaptive : bool
+        Close a group early (before B frames) at a scene change or fast
+        motion (:mod:`emcs.tcs.adaptive`); the measurements are then written
+        once the last group is known (through a temporary file beside the output).
+    adaptive_threshold : float
+        The change ratio above which an adaptive group closes (> 0; default
+        :data:`emcs.tcs.adaptive.DEFAULT_THRESHOLD`; lower closes more groups).
+    min_frames : int
+        Fewest frames of an adaptive group (1 .. B; the movie's last group may have fewer).
 
     Returns
     -------
     dict
-        Summary: input, output, shape, dtype, B, n_measurements, seed,
-        measurement dtype, input/output bytes, ratio, seconds, MB/s.
+        Summary: input, output, shape, dtype, B, n_measurements, groups (number
+        and min / mean / max frames per group), seed, measurement dtype,
+        input/output bytes, ratio, seconds, MB/s.
 
     Raises
     ------
     EmcsError
         A bad option (named by its parameter: ``B``, ``density``, ``seed``,
-        ``pack``, ``quantize``), an unreadable input, masks that do not fit
+        ``pack``, ``quantize``, ``adaptive_threshold``, ``min_frames``), an unreadable input, masks that do not fit
         the frames, non-finite frames, an existing output without ``force``.
     """
     from emcs import io as eio
@@ -159,29 +178,63 @@ def encode_stack(
     input_path = os.fspath(input_path)
     output_path = os.fspath(output_path)
     check_mask_options(None if masks is not None else B, density, seed)
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     t0 = time.perf_counter()
     with eio.open_stack(input_path) as stack, eio.atomic_output(output_path, force) as tmp:
         T, H, W = stack.shape
-        dtype = stack.dtype
         op = encode_operator(masks, mask_source, B, seed, density, (H, W), input_path)
-        B = op.B
-        N = -(-T // B)
-        counts = np.array([min(B, T - k * B) for k in range(N)], dtype=np.int64)
-        writer = ContainerWriter(tmp, N, H, W, stored_dtype(dtype, B), narrow=narrow, pack=pack,
-                                 quantize=quantize, source=input_path, operator=op)
-        try:
-            input_info = _encode_groups(stack, op, counts, writer, input_path, progress, threads)
-            meta = base_meta(
-                B=B, n=N, frame_shape=(H, W), mask=op.meta, input_info=input_info,
-                encoder={"operation": "sum of masked frames (bitwise AND + add)"},
-            )
-            meta = writer.finish(meta, counts)
-        except BaseException:
-            writer.abort()
-            raise
-    return encode_summary(input_path, output_path, op, counts, meta, input_info,
+        if adaptive:
+            adapt.check_adaptive_options(adaptive_threshold, min_frames, op.B)
+        stats = InputStats(input_path, noise_period(T, op.B))
+        encoder = {"operation": "sum of masked frames (bitwise AND + add)"}
+
+        def new_writer(n_groups: int) -> ContainerWriter:
+            return ContainerWriter(tmp, n_groups, H, W, stored_dtype(stack.dtype, op.B), narrow=narrow,
+                                   pack=pack, quantize=quantize, source=input_path, operator=op)
+
+        if adaptive:
+            encoder["groups"] = adapt.rule_meta(adaptive_threshold, min_frames)
+            groups = adapt.adaptive_groups(stack.read, T, op.B, noise_sigma,
+                                                     adaptive_threshold, min_frames)
+            with adapt.Spool(os.path.dirname(os.path.abspath(tmp))) as spool:
+                counts = _encode_groups(groups, op, stack.dtype, spool.write, stats, progress, threads)
+                writer = new_writer(len(counts))
+                meta = _finish(writer, lambda: spool.replay(writer), op, counts, stats, stack, encoder)
+        else:
+            counts = fixed_counts(T, op.B)
+            writer = new_writer(len(counts))
+            meta = _finish(writer, lambda: _encode_groups(fixed_groups(stack.read, counts, op.B), op,
+                                                          stack.dtype, writer.write, stats, progress, threads),
+                           op, counts, stats, stack, encoder)
+    return encode_summary(input_path, output_path, op, counts, meta, meta["input"],
                           time.perf_counter() - t0)
+
+
+def _finish(writer: ContainerWriter, fill: Callable[[], object], op: TcsOperator, counts: np.ndarray,
+            stats: InputStats, stack, encoder: dict) -> dict:
+    """Run ``fill`` (which writes every measurement into ``writer``) and finish the container;
+    the writer is aborted on any error. Returns the container's metadata."""
+    try:
+        fill()
+        meta = base_meta(B=op.B, n=len(counts), frame_shape=op.frame_shape, mask=op.meta,
+                         input_info=stats.description(stack), encoder=encoder)
+        return writer.finish(meta, counts)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def fixed_counts(n_frames: int, B: int) -> np.ndarray:
+    """Frames per group of fixed groups: B, and a shorter last group when B does not divide T."""
+    N = -(-n_frames // B)
+    return np.array([min(B, n_frames - k * B) for k in range(N)], dtype=np.int64)
+
+
+def fixed_groups(read: Callable[[int, int], np.ndarray], counts: np.ndarray,
+                 B: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, frames)`` of the fixed groups of ``counts`` (``read(a, b)``: frames a:b)."""
+    for k, n in enumerate(counts):
+        yield k * B, read(k * B, k * B + int(n))
 
 
 def encode_summary(input_path: str, output_path: str, op: TcsOperator, counts: np.ndarray,
@@ -198,6 +251,7 @@ def encode_summary(input_path: str, output_path: str, op: TcsOperator, counts: n
         "B": int(op.B),
         "n_measurements": len(counts),
         "last_group_frames": int(counts[-1]),
+        "groups": adapt.group_sizes(counts),
         "mask": op.meta,
         "seed": op.seed,
         "measurement_dtype": meta["measurement_dtype"],
@@ -214,7 +268,7 @@ def encode_summary(input_path: str, output_path: str, op: TcsOperator, counts: n
 
 def input_description(stack, input_path: str, lo, hi, sigmas: list[float]) -> dict:
     """The container's ``input`` description: the frames' value range ``lo`` .. ``hi`` and the
-    median of the noise estimates ``sigmas`` (see :func:`noise_groups`)."""
+    median of the noise estimates ``sigmas`` (see :class:`InputStats`)."""
     as_num = int if stack.dtype.kind in "iu" else float
     return {
         "name": os.path.basename(input_path),
@@ -228,9 +282,14 @@ def input_description(stack, input_path: str, lo, hi, sigmas: list[float]) -> di
     }
 
 
-def noise_groups(n_groups: int) -> range:
-    """The groups whose first frame gives a noise estimate (at most ~8, evenly spaced)."""
-    return range(0, n_groups, max(1, n_groups // 8))
+def noise_period(n_frames: int, B: int) -> int:
+    """Frames between the noise samples: about 8 over the movie, at multiples of B frames.
+
+    The first frame of the group holding frame ``j * noise_period`` gives a
+    noise estimate (:class:`InputStats`); with fixed groups these are the
+    groups ``0, s, 2s, ...`` with ``s = max(1, N // 8)``.
+    """
+    return B * max(1, -(-n_frames // B) // 8)
 
 
 def check_finite(lo, hi, dtype: np.dtype, start: int, n: int, input_path: str) -> None:
@@ -238,6 +297,44 @@ def check_finite(lo, hi, dtype: np.dtype, start: int, n: int, input_path: str) -
     if dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi)):
         raise EmcsError(f"frames {start}..{start + n - 1} contain NaN or infinite values; "
                         "emcs cannot encode them", input_path)
+
+
+@dataclass
+class InputStats:
+    """What the container's ``input`` description needs, gathered group by group.
+
+    The value range of the frames, and the noise estimate
+    (:func:`noise_sigma`) of the first frame of every group that holds a
+    multiple of ``period`` frames (:func:`noise_period`). Partial statistics
+    (the groups of one chunk) combine with :meth:`merge`.
+    """
+
+    input_path: str
+    period: int
+    lo: object = None
+    hi: object = None
+    sigmas: dict = field(default_factory=dict)
+
+    def add(self, start: int, frames: np.ndarray, lo, hi) -> None:
+        """Record the group of ``frames`` (input frames ``start ...``) whose values span
+        ``lo`` .. ``hi``; :class:`EmcsError` for NaN or infinite frames."""
+        check_finite(lo, hi, frames.dtype, start, len(frames), self.input_path)
+        self.lo = lo if self.lo is None else min(self.lo, lo)
+        self.hi = hi if self.hi is None else max(self.hi, hi)
+        if -(-start // self.period) * self.period < start + len(frames):
+            self.sigmas[start] = noise_sigma(frames[0])
+
+    def merge(self, other: InputStats) -> None:
+        """Add the statistics of other groups of the same movie."""
+        if other.lo is not None:
+            self.lo = other.lo if self.lo is None else min(self.lo, other.lo)
+            self.hi = other.hi if self.hi is None else max(self.hi, other.hi)
+        self.sigmas.update(other.sigmas)
+
+    def description(self, stack) -> dict:
+        """The container's ``input`` description (:func:`input_description`)."""
+        return input_description(stack, self.input_path, self.lo, self.hi,
+                                 [self.sigmas[k] for k in sorted(self.sigmas)])
 
 
 def encode_operator(masks, mask_source, B, seed, density, frame_shape, input_path) -> TcsOperator:
@@ -256,7 +353,7 @@ def encode_operator(masks, mask_source, B, seed, density, frame_shape, input_pat
     return TcsOperator.from_masks(masks, os.path.basename(mask_source) if mask_source else None)
 
 
-def _check_threads(threads: int | None) -> int:
+def check_threads(threads: int | None) -> int:
     """``threads``, or the cores this process may use; :class:`EmcsError` below 1."""
     if threads is None:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -285,76 +382,101 @@ def _sum_band(frames: np.ndarray, patterns: np.ndarray, rows: slice) -> tuple:
             min(r[2] for r in ranges), max(r[3] for r in ranges))
 
 
-def _encode_groups(stack, op: TcsOperator, counts: np.ndarray, writer: ContainerWriter, input_path: str,
-                   progress: Callable[[int], None] | None, threads: int = 1) -> dict:
-    """Encode every group of ``stack`` into ``writer``; returns the container's input description.
+def sum_group(frames: np.ndarray, patterns: np.ndarray, pool: Executor | None = None,
+              bands: int = 1) -> Callable[[], tuple]:
+    """Start the measurement of one group; returns a function that waits for it.
 
-    A pipeline of three stages, a few groups deep (memory stays flat in movie
-    length): a reader thread reads group k + 1 and the calling thread writes
-    group k - 1 while ``threads`` workers sum group k in row bands.
+    The one per-group step of every encoder (local and chunked): the exact sum
+    of the (n, H, W) ``frames`` with the AND-patterns of the first n masks
+    (:meth:`~emcs.tcs.operator.TcsOperator.patterns`), made in ``bands`` row
+    bands on ``pool`` (None: here, now), with the frames' value range on the way.
+
+    Returns
+    -------
+    callable
+        ``wait()`` gives ``(y, (lo, hi), (ylo, yhi))``: the (H, W) measurement
+        in the smallest type holding it (float64 for float frames), the range
+        of the frames and that of the sums.
     """
-    B, H, dtype = op.B, op.frame_shape[0], stack.dtype
-    N = len(counts)
-    patterns = op.patterns(dtype, threads)
-    step = -(-H // threads)
-    bands = [slice(r, min(H, r + step)) for r in range(0, H, step)]
-    found = {"lo": None, "hi": None, "sigmas": []}
-    noisy = set(noise_groups(N))
-    pending: deque = deque()
-    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(threads) as pool:
-        ahead = reader.submit(stack.read, 0, int(counts[0]))
-        for k in range(N):
-            frames = ahead.result()
-            if k + 1 < N:  # one reader thread: the stack is read in order, by one thread at a time
-                ahead = reader.submit(stack.read, (k + 1) * B, (k + 1) * B + int(counts[k + 1]))
-            if frames.dtype == bool:
-                frames = frames.view(np.uint8)
-            jobs = [(rows, pool.submit(_sum_band, frames, patterns, rows)) for rows in bands]
-            pending.append((k, k * B, frames, jobs))
-            if len(pending) > 1:
-                _finish_group(*pending.popleft(), writer, found, noisy, input_path)
-                if progress is not None:
-                    progress(1)
-        while pending:
-            _finish_group(*pending.popleft(), writer, found, noisy, input_path)
-            if progress is not None:
-                progress(1)
-    return input_description(stack, input_path, found["lo"], found["hi"], found["sigmas"])
+    if frames.dtype == bool:
+        frames = frames.view(np.uint8)
+    H = frames.shape[1]
+    step = -(-H // bands)
+    rows = [slice(r, min(H, r + step)) for r in range(0, H, step)]
+    if pool is None:
+        done = [_sum_band(frames, patterns, band) for band in rows]
+        return lambda: _assemble(frames.shape[1:], done)
+    jobs = [pool.submit(_sum_band, frames, patterns, band) for band in rows]
+    return lambda: _assemble(frames.shape[1:], [job.result() for job in jobs])
 
 
-def _finish_group(k: int, start: int, frames: np.ndarray, jobs: list, writer: ContainerWriter,
-                  found: dict, noisy: set[int], input_path: str) -> None:
-    """Wait for the sums of group ``k`` (frames ``start`` ...), check its frames and write its
-    measurement (assembled from the bands in the smallest type holding it)."""
-    bands = [job.result() for _, job in jobs]
+def _assemble(frame_shape: tuple, bands: list) -> tuple:
+    """One measurement from the bands of :func:`_sum_band`, in the smallest type holding it."""
     flo, fhi = min(b[1] for b in bands), max(b[2] for b in bands)
-    check_finite(flo, fhi, frames.dtype, start, len(frames), input_path)
-    found["lo"] = flo if found["lo"] is None else min(found["lo"], flo)
-    found["hi"] = fhi if found["hi"] is None else max(found["hi"], fhi)
-    if k in noisy:
-        found["sigmas"].append(noise_sigma(frames[0]))
     ylo, yhi = min(b[3] for b in bands), max(b[4] for b in bands)
     parts = [part for band in bands for part in band[0]]
     if len(parts) == 1:
         y = parts[0][1]
     else:
         kind = parts[0][1].dtype
-        y = np.empty(frames.shape[1:], kind if kind.kind == "f" else smallest_int_dtype(int(ylo), int(yhi)))
+        y = np.empty(frame_shape, kind if kind.kind == "f" else smallest_int_dtype(int(ylo), int(yhi)))
         for rows, part in parts:
             y[rows] = part
-    writer.write(y, value_range=(ylo, yhi), frames=len(frames))
+    return y, (flo, fhi), (ylo, yhi)
+
+
+def _encode_groups(groups: Iterator[tuple[int, np.ndarray]], op: TcsOperator, dtype, write: Callable,
+                   stats: InputStats, progress: Callable[[int], None] | None,
+                   threads: int = 1) -> np.ndarray:
+    """Encode the ``(start, frames)`` of ``groups`` (frames of ``dtype``) in order into
+    ``write(y, value_range, frames)``;
+    records the frames in ``stats`` and returns the frames per group.
+
+    A pipeline of three stages, a few groups deep (memory stays flat in movie
+    length): a reader thread reads (and for adaptive groups, cuts) group k + 1 and the
+    calling thread writes group k - 1 while ``threads`` workers sum group k in row bands.
+    """
+    patterns = op.patterns(dtype, threads)
+    counts: list[int] = []
+    pending: deque = deque()
+
+    def finish() -> None:
+        start, frames, wait = pending.popleft()
+        y, frange, yrange = wait()
+        stats.add(start, frames, *frange)
+        write(y, value_range=yrange, frames=len(frames))
+        counts.append(len(frames))
+        if progress is not None:
+            progress(1)
+
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(threads) as pool:
+        ahead = reader.submit(next, groups, None)
+        while (group := ahead.result()) is not None:
+            ahead = reader.submit(next, groups, None)  # one reader thread: the stack is read in order
+            start, frames = group
+            pending.append((start, frames, sum_group(frames, patterns, pool, threads)))
+            if len(pending) > 1:
+                finish()
+        while pending:
+            finish()
+    return np.array(counts, dtype=np.int64)
 
 
 __all__ = [
     "MAX_B",
     "check_finite",
     "check_mask_options",
+    "check_threads",
     "default_output",
     "encode_operator",
     "encode_stack",
     "encode_summary",
     "input_description",
     "load_mask_file",
-    "noise_groups",
+    "InputStats",
+    "fixed_counts",
+    "fixed_groups",
+    "noise_period",
     "noise_sigma",
+    "sum_group",
 ]
