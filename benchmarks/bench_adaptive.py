@@ -184,22 +184,6 @@ def _psnr(out_path: str, clean: np.ndarray) -> float:
     return psnr(np.load(out_path).astype(np.float64), clean, data_range=float(clean.max() - clean.min()))
 
 
-def _allow_adaptive_counts() -> None:
-    """Until emcs/tcs/container/reader.py accepts more than ceil(T / B) measurements (groups
-    shorter than B inside the movie), drop that one complaint of its consistency check."""
-    from emcs.tcs.container import reader
-
-    check = reader.consistency_problems
-    if getattr(check, "adaptive_ok", False):
-        return
-
-    def relaxed(meta, *rest):
-        return [p for p in check(meta, *rest) if not p.endswith(f"frames at B={meta['B']}")]
-
-    relaxed.adaptive_ok = True
-    reader.consistency_problems = relaxed
-
-
 def evaluate(kind: str, movie: np.ndarray, clean: np.ndarray, methods: tuple[str, ...], tmp: str) -> list:
     from emcs.tcs.container import load_container
     from emcs.tcs.decode import decode_container
@@ -251,7 +235,6 @@ def main(argv=None) -> int:
     if args.train:
         result = {"train": train()}
     else:
-        _allow_adaptive_counts()
         movies = test_movies()
         if args.quick:
             movies = {k: movies[k] for k in ("cuts", "steady")}

@@ -23,17 +23,6 @@ from emcs.tcs.decode import decode_container
 from emcs.tcs.encode import InputStats, encode_stack, noise_period, sum_group
 
 
-@pytest.fixture(autouse=True)
-def reader_accepts_adaptive_counts(monkeypatch):
-    """Until emcs/tcs/container/reader.py (not this branch's file) accepts more measurements than
-    ceil(T / B) (groups shorter than B inside the movie), drop only that one complaint."""
-    from emcs.tcs.container import reader
-
-    check = reader.consistency_problems
-    monkeypatch.setattr(reader, "consistency_problems", lambda *args: [
-        p for p in check(*args) if not p.endswith(f"frames at B={args[0]['B']}")])
-
-
 def _scene(rng, H=96, W=96, blobs=40):
     """A smooth random scene (Gaussian blobs) with block-scale structure, values about 5..60."""
     yy, xx = np.mgrid[:H, :W]
@@ -225,3 +214,27 @@ def test_cli_with_a_scheduler_encodes_many_movies_adaptively_and_refuses_one_in_
     r = runner.invoke(app, ["encode", movies[0], "-o", str(tmp_path / "one.npz"), "--seed", "1",
                             "--scheduler", "local:1", "--quiet"])
     assert r.exit_code == 0, r.stderr
+
+
+def test_adaptive_container_reads_back_through_info_and_decode(tmp_path):
+    from typer.testing import CliRunner
+
+    from emcs.cli import app
+
+    path, movie = _movie_with_cuts(tmp_path / "cuts.npy")
+    out = tmp_path / "cuts.npz"
+    res = CliRunner().invoke(app, ["encode", path, "-B", "10", "--adaptive", "-o", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert CliRunner().invoke(app, ["info", str(out), "--check"]).exit_code == 0
+    res = CliRunner().invoke(app, ["info", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    groups = json.loads(res.output)["groups"]
+    assert groups["groups"] > 3 and groups["max_frames"] <= 10  # 30 frames, cuts at 7 and 19
+    res = CliRunner().invoke(app, ["info", str(out)])
+    assert "groups of" in res.output
+    dec = tmp_path / "cuts.tif"
+    res = CliRunner().invoke(app, ["decode", str(out), "--method", "gap-tv", "-o", str(dec), "--quiet"])
+    assert res.exit_code == 0, res.output
+    from emcs.io import read_stack
+
+    assert read_stack(dec).shape == movie.shape

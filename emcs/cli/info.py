@@ -82,7 +82,9 @@ def _container(file: str) -> tuple[dict, list]:
         ("pixel size", _angstrom(s["pixel_size"])),
         ("B", str(s["B"])),
         ("measurements", f"{s['n_measurements']} ({s['measurement_dtype']}), "
-                         f"last group {s['last_group_frames']} frames"),
+                         + (f"groups of {g['min_frames']}-{g['max_frames']} frames (mean {g['mean_frames']:g})"
+                            if (g := s.get("groups")) and g["groups"] > -(-T // s["B"]) else
+                            f"last group {s['last_group_frames']} frames")),
         ("coding", s["measurement_codec"]
                    + (f", quantized (Anscombe step {quant['step']:g}, lossy)" if quant else "")),
         ("masks", s["mask_kind"]

@@ -98,7 +98,7 @@ def plan_methods(container: Container, method: str, model: str | os.PathLike | N
     (a model name or ``.safetensors`` path) picks the network. A request for a
     network (``net``, a network name or ``model``) that none can serve for the
     full groups of B frames (the largest groups) is an error; ``auto`` falls back to GAP-TV with a
-    note, and so does a short last group that no network covers.
+    note, and so does a shorter group (the last, or adaptive ones) that no network covers.
 
     Returns
     -------
@@ -111,7 +111,7 @@ def plan_methods(container: Container, method: str, model: str | os.PathLike | N
     plan: dict[int, tuple[str, object]] = {}
     notes: list[str] = []
     for n in sizes:
-        what = f"B={n}" if n == container.B else f"the short last group ({n} frames of B={container.B})"
+        what = f"B={n}" if n == container.B else f"the groups of {n} frames (B={container.B})"
         name, why = decoders.select_decoder(method, n, container.density, model=model, group=what)
         if why is not None and n == sizes[-1] and (method != "auto" or model is not None):
             raise EmcsError(f"{why}; use --method auto or gap-tv", container.path)
@@ -171,7 +171,7 @@ def iter_decoded(
         kind, name = plan[n]
         decoder = nets[name] if kind == "net" else gap_tv
         x = np.asarray(decoder(y, op.group(n), progress=progress)).reshape(-1, H, W)
-        yield k * B, unscale_frames(x, container.value_range,
+        yield int(container.counts[:k].sum()), unscale_frames(x, container.value_range,
                                     container.input_dtype if dtype is None else dtype)
 
 

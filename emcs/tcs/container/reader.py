@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emcs.errors import EmcsError
+from emcs.tcs.adaptive import group_sizes
 from emcs.tcs.container.members import member_crc, open_measurements, read_meta, read_small_member
 from emcs.tcs.container.packed import PackedMeasurements
 from emcs.tcs.container.schema import (
@@ -125,7 +126,7 @@ class Container:
 
     def group_frames(self, k: int) -> tuple[int, int]:
         """Frame range ``[start, stop)`` of the input encoded in measurement ``k``."""
-        start = int(k) * self.B
+        start = int(self.counts[:k].sum())
         return start, start + int(self.counts[k])
 
     def masks(self, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None) -> np.ndarray:
@@ -183,6 +184,7 @@ class Container:
             "B": self.B,
             "n_measurements": self.n_measurements,
             "counts_last": int(self.counts[-1]) if len(self.counts) else 0,
+            "groups": group_sizes(self.counts) if len(self.counts) else None,
             "measurement_dtype": self.measurements.dtype.name,
             "measurement_codec": self.meta.get("measurement_codec", "none (memory-mappable)"),
             "measurement_quantization": self.meta.get("measurement_quantization"),
@@ -298,7 +300,7 @@ def consistency_problems(meta: dict, y, counts: np.ndarray, packed_mask: np.ndar
         problems.append("per-group frame counts do not add up to the input frame count")
     if len(input_shape) != 3 or input_shape[1:] != (H, W):
         problems.append(f"input shape {input_shape} does not match frames {(H, W)}")
-    if B < 1 or N != -(-input_shape[0] // B):
+    if B < 1 or N < -(-input_shape[0] // B):
         problems.append(f"{N} measurements do not cover {input_shape[0]} frames at B={B}")
     if packed_mask is not None and packed_mask.size * 8 < B * H * W:
         problems.append("the packed mask is too small for (B, H, W)")
