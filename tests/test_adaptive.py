@@ -237,4 +237,4 @@ def test_adaptive_container_reads_back_through_info_and_decode(tmp_path):
     assert res.exit_code == 0, res.output
     from emcs.io import read_stack
 
-    assert read_stack(dec).shape == movie.shape
+    assert read_stack(dec)[0].shape == movie.shape
