@@ -326,7 +326,12 @@ def decode_run(args, model: str, B: int, warm: bool) -> dict:
     options = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
     code = _DECODE_RUN.format(threads=args.threads, cheap=_CHEAP_NET if args.cheap_net else "", B=B,
                               size=args.size, model=model, options=options, warm=warm)
-    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    import emcs
+
+    # run from the folder holding the emcs imported here, so that `python -c` imports the same one
+    # (its first path entry is the working directory)
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                          cwd=Path(emcs.__file__).resolve().parent.parent)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
