@@ -29,10 +29,12 @@ from emcs.tcs.nets import BUILDERS
 from emcs.tcs.operator import TcsOperator
 
 #: largest tile edge and overlap (pixels) for frames larger than one tile; tiles are
-#: shrunk to the fewest that cover the frame (:func:`emcs.nn.tiling.fitted_tile`: 723 px for
-#: 4096 px). 48 px of overlap covers the receptive field of tcs-unfold's learned stages
-#: (measured: tiled and untiled results agree to ~1e-5, tests/test_tcs_nets.py)
-TILE = 768
+#: shrunk to the fewest that cover the frame (:func:`emcs.nn.tiling.fitted_tile`: 498 px for
+#: 4096 px, 1.20x the frame's area computed instead of 1.27x). 48 px of overlap covers the
+#: receptive field of tcs-unfold's learned stages (measured: tiled and untiled results agree
+#: to ~1e-5, tests/test_tcs_nets.py). 768-px tiles would compute 1.12x, but one tile's
+#: activations (~600 MiB at 723 px) take a 4096 x 4096 decode over 2 GiB.
+TILE = 512
 OVERLAP = 48
 #: autocast precisions of :func:`decode_measurements` (``auto``: float16 on CUDA, else float32)
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
