@@ -24,12 +24,14 @@ the noisy raw frames.
 
 Speed and memory:
 
-    python benchmarks/bench_tcs_nets.py speed --size 1024 --B 10
-    python benchmarks/bench_tcs_nets.py memory --size 4096 --B 10
+    python benchmarks/bench_tcs_nets.py speed --size 1024 --B 10 --threads 2
+    python benchmarks/bench_tcs_nets.py memory --size 4096 --B 10 --threads 2
 
-``speed`` reports reconstructed megapixels (B*H*W) per second; ``memory``
-decodes one measurement in a fresh subprocess and reports its peak resident
-memory (ru_maxrss).
+Both decode one measurement of a generated operator in a fresh subprocess and
+report its wall time, CPU seconds (user + system, ``getrusage``), peak resident
+memory (``ru_maxrss``) and reconstructed megapixels (B*H*W) per second;
+``speed`` warms up on a 64 x 64 crop first, ``memory`` does not. Results and
+their conditions: benchmarks/tcs_speed.md.
 
 ``--update-cards`` writes the quality means into the models' JSON cards
 (the weights' checksum is not affected).
@@ -277,65 +279,87 @@ def update_cards(summary: dict, settings: dict, command: str) -> None:
         cpath.write_text(json.dumps(card, indent=2) + "\n")
 
 
+#: one decode of a (S, S), B measurement in a fresh process: prints one JSON line with the wall
+#: time, CPU seconds (user + system, getrusage) and peak resident memory of that process
+_DECODE_RUN = """
+import json, resource, time, numpy as np, torch
+torch.set_num_threads({threads})
+from emcs.tcs.nets.api import decode_measurements, list_models
+from emcs.tcs.operator import TcsOperator
+{cheap}
+def usage():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, r.ru_maxrss / 1024
+B, S = {B}, {size}
+info = [i for i in list_models() if i.name == {model!r}][0]
+op = TcsOperator.generated(1, B, (S, S))
+masks = op.masks()
+y = np.zeros((1, S, S), np.float32)
+for b in range(B):  # a measurement of frames that are 0.5 everywhere
+    y[0] += masks[b] * np.float32(0.5)
+options = {options}
+if {warm}:
+    decode_measurements(y[:, :64, :64], masks[:, :64, :64], info, device="cpu", **options)
+cpu0, base = usage()
+t = time.perf_counter()
+out = decode_measurements(y, op, info, device="cpu", **options)
+wall = time.perf_counter() - t
+cpu, peak = usage()
+print(json.dumps(dict(model=info.name, B=B, size=S, threads={threads}, wall_s=round(wall, 2),
+                      cpu_s=round(cpu - cpu0, 2), peak_rss_mib=round(peak), rss_before_mib=round(base),
+                      output_mib=round(out.nbytes / 2**20), mpix_per_s=round(B * S * S / wall / 1e6, 3),
+                      options=options)))
+"""
+
+#: ``--cheap-net``: the network replaced by a pointwise stand-in (Ybar in every frame)
+_CHEAP_NET = """
+import emcs.tcs.nets.api as api
+class Cheap(torch.nn.Module):
+    def forward(self, y, m):
+        return (y / m.sum(1).clamp_min(1))[:, None] * torch.ones_like(m)
+api.load = lambda info, dev: Cheap()
+"""
+
+
+def decode_run(args, model: str, B: int, warm: bool) -> dict:
+    """Decode one measurement in a fresh subprocess (see ``_DECODE_RUN``); its JSON result."""
+    options = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
+    code = _DECODE_RUN.format(threads=args.threads, cheap=_CHEAP_NET if args.cheap_net else "", B=B,
+                              size=args.size, model=model, options=options, warm=warm)
+    import emcs
+
+    # run from the folder holding the emcs imported here, so that `python -c` imports the same one
+    # (its first path entry is the working directory)
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                          cwd=Path(emcs.__file__).resolve().parent.parent)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def speed(args) -> None:
-    import torch
-
-    from emcs.tcs.decoders import get_decoder
+    """Wall time, CPU seconds and reconstructed Mpixel/s of one decode (after a 64 x 64 warm-up)."""
     from emcs.tcs.nets.api import list_models
-    from emcs.tcs.operator import TcsOperator
 
-    torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(0)
+    models = [args.model] if args.model != "all" else [m.name for m in list_models()]
     for B in args.B:
-        op = TcsOperator.generated(1, B, (args.size, args.size))
-        y = op.forward(rng.random((B, args.size, args.size), dtype=np.float32))[None]
-        warm = TcsOperator.generated(1, B, (64, 64))
-        for info in list_models():
-            decoder = get_decoder(info.name, device=torch.device("cpu"))
-            decoder(y[:, :64, :64], warm)  # warm-up
-            t = time.perf_counter()
-            decoder(y, op)
-            dt = time.perf_counter() - t
-            print(f"{info.name} B={B} {args.size}x{args.size}: {dt:.2f} s, "
-                  f"{B * args.size**2 / dt / 1e6:.3f} reconstructed Mpixel/s ({args.threads} threads)", flush=True)
+        for model in models:
+            r = decode_run(args, model, B, warm=True)
+            print(f"{model} B={B} {args.size}x{args.size}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} CPU-s, "
+                  f"{r['mpix_per_s']:.3f} reconstructed Mpixel/s, peak RSS {r['peak_rss_mib']} MiB "
+                  f"({args.threads} threads) {json.dumps(r)}", flush=True)
 
 
 def memory(args) -> None:
-    """Peak RSS of one decode in a fresh subprocess.
+    """Peak RSS of one decode in a fresh subprocess (no warm-up).
 
     With ``--cheap-net`` the network is replaced by a pointwise stand-in
     (Ybar in every frame), which measures the buffers and the tiling machinery
-    of a large frame without hours of CPU convolutions; the activations of
-    one real tile are measured by a real run at ``--size`` = the tile edge.
+    of a large frame without the CPU time of the convolutions; the activations
+    of one real tile are measured by a real run at ``--size`` = the tile edge.
     """
-    cheap = (
-        "import emcs.tcs.nets.api as api\n"
-        "class Cheap(torch.nn.Module):\n"
-        "    def forward(self, y, m):\n"
-        "        return (y / m.sum(1).clamp_min(1))[:, None] * torch.ones_like(m)\n"
-        "api.load = lambda info, dev: Cheap()\n"
-    ) if args.cheap_net else ""
-    code = (
-        "import resource, time, numpy as np, torch\n"
-        f"torch.set_num_threads({args.threads})\n"
-        "from emcs.tcs.masks import make_masks\n"
-        "from emcs.tcs.nets.api import decode_measurements, list_models\n"
-        + cheap +
-        f"B, S = {args.B[0]}, {args.size}\n"
-        f"info = [i for i in list_models() if i.name == {args.model!r}][0]\n"
-        "masks = make_masks(1, B, S, S)\n"
-        "y = np.zeros((1, S, S), np.float32)\n"
-        "for b in range(B):\n"
-        "    y[0] += masks[b] * 0.5\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "t = time.perf_counter()\n"
-        "out = decode_measurements(y, masks, info, device='cpu')\n"
-        "dt = time.perf_counter() - t\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(f'{info.name} B={B} {S}x{S}: peak RSS {peak/1024:.0f} MiB (before decoding: {base/1024:.0f} MiB), '\n"
-        "      f'output {out.nbytes/2**20:.0f} MiB, {dt:.1f} s')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    r = decode_run(args, args.model, args.B[0], warm=False)
+    print(f"{r['model']} B={r['B']} {args.size}x{args.size}: peak RSS {r['peak_rss_mib']} MiB "
+          f"(before decoding: {r['rss_before_mib']} MiB), output {r['output_mib']} MiB, "
+          f"{r['wall_s']:.1f} s, {r['cpu_s']:.1f} CPU-s {json.dumps(r)}", flush=True)
 
 
 def main() -> None:
@@ -347,7 +371,9 @@ def main() -> None:
     p.add_argument("--kinds", type=lambda s: s.split(","), default=list(KINDS))
     p.add_argument("--dose", type=float, default=50.0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--model", default="tcs-unfold")
+    p.add_argument("--model", default="tcs-unfold", help="speed, memory: the model ('all': every one, speed)")
+    p.add_argument("--tile", type=int, help="speed, memory: tile edge (default: decode_measurements')")
+    p.add_argument("--overlap", type=int, help="speed, memory: tile overlap (default: decode_measurements')")
     p.add_argument("--only", type=lambda s: s.split(","), help="quality: methods to run (default all)")
     p.add_argument("--repeats", type=int, default=1, help="quality: movies per kind and B")
     p.add_argument("--pack", action="store_true",

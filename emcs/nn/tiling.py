@@ -10,6 +10,9 @@ result is exactly the untiled one.
 
 The networks (TCS, DLSS) and GAP-TV (:mod:`emcs.tcs.gaptv`, which spreads its
 tiles evenly and ramps over the whole overlap: ``even=True, margin=0``) use it.
+The input may be built tile by tile (an object with ``shape`` and slicing, see
+:func:`tiled_apply`) and the output may be a caller's buffer (``out=``), so that
+a large frame needs no full-size input tensor and no second full-size output.
 """
 
 from __future__ import annotations
@@ -31,6 +34,24 @@ def _starts(length: int, tile: int, overlap: int, even: bool = False) -> list[in
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return sorted(set(starts))
+
+
+def fitted_tile(length: int, tile: int, overlap: int) -> int:
+    """The smallest tile edge that covers ``length`` with as many tiles as ``tile`` needs.
+
+    With a fixed tile the last tile sits flush with the end and overlaps its
+    neighbour by more than ``overlap``; shrinking the tiles to
+    ``ceil((length + (n - 1) * overlap) / n)`` for the same count ``n`` spends
+    less work on overlap (4096 px, tile 768, overlap 48: 723 px, the computed
+    area of a 4096 x 4096 frame drops from 1.27x to 1.12x).
+
+    >>> fitted_tile(4096, 768, 48), fitted_tile(100, 512, 48)
+    (723, 100)
+    """
+    if length <= tile:
+        return length
+    n = math.ceil((length - overlap) / (tile - overlap))
+    return math.ceil((length + (n - 1) * overlap) / n)
 
 
 def _ramp(n: int, overlap: int, ramp_start: bool, ramp_end: bool, torch, device, margin: int):
@@ -62,6 +83,8 @@ def tiled_apply(
     *,
     margin: int | None = None,
     even: bool = False,
+    fit: bool = False,
+    out=None,
 ):
     """Apply ``fn`` to overlapping tiles of ``x`` and blend the results.
 
@@ -69,8 +92,10 @@ def tiled_apply(
     ----------
     fn : callable
         Maps a tensor (n, C, h, w) to (n, C', h*scale, w*scale).
-    x : torch.Tensor
-        Input (N, C, H, W).
+    x : torch.Tensor or tile source
+        Input (N, C, H, W): a tensor, or any object with ``shape`` and
+        ``device`` whose ``x[n0:n1, :, y0:y1, x0:x1]`` returns that block as a
+        tensor (an input built tile by tile, without a full-size copy).
     tile : int
         Tile edge in input pixels; frames not larger than ``tile`` run whole.
     overlap : int
@@ -86,6 +111,13 @@ def tiled_apply(
         (default a quarter of the overlap; 0 ramps over the whole overlap).
     even : bool
         Spread the fewest tiles evenly instead of stepping by ``tile - overlap``.
+    fit : bool
+        Shrink the tiles along each axis to :func:`fitted_tile` (as many tiles,
+        less overlap work).
+    out : torch.Tensor, optional
+        (N, C', H*scale, W*scale) float32 buffer on ``out_device`` to write
+        the result into (it is overwritten and returned): no second
+        full-size array.
 
     Returns
     -------
@@ -102,7 +134,7 @@ def tiled_apply(
     """
     import torch
 
-    if x.ndim != 4:
+    if len(x.shape) != 4:
         raise ValueError(f"tiled_apply needs (N, C, H, W), got shape {tuple(x.shape)}")
     if not 0 <= overlap < tile:
         raise ValueError("need 0 <= overlap < tile")
@@ -110,11 +142,14 @@ def tiled_apply(
     out_device = x.device if out_device is None else out_device
     if H <= tile and W <= tile:
         with torch.no_grad():
-            return fn(x).float().to(out_device)
-    ys, xs = _starts(H, tile, overlap, even), _starts(W, tile, overlap, even)
-    th, tw = min(tile, H), min(tile, W)
+            res = fn(x[:, :, :H, :W]).float().to(out_device)
+        return res if out is None else out.copy_(res)
+    th, tw = (fitted_tile(H, tile, overlap), fitted_tile(W, tile, overlap)) if fit else (tile, tile)
+    ys, xs = _starts(H, th, overlap, even), _starts(W, tw, overlap, even)
+    th, tw = min(th, H), min(tw, W)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]
-    out = None
+    if out is not None:
+        out.zero_()
     norm = torch.zeros(1, 1, H * scale, W * scale, device=out_device)
     s, ov = scale, overlap * scale
     m = ov // 4 if margin is None else margin * s  # zero-weight margin in output pixels
@@ -133,7 +168,7 @@ def tiled_apply(
                     out[n, :, y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] += res[k] * w
                     if n == 0:
                         norm[0, 0, y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] += w
-    return out / norm
+    return out.div_(norm)
 
 
 def pad_to_multiple(x, multiple: int, mode: str = "reflect"):

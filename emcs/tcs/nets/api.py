@@ -28,11 +28,16 @@ from emcs.nn.weights import list_weights, read_card
 from emcs.tcs.nets import BUILDERS
 from emcs.tcs.operator import TcsOperator
 
-#: tile edge and overlap (pixels) for frames larger than one tile; 48 px of overlap
-#: covers the receptive field of tcs-unfold's learned stages (measured: tiled and
-#: untiled results agree to ~1e-5, tests/test_tcs_nets.py)
+#: largest tile edge and overlap (pixels) for frames larger than one tile; tiles are
+#: shrunk to the fewest that cover the frame (:func:`emcs.nn.tiling.fitted_tile`: 498 px for
+#: 4096 px, 1.20x the frame's area computed instead of 1.27x). 48 px of overlap covers the
+#: receptive field of tcs-unfold's learned stages (measured: tiled and untiled results agree
+#: to ~1e-5, tests/test_tcs_nets.py). 768-px tiles would compute 1.12x, but one tile's
+#: activations (~600 MiB at 723 px) take a 4096 x 4096 decode over 2 GiB.
 TILE = 512
 OVERLAP = 48
+#: autocast precisions of :func:`decode_measurements` (``auto``: float16 on CUDA, else float32)
+PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -130,6 +135,7 @@ def decode_measurements(
     tile: int = TILE,
     overlap: int = OVERLAP,
     ensemble: int = 1,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Reconstruct B frames per measurement with a trained network.
 
@@ -143,8 +149,7 @@ def decode_measurements(
     model_info : ModelInfo
         From :func:`find_model` or :func:`load_model_info`.
     device : torch.device, optional
-        Where to run (default: CUDA if available, else the CPU); fp16 autocast
-        is used on CUDA.
+        Where to run (default: CUDA if available, else the CPU).
     progress : callable, optional
         ``advance(k)`` called once per finished measurement.
     tile, overlap : int
@@ -154,6 +159,10 @@ def decode_measurements(
         this many flips/rotations (:data:`emcs.nn.ensemble.ENSEMBLES`) and average the
         results mapped back; exact for the physics (the transforms commute
         with the pixel-wise forward model), ``ensemble`` times slower.
+    precision : {"auto", "float32", "float16", "bfloat16"}
+        Autocast precision of the network (:data:`PRECISIONS`); ``auto`` is
+        float16 on CUDA and float32 elsewhere. On a CPU without native bfloat16
+        (AVX512-BF16 or AMX) bfloat16 is emulated and slower than float32.
 
     Returns
     -------
@@ -172,6 +181,9 @@ def decode_measurements(
     if y.ndim != 3 or operator.frame_shape != y.shape[1:]:
         raise EmcsError(f"measurements {y.shape} and masks {(operator.B, *operator.frame_shape)} "
                         "do not fit together")
+    if precision not in PRECISIONS:
+        raise EmcsError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
+                        param="precision")
     if ensemble not in ENSEMBLES:
         raise EmcsError(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble}",
                         param="ensemble")
@@ -183,7 +195,8 @@ def decode_measurements(
         for t in transforms:
             last = t == transforms[-1]  # progress is reported by the last pass
             res = dihedral(decode_measurements(dihedral(y, t), dihedral(masks, t), model_info, dev,
-                                               progress if last else None, tile, overlap), t, inverse=True)
+                                               progress if last else None, tile, overlap,
+                                               precision=precision), t, inverse=True)
             acc = res if acc is None else np.add(acc, res, out=acc)
             del res
         return acc / np.float32(ensemble)
@@ -192,27 +205,46 @@ def decode_measurements(
     b_max = model_info.card.get("config", {}).get("b_max")
     if b_max is not None and B > b_max:
         raise EmcsError(f"model {model_info.name} handles at most B={b_max} frames, got {B}", param="model")
-    # one input tensor (1, 1 + B, H, W): the scaled measurement, then the masks
-    x = torch.empty((1, 1 + B, H, W), dtype=torch.float32, device=dev)
-    x[0, 1:] = torch.from_numpy(operator.masks())
-    out = np.empty((y.shape[0], B, H, W), dtype=np.float32)
+    out = np.zeros((y.shape[0], B, H, W), dtype=np.float32)
     cuda = dev.type == "cuda"
+    if precision == "auto":
+        precision = "float16" if cuda else "float32"
+    dtype = getattr(torch, precision)
 
     def run(t):
-        with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
             return model(t[:, 0], t[:, 1:]).float()
 
     with torch.inference_mode():
         for i in range(y.shape[0]):
             s = operator.measurement_scale(y[i])
-            x[0, 0] = torch.from_numpy(y[i] / s)
-            res = tiled_apply(run, x, tile=tile, overlap=overlap, batch=4 if cuda else 1)
-            np.multiply(res[0].cpu().numpy(), s, out=out[i])
-            del res
+            tiles = _TileInputs(y[i], s, operator.masks(), dev)
+            tiled_apply(run, tiles, tile=tile, overlap=overlap, batch=4 if cuda else 1, fit=True,
+                        out_device=torch.device("cpu"), out=torch.from_numpy(out[i])[None])
+            np.multiply(out[i], s, out=out[i])
             if progress is not None:
                 progress(1)
     return out
 
 
-__all__ = ["OVERLAP", "TILE", "ModelInfo", "covers", "decode_measurements", "find_model", "list_models",
-           "load", "load_model_info"]
+class _TileInputs:
+    """The network input (1, 1 + B, H, W) of one measurement, made block by block for
+    :func:`emcs.nn.tiling.tiled_apply`: the measurement divided by its scale, then the
+    masks as 0/1 floats. No full-size float copy of the (B, H, W) masks is made."""
+
+    def __init__(self, y: np.ndarray, scale: float, masks: np.ndarray, device):
+        self.y, self.scale, self.masks, self.device = y, scale, masks, device
+        self.shape = (1, 1 + masks.shape[0], *y.shape)
+
+    def __getitem__(self, key):
+        import torch
+
+        rows, cols = key[2], key[3]
+        block = torch.empty((1, self.shape[1], *self.y[rows, cols].shape), dtype=torch.float32)
+        block[0, 0] = torch.from_numpy(self.y[rows, cols] / self.scale)
+        block[0, 1:] = torch.from_numpy(self.masks[:, rows, cols])
+        return block.to(self.device)
+
+
+__all__ = ["OVERLAP", "PRECISIONS", "TILE", "ModelInfo", "covers", "decode_measurements", "find_model",
+           "list_models", "load", "load_model_info"]

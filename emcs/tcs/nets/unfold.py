@@ -43,8 +43,30 @@ def pad_even(y: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.
     return y, masks.expand(n, -1, -1, -1)
 
 
+def _inplace() -> bool:
+    """Whether activations may be overwritten (no autograd graph is being recorded)."""
+    return not torch.is_grad_enabled()
+
+
+def _add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a + b, written into ``a`` when no gradient is recorded."""
+    return a.add_(b) if _inplace() else a + b
+
+
+def _leaky(a: torch.Tensor) -> torch.Tensor:
+    """leaky_relu(a, 0.1), in place when no gradient is recorded."""
+    return F.leaky_relu_(a, 0.1) if _inplace() else F.leaky_relu(a, 0.1)
+
+
 class TemporalMix(nn.Module):
-    """Mix features across the B frames: (3,1,1) convolution + frame-mean context."""
+    """Mix features across the B frames: (3,1,1) convolution + frame-mean context.
+
+    Features run channels-last, (n*B, H, W, C) in memory, which is (n, B, H*W, C):
+    the (3, 1, 1) convolution is computed as a 2-D (3, 1) convolution of the
+    channels-last view (n, C, B, H*W) without a copy (the Conv3d parameters are
+    kept and used as they are), and the frame mean and the context 1x1
+    convolution act on contiguous (n, B, H*W, C) memory.
+    """
 
     def __init__(self, width: int):
         super().__init__()
@@ -53,11 +75,23 @@ class TemporalMix(nn.Module):
 
     def forward(self, h: torch.Tensor, n: int) -> torch.Tensor:
         nb, c, hh, ww = h.shape
-        b = nb // n
-        v = h.view(n, b, c, hh, ww).transpose(1, 2)  # (n, c, b, h, w)
-        t = self.tconv(v).transpose(1, 2)  # (n, b, c, h, w)
-        m = self.ctx(v.mean(2))[:, None]  # (n, 1, c, h, w)
-        return h + F.leaky_relu(t + m, 0.1).reshape(nb, c, hh, ww)
+        hm = _channels_last(h).permute(0, 2, 3, 1).reshape(n, nb // n, hh * ww, c)  # memory order
+        t = F.conv2d(hm.permute(0, 3, 1, 2), self.tconv.weight[..., 0], self.tconv.bias, padding=(1, 0))
+        t = _channels_last(t).permute(0, 2, 3, 1)  # (n, b, h*w, c)
+        m = F.linear(hm.mean(1), self.ctx.weight[:, :, 0, 0], self.ctx.bias)  # (n, h*w, c)
+        out = _add(_leaky(_add(t, m[:, None])), hm)
+        return out.reshape(nb, hh, ww, c).permute(0, 3, 1, 2)
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _unshuffle(z: torch.Tensor) -> torch.Tensor:
+    """``pixel_unshuffle(z, 2)`` (N, 4C, H/2, W/2), laid out channels-last, in one copy."""
+    N, C, H, W = z.shape
+    u = z.view(N, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5)  # (N, h, w, C, 2, 2)
+    return u.reshape(N, H // 2, W // 2, 4 * C).permute(0, 3, 1, 2)
 
 
 class Denoiser(nn.Module):
@@ -73,10 +107,10 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        h = F.leaky_relu(self.head(F.pixel_unshuffle(z, 2)), 0.1)
+        h = _leaky(self.head(_unshuffle(z)))
         h = self.mix[0](h, n)
         for i, conv in enumerate(self.body):
-            h = h + F.leaky_relu(conv(h), 0.1)
+            h = _add(h, _leaky(conv(h)))
             if i == len(self.body) - 1:
                 h = self.mix[1](h, n)
         return F.pixel_shuffle(self.tail(h), 2)[:, 0]
