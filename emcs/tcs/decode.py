@@ -67,12 +67,17 @@ def unscale_frames(x: np.ndarray, value_range, dtype) -> np.ndarray:
     """Inverse scaling, clipped to the input range, cast to ``dtype`` (rounded if integer)."""
     lo, hi = value_range
     span = (hi - lo) or 1.0
-    x = np.asarray(x, dtype=np.float64) * span + lo
-    np.clip(x, lo, hi, out=x)
     dtype = np.dtype(dtype)
-    if dtype.kind in "iu":
-        np.rint(x, out=x)
-    return x.astype(dtype)
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype)
+    # frame by frame: float64 arithmetic without a float64 copy of the whole batch (bounded memory)
+    for src, dst in zip(x.reshape(-1, *x.shape[-2:]), out.reshape(-1, *x.shape[-2:]), strict=True):
+        f = src.astype(np.float64) * span + lo
+        np.clip(f, lo, hi, out=f)
+        if dtype.kind in "iu":
+            np.rint(f, out=f)
+        dst[...] = f
+    return out
 
 
 def choose_noise_level(container: Container, noise: str = "auto") -> tuple[str, float | None]:
