@@ -63,13 +63,17 @@ def output_dtype(dtype: str, input_dtype) -> np.dtype:
     return np.dtype(input_dtype) if dtype == "input" else np.dtype(np.float32)
 
 
-def unscale_frames(x: np.ndarray, value_range, dtype) -> np.ndarray:
-    """Inverse scaling, clipped to the input range, cast to ``dtype`` (rounded if integer)."""
+def unscale_frames(x: np.ndarray, value_range, dtype, out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse scaling, clipped to the input range, cast to ``dtype`` (rounded if integer).
+
+    ``out`` (an array of ``x``'s shape and type ``dtype``, e.g. ``x`` itself) receives the
+    result instead of a new array.
+    """
     lo, hi = value_range
     span = (hi - lo) or 1.0
     dtype = np.dtype(dtype)
     x = np.asarray(x)
-    out = np.empty(x.shape, dtype)
+    out = np.empty(x.shape, dtype) if out is None else out
     # frame by frame: float64 arithmetic without a float64 copy of the whole batch (bounded memory)
     for src, dst in zip(x.reshape(-1, *x.shape[-2:]), out.reshape(-1, *x.shape[-2:]), strict=True):
         f = src.astype(np.float64) * span + lo
@@ -176,8 +180,10 @@ def iter_decoded(
         kind, name = plan[n]
         decoder = nets[name] if kind == "net" else gap_tv
         x = np.asarray(decoder(y, op.group(n), progress=progress)).reshape(-1, H, W)
-        yield int(container.counts[:k].sum()), unscale_frames(x, container.value_range,
-                                    container.input_dtype if dtype is None else dtype)
+        dtype_out = np.dtype(container.input_dtype if dtype is None else dtype)
+        # the decoder's fresh float32 frames are overwritten in place when they are the output type
+        yield int(container.counts[:k].sum()), unscale_frames(
+            x, container.value_range, dtype_out, out=x if x.dtype == dtype_out and x.flags.writeable else None)
 
 
 def check_decode_options(iters: int, noise: str, ensemble: int) -> None:
