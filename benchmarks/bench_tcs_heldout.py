@@ -91,7 +91,7 @@ TABLES = {
     "lowB": ((4, 8), (0, 1, 2, 3), (0.5,), ("generated",), SUBSET),
     "density": ((10,), (0, 1), (0.2, 0.3, 0.5, 0.7, 0.8), ("generated",), SUBSET),
     "masks": ((10,), (0, 1), (0.5,), ("xor", "blocks4", "rows", "shifted"), SUBSET),
-    "smoothed": ((10,), (0,), (0.5,), ("generated",), SMOOTHED),
+    "smoothed": ((10, 20, 30), (0,), (0.5,), ("generated",), SMOOTHED),
 }
 HELDOUT_MASKS = ("xor", "blocks4")
 
@@ -500,9 +500,9 @@ def report(paths: list[Path]) -> str:
          and (r["kind"], r["m"]) in subset else None),
         ("Explicit structured masks (B = 10, density 0.5)", "(mask, quantize)",
          lambda r: (r["mask"], r["q"]) if r["mask"] != "generated" else None),
-        ("Diagnostic: real-image movies, original vs smoothed scene (B = 10, plain)", "kind",
-         lambda r: r["kind"] if r["B"] == 10 and r["q"] == 0 and r["density"] == 0.5 and r["mask"] ==
-         "generated" and r["kind"].split("-")[0] in REAL_KINDS else None),
+        ("Diagnostic: real-image movies, original vs smoothed scene (plain containers)", "(B, kind)",
+         lambda r: (r["B"], r["kind"]) if r["B"] >= 10 and r["q"] == 0 and r["density"] == 0.5
+         and r["mask"] == "generated" and r["kind"].split("-")[0] in REAL_KINDS else None),
     ]
     out = ["Models: " + json.dumps(models)]
     for title, label, group in sections:
