@@ -1,5 +1,9 @@
 """Recipe of ``emcs train sim``: the VDL-SIM network, simulated pairs or a user's pairs.
 
+``--input raw`` trains the raw-input network (:mod:`emcs.sim.rawnet`) instead, on raw
+stacks simulated fresh at every step (:mod:`emcs.train.sim_raw`); the loop, budgets,
+checkpoints and card are the same.
+
 Training pairs (as in the paper, with simulated instead of BioSR data):
 
 - input: a wide-field frame of a procedural structure (filaments, tubules, mesh,
