@@ -103,19 +103,23 @@ def _nets(out, nets, res, ref, net_frame, fidelity, decorrelation_resolution, to
         out[f"netsum:{w}"] = dict(fidelity(y9, ref), res_nm=decorrelation_resolution(y9, 40.0)["resolution_nm"])
 
 
+def method_stats(sel: list[dict], m: str) -> dict:
+    """Mean PSNR/SSIM and median decorrelation resolution of method ``m`` over rows ``sel``."""
+    res = np.array([r[m]["res_nm"] for r in sel])
+    fin = res[np.isfinite(res)]
+    return {"psnr": round(float(np.mean([r[m]["psnr"] for r in sel])), 2),
+            "ssim": round(float(np.mean([r[m]["ssim"] for r in sel])), 3),
+            "res_nm_median": round(float(np.median(fin)), 1) if fin.size else None,
+            "res_found": f"{fin.size}/{res.size}"}
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     methods = [k for k in rows[0] if isinstance(rows[0][k], dict)]
     table = []
     for counts in sorted({r["counts"] for r in rows}):
         sel = [r for r in rows if r["counts"] == counts]
         entry = {"counts": counts, "snr": round(sel[0]["snr"], 1), "n": len(sel)}
-        for m in methods:
-            res = np.array([r[m]["res_nm"] for r in sel])
-            fin = res[np.isfinite(res)]
-            entry[m] = {"psnr": round(float(np.mean([r[m]["psnr"] for r in sel])), 2),
-                        "ssim": round(float(np.mean([r[m]["ssim"] for r in sel])), 3),
-                        "res_nm_median": round(float(np.median(fin)), 1) if fin.size else None,
-                        "res_found": f"{fin.size}/{res.size}"}
+        entry.update({m: method_stats(sel, m) for m in methods})
         table.append(entry)
     return table
 
@@ -262,13 +266,7 @@ def summarise_raw(rows: list[dict]) -> list[dict]:
     for level in sorted({r["snr"] for r in rows}):
         sel = [r for r in rows if r["snr"] == level]
         entry = {"snr": level, "counts": round(sel[0]["counts"], 1), "n": len(sel)}
-        for m in methods:
-            res = np.array([r[m]["res_nm"] for r in sel])
-            fin = res[np.isfinite(res)]
-            entry[m] = {"psnr": round(float(np.mean([r[m]["psnr"] for r in sel])), 2),
-                        "ssim": round(float(np.mean([r[m]["ssim"] for r in sel])), 3),
-                        "res_nm_median": round(float(np.median(fin)), 1) if fin.size else None,
-                        "res_found": f"{fin.size}/{res.size}"}
+        entry.update({m: method_stats(sel, m) for m in methods})
         est = [a for r in sel for a in r["estimation"]]
         entry["estimation"] = {f"{q}_error_{stat}": round(float(f([a[f"{q}_error_{u}"] for a in est])), 3)
                                for q, u in (("angle", "deg"), ("period", "nm"), ("phase", "rad"))
