@@ -297,6 +297,7 @@ def raw_speed(wf_weights: str, raw_weights: str | None, threads: int, size: int 
         runs["net_raw"] = lambda: raw_net_frame(model, raw, Optics(), tile=size)
     out = {"threads": threads, "size": size}
     for name, fn in runs.items():
+        fn()  # warm-up
         t = time.perf_counter()
         fn()
         sec = time.perf_counter() - t
