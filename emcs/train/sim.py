@@ -256,7 +256,7 @@ def train(cfg: SimConfig, out: str, work_dir: str, sampler: PairSampler, resume:
     def after_step(done: int, loss: float, lr: float) -> None:
         ema["loss"] = loss if ema["loss"] is None else 0.98 * ema["loss"] + 0.02 * loss
         if done % 25 == 0 or done == cfg.steps:
-            log(json.dumps({"step": done, "loss": round(ema["loss"], 5), "lr": round(schedule.at(done, 0.0), 7),
+            log(json.dumps({"step": done, "loss": round(ema["loss"], 5), "lr": round(lr, 7),
                             "elapsed_s": round(time.time() - t0, 1)}))
 
     def card_at(done: int) -> dict:
