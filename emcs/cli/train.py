@@ -281,5 +281,6 @@ def train_sim(
         card = train(cfg, out, work, sampler, resume=resume, init=init, card_extra=card_extra,
                      log=(lambda s: None) if (quiet or as_json) else (lambda s: print(s, file=sys.stderr, flush=True)),
                      advance=advance)
-    rep.table("train sim", [("weights", out), ("steps", str(steps)), ("work folder", work)])
+    rep.table("train sim", [("weights", out), ("steps", str(card["training"].get("steps_done", steps))),
+                            ("work folder", work)])
     rep.emit_json({"out": out, "card": card, "work_dir": work})
