@@ -1,9 +1,9 @@
 """Commands ``emcs sim-recon`` and ``emcs resolution`` (VDL-SIM, Wiener SIM).
 
 ``sim-recon`` turns a wide-field movie (one exposure per frame, VDL-SIM network)
-or raw 3x3 SIM stacks (classical Wiener reconstruction with parameters estimated
-from the data, or the network on the wide-field sum) into SR frames on a 2x finer
-grid. ``resolution`` estimates the resolution by decorrelation analysis. Both
+or raw 3x3 SIM stacks (the raw-input network, classical Wiener reconstruction with
+parameters estimated from the data, or a wide-field network on the sum of the raw
+frames) into SR frames on a 2x finer grid. ``resolution`` estimates the resolution by decorrelation analysis. Both
 parse, call :func:`emcs.sim.files.sim_recon_file` / :func:`~emcs.sim.files.resolution_file`
 and print.
 """
@@ -36,7 +36,7 @@ def sim_recon(
     input: str = typer.Argument(..., metavar="INPUT", help="Wide-field movie or raw SIM stack (.tif, .mrc, .npy ...; - for standard input)."),
     output: str = typer.Option(..., "--output", "-o", help="SR output (.tif/.mrc/.npy, a frame pattern 'sr/f_%04d.tif', or - for a TIFF on standard output), 2x finer grid."),
     input_kind: str = typer.Option("widefield", "--input", help="widefield: one frame per time point; raw: angles x phases frames per time point."),
-    method: str = typer.Option(None, "--method", help="net (VDL-SIM network; default for wide-field) or wiener (classical; default for raw)."),
+    method: str = typer.Option(None, "--method", help="net (the network: VDL-SIM for wide-field, the raw-input network for raw; default) or wiener (classical; the default for raw where the raw-input network is not installed)."),
     angles: int = typer.Option(3, "--angles", help="Pattern orientations per time point (raw input)."),
     phases: int = typer.Option(3, "--phases", help="Phase steps per orientation (raw input)."),
     order: str = typer.Option("angle-major", "--order", help="Raw frame order: angle-major (frame = angle*P + phase) or phase-major (phase*A + angle)."),
@@ -47,7 +47,7 @@ def sim_recon(
     apodization: float = typer.Option(1.0, "--apodization", help="Apodisation cut-off as a fraction of f_c + |k|."),
     background: str = typer.Option("none", "--background", help="none or rolling-ball (applied to each SR frame)."),
     radius: float = typer.Option(5.0, "--radius", help="Rolling-ball radius in SR pixels."),
-    weights: str = typer.Option(None, "--model", "--weights", metavar="NAME|PATH", help="Network: a name from emcs models or a .safetensors file (default: the shipped vdlsim-32)."),
+    weights: str = typer.Option(None, "--model", "--weights", metavar="NAME|PATH", help="Network: a name from emcs models or a .safetensors file (default: vdlsim-32 for wide-field, vdlsim-raw for raw input; a wide-field network on raw input runs on the sum of the raw frames)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     tile: int = typer.Option(256, "--tile", help="Network tile size in input pixels (bounds memory)."),
     dataset: str = DATASET_OPTION,
@@ -66,12 +66,12 @@ def sim_recon(
     Optical pixel sizes are in nm (--pixel-size, the JSON's pixel_size_nm_in/_out).
     """
     from emcs.cli.models import resolve
-    from emcs.sim.files import sim_recon_file
+    from emcs.sim.files import default_method, sim_recon_file
 
     weights = resolve(weights, "sim")
     rep = Reporter(quiet, as_json)
     dist = _dist.Dist(scheduler, cluster, cluster_config, resources)
-    network = method == "net" or method is None and input_kind == "widefield"
+    network = (method or default_method(input_kind, weights)) == "net"
     check_stdout_free(output, as_json)
     check_stack_output(output, force)
     options = stack_options(dataset, eer_frames, eer_upsampling)
@@ -84,7 +84,7 @@ def sim_recon(
             device=device, tile=tile, force=force, progress=progress,
         )
     with_shape(summary, "frames_out", "shape_out").update(input=input, pixel_size_from=source)
-    if summary["method"] == "wiener":
+    if summary.get("parameters"):
         from emcs.sim.otf import Optics
 
         _print_parameters(rep, summary["parameters"], Optics(**summary["optics"]).cutoff)

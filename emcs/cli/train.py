@@ -208,16 +208,24 @@ def train_sim(
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch."),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every"),
+    input_kind: str = typer.Option("widefield", "--input", help="widefield: the VDL-SIM network (one wide-field frame in); raw: the raw-input network (angles x phases raw frames in, simulated raw stacks)."),
+    hold_out: str = typer.Option("mesh", "--hold-out", help="--input raw: structure family left out of training (filaments, tubules, mesh, vesicles, or none)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Wall-clock budget; stops early, cosine follows it."),
+    max_cpu_minutes: float = typer.Option(None, "--max-cpu-minutes", help="CPU-time budget of this process; fair on a shared machine."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Train the VDL-SIM network on simulated pairs, or fine-tune it on your own pairs."""
+    """Train the VDL-SIM network (wide-field or raw input) on simulated data, or fine-tune it on your own pairs."""
     import numpy as np
 
     from emcs.train.sim import PairSampler, SimConfig, build_pool, train
 
     rep = Reporter(quiet, as_json)
+    if input_kind not in ("widefield", "raw"):
+        raise EmcsError(f"--input must be widefield or raw, got {input_kind!r}")
+    if input_kind == "raw" and data_widefield is not None:
+        raise EmcsError("--data-widefield/--data-sr pairs train the wide-field network; drop --input raw")
     if not out.endswith(".safetensors"):
         raise EmcsError("weights must be a .safetensors file", out)
     if os.path.exists(out) and not (force or resume):
@@ -234,9 +242,15 @@ def train_sim(
     work = work_dir or os.path.splitext(out)[0] + ".work"
     os.makedirs(work, exist_ok=True)
     cfg = SimConfig(channels=channels, blocks=blocks, steps=steps, batch=batch, patch=patch, lr=lr,
-                      pool=pool, seed=seed, checkpoint_every=max(1, checkpoint_every), threads=threads)
+                      pool=pool, seed=seed, checkpoint_every=max(1, checkpoint_every), threads=threads,
+                      input=input_kind, max_minutes=max_minutes, max_cpu_minutes=max_cpu_minutes)
     command = "emcs " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if data_widefield is not None:
+    if input_kind == "raw":
+        from emcs.train.sim_raw import raw_data
+
+        with rep.progress("Rendering structures", pool, unit="structures") as advance:
+            sampler, data_desc = raw_data(cfg, work, None if hold_out == "none" else hold_out, advance)
+    elif data_widefield is not None:
         from emcs.io import read_stack
 
         wf, _ = read_stack(data_widefield)
@@ -267,5 +281,6 @@ def train_sim(
         card = train(cfg, out, work, sampler, resume=resume, init=init, card_extra=card_extra,
                      log=(lambda s: None) if (quiet or as_json) else (lambda s: print(s, file=sys.stderr, flush=True)),
                      advance=advance)
-    rep.table("train sim", [("weights", out), ("steps", str(steps)), ("work folder", work)])
+    rep.table("train sim", [("weights", out), ("steps", str(card["training"].get("steps_done", steps))),
+                            ("work folder", work)])
     rep.emit_json({"out": out, "card": card, "work_dir": work})

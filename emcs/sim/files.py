@@ -50,20 +50,37 @@ def _frames(stack, optics, method: str, input_kind: str, layout: tuple[int, int,
             params: list) -> tuple[Iterator[np.ndarray], dict | None]:
     """SR frames of ``stack`` (lazy) and the network's card (None for Wiener)."""
     from emcs.sim import recon
+    from emcs.sim.wiener import WienerSettings
 
     angles, phases, order = layout
+    wiener = WienerSettings(wiener=settings["wiener"], apodization=settings["apodization"])
     if method == "wiener":
-        from emcs.sim.wiener import WienerSettings
-
-        wiener = WienerSettings(wiener=settings["wiener"], apodization=settings["apodization"])
         return recon.iter_wiener(stack, optics, angles, phases, order, wiener, params), None
     from emcs.nn.device import pick_device
+    from emcs.sim.rawnet import ARCHITECTURE as RAW_ARCHITECTURE
 
     dev = pick_device(settings["device"])
-    model, card = recon.load_network(settings["weights"], dev)
+    model, card = recon.load_network(settings["weights"], dev, input_kind)
+    if card.get("architecture") == RAW_ARCHITECTURE:
+        if input_kind != "raw":
+            raise EmcsError("input_kind must be 'raw' for the raw-input network "
+                            f"{card.get('name', '')!r}: it reconstructs from the raw SIM frames",
+                            param="input_kind")
+        return recon.iter_raw_net(stack, model, optics, angles, phases, order, dev, settings["tile"],
+                                  wiener, params), card
     frames = (recon.net_frame(model, f, dev, settings["tile"]) for f in
               recon.iter_widefield(stack, input_kind, angles, phases, order))
     return frames, card
+
+
+def default_method(input_kind: str, weights=None) -> str:
+    """``net`` for wide-field input or given ``weights``; for raw input ``net`` where the
+    raw-input network is installed (:data:`emcs.sim.recon.DEFAULT_RAW_WEIGHTS`), else ``wiener``."""
+    from emcs.sim.recon import raw_network
+
+    if input_kind == "widefield" or weights is not None:
+        return "net"
+    return "net" if raw_network() is not None else "wiener"
 
 
 def sim_recon_file(
@@ -101,7 +118,10 @@ def sim_recon_file(
     input_kind : {'widefield', 'raw'}
         One wide-field frame per time point, or ``angles x phases`` raw frames.
     method : {'net', 'wiener'}, optional
-        Default: ``net`` for wide-field input, ``wiener`` for raw input.
+        Default: :func:`default_method` (the network; for raw input without ``weights``
+        Wiener where the raw-input network is not installed). ``net`` on raw input runs the raw-input
+        network (:mod:`emcs.sim.rawnet`), or a wide-field network given as ``weights``
+        on the sum of the raw frames.
     angles, phases, order
         Raw frame layout: pattern orientations, phase steps, and
         ``angle-major`` (frame = angle*P + phase) or ``phase-major``.
@@ -114,7 +134,8 @@ def sim_recon_file(
     background : {'none', 'rolling-ball'}
         Background removal of each SR frame, ball ``radius`` in SR pixels.
     weights : path, optional
-        Network weights (default: the shipped ``vdlsim-32``).
+        Network weights (default: :func:`emcs.sim.recon.default_weights` -- ``vdlsim-32``
+        for wide-field input, ``vdlsim-raw`` for raw input).
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     tile : int
@@ -135,7 +156,7 @@ def sim_recon_file(
     from emcs.sim.recon import ORDERS, validate_raw_layout
 
     input_kind = _choice(input_kind, INPUT_KINDS, "input_kind")
-    method = _choice(method or ("net" if input_kind == "widefield" else "wiener"), METHODS, "method")
+    method = _choice(method or default_method(input_kind, weights), METHODS, "method")
     order = _choice(order, ORDERS, "order")
     background = _choice(background, BACKGROUNDS, "background")
     if method == "wiener" and input_kind != "raw":
@@ -160,11 +181,13 @@ def sim_recon_file(
             px_nm = stack.pixel_size / 10.0
         else:
             px_nm = None
-        if method == "wiener" and px_nm is None:
+        # Wiener and the raw-input network estimate the pattern: they need the optics
+        physical = input_kind == "raw" and (method == "wiener" or _raw_network_chosen(weights))
+        if physical and px_nm is None:
             raise EmcsError("pixel_size must be given (camera pixel in nm): the file records none",
                             input, param="pixel_size")
         optics = Optics(wavelength, na, px_nm or 80.0)
-        if method == "wiener" and optics.cutoff * optics.pixel_nm * 1e-3 >= 1.0:
+        if physical and optics.cutoff * optics.pixel_nm * 1e-3 >= 1.0:
             raise EmcsError(f"pixel size {px_nm} nm is too coarse for NA {na} at {wavelength} nm: "
                             "the OTF support exceeds the 2x SR grid")
         params: list = []
@@ -192,12 +215,27 @@ def sim_recon_file(
         "seconds": round(elapsed, 3), "frames_per_s": round(n_out / elapsed, 3) if elapsed > 0 else None,
         "background": background,
     }
+    if params:
+        summary.update({"optics": optics.to_dict(), "apodization": apodization, "order": order,
+                        "angles": angles, "phases": phases, "parameters": params})
     if method == "wiener":
-        summary.update({"optics": optics.to_dict(), "wiener": wiener, "apodization": apodization,
-                        "order": order, "angles": angles, "phases": phases, "parameters": params})
+        summary["wiener"] = wiener
     else:
         summary["weights"] = card.get("name", weights) if card else weights
     return summary
+
+
+def _raw_network_chosen(weights) -> bool:
+    """Whether ``weights`` (None: the default for raw input) is a raw-input network."""
+    from emcs.nn.weights import read_card
+    from emcs.sim.rawnet import ARCHITECTURE
+    from emcs.sim.recon import default_weights
+
+    try:
+        card = read_card(weights or default_weights("raw"))
+    except EmcsError:
+        return False  # loading the network reports the problem
+    return card.get("architecture") == ARCHITECTURE
 
 
 def pattern_warnings(patterns: list[dict]) -> list[str]:
@@ -293,6 +331,7 @@ __all__ = [
     "BACKGROUNDS",
     "INPUT_KINDS",
     "METHODS",
+    "default_method",
     "pattern_warnings",
     "resolution_file",
     "sim_recon_file",

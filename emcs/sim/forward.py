@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from emcs.sim.otf import Optics, otf
+from emcs.sim.otf import Optics, defocus_attenuation, otf
 
 __all__ = ["CAMERA_OFFSET", "Pattern", "clean_raw", "clean_widefield", "random_patterns", "reorder",
            "shift_to_sr_grid", "signal_level", "snr"]
@@ -96,18 +96,24 @@ def _blur_bin(img_hr: np.ndarray, H_hr: np.ndarray) -> np.ndarray:
     return blurred[: 2 * h, : 2 * w].reshape(h, 2, w, 2).mean(axis=(1, 3))
 
 
-def _rotated_otf(shape_hr, optics: Optics) -> np.ndarray:
+def _rotated_otf(shape_hr, optics: Optics, defocus_um: float = 0.0) -> np.ndarray:
     H = otf(shape_hr, optics.pixel_nm / 2, optics.cutoff)
+    if defocus_um:
+        H = H * defocus_attenuation(shape_hr, optics.pixel_nm / 2, optics, defocus_um)
     return H[:, : shape_hr[1] // 2 + 1]
 
 
-def clean_raw(gt: np.ndarray, optics: Optics, patterns: list[Pattern], phases: int = 3) -> np.ndarray:
+def clean_raw(gt: np.ndarray, optics: Optics, patterns: list[Pattern], phases: int = 3,
+              defocus_um: float = 0.0) -> np.ndarray:
     """Noise-free raw SIM frames (A*P, H, W) on the camera grid, angle-major order.
 
     ``gt`` has shape (2H, 2W) on the SR grid; one unit of ``gt`` under uniform
-    illumination gives one unit of camera signal.
+    illumination gives one unit of camera signal. ``defocus_um``: image a layer that
+    far from the focal plane (:func:`emcs.sim.otf.defocus_attenuation`). The 2-beam
+    pattern is invariant along z, so such a layer is lit by the same pattern, but its
+    blurred image keeps little of the pattern's modulation.
     """
-    Hk = _rotated_otf(gt.shape, optics)
+    Hk = _rotated_otf(gt.shape, optics, defocus_um)
     y, x = _sr_coords(gt.shape, optics)
     frames = []
     for p in patterns:
@@ -118,9 +124,9 @@ def clean_raw(gt: np.ndarray, optics: Optics, patterns: list[Pattern], phases: i
     return np.clip(np.asarray(frames), 0, None)
 
 
-def clean_widefield(gt: np.ndarray, optics: Optics) -> np.ndarray:
+def clean_widefield(gt: np.ndarray, optics: Optics, defocus_um: float = 0.0) -> np.ndarray:
     """Noise-free wide-field image (H, W) of a fine-grid ground truth (uniform light)."""
-    return np.clip(_blur_bin(gt, _rotated_otf(gt.shape, optics)), 0, None)
+    return np.clip(_blur_bin(gt, _rotated_otf(gt.shape, optics, defocus_um)), 0, None)
 
 
 def signal_level(clean: np.ndarray) -> float:

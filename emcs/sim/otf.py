@@ -79,6 +79,25 @@ def otf(
     return otf_profile(r) * (r < 1.0)
 
 
+def defocus_attenuation(shape: tuple[int, int], pixel_nm: float, optics: Optics, defocus_um: float,
+                        immersion_index: float = 1.515) -> np.ndarray:
+    """Extra OTF factor of a layer ``defocus_um`` out of focus (geometric-optics approximation).
+
+    Out of focus, a point spreads into a disc of radius ``r = dz tan(asin(NA / n))``
+    whose transfer function ``2 J1(2 pi r k) / (2 pi r k)`` multiplies the in-focus OTF
+    (the geometric limit of Stokseth, *J. Opt. Soc. Am.* 59, 1314, 1969). A micrometre of
+    defocus at NA 1.4 leaves almost nothing at the SIM pattern frequency (|k| ~ 0.8 f_c):
+    an out-of-focus layer adds smooth haze that is only weakly modulated.
+    """
+    from scipy.special import j1
+
+    ky, kx = freq_grid(shape, pixel_nm)
+    radius = abs(defocus_um) * np.tan(np.arcsin(min(optics.na / immersion_index, 0.999)))
+    x = 2 * np.pi * radius * np.hypot(ky, kx)
+    safe = np.where(x > 1e-9, x, 1.0)
+    return np.where(x > 1e-9, 2 * j1(safe) / safe, 1.0)
+
+
 def cosine_taper(shape: tuple[int, int], edge: int, max_fraction: float = 0.5) -> np.ndarray:
     """Separable raised-cosine window: 0 -> 1 over ``edge`` pixels at each border.
 

@@ -76,7 +76,7 @@ def separate_bands(frames: np.ndarray, phase_offsets=None) -> np.ndarray:
     return out
 
 
-def _pad2(spec: np.ndarray) -> np.ndarray:
+def pad2x(spec: np.ndarray) -> np.ndarray:
     """Zero-pad an (unshifted) spectrum (H, W) to (2H, 2W), keeping image amplitude."""
     H, W = spec.shape
     s = np.fft.fftshift(spec)
@@ -123,8 +123,8 @@ def estimate_wavevector(C: np.ndarray, optics: Optics, settings: WienerSettings,
     # frequencies swamp the weak peak near the OTF edge (fails on ~30 % of
     # simulated stacks); deconvolving keeps it visible.
     filt = np.where(Hn > 0, Hn / (Hn**2 + 0.01), 0.0)
-    c0 = sfft.ifft2(_pad2(C[0] * filt))
-    cp = sfft.ifft2(_pad2(C[1] * filt))
+    c0 = sfft.ifft2(pad2x(C[0] * filt))
+    cp = sfft.ifft2(pad2x(C[1] * filt))
     prod = cp * np.conj(c0)
     P = np.abs(sfft.fft2(prod))
     ky, kx = freq_grid((2 * H, 2 * W), optics.pixel_nm / 2)
@@ -199,9 +199,9 @@ def shift_bands(C: np.ndarray, k: tuple[float, float], optics: Optics) -> np.nda
     H, W = C.shape[-2:]
     y, x = _fine_coords(2 * H, 2 * W, optics)
     ramp = np.exp(-2j * np.pi * k[0] * y)[:, None] * np.exp(-2j * np.pi * k[1] * x)[None, :]
-    B0 = _pad2(C[0])
-    Bp = sfft.fft2(sfft.ifft2(_pad2(C[1])) * ramp)
-    Bm = sfft.fft2(sfft.ifft2(_pad2(C[2])) * np.conj(ramp))
+    B0 = pad2x(C[0])
+    Bp = sfft.fft2(sfft.ifft2(pad2x(C[1])) * ramp)
+    Bm = sfft.fft2(sfft.ifft2(pad2x(C[2])) * np.conj(ramp))
     return np.stack([B0, Bp, Bm])
 
 
@@ -230,10 +230,7 @@ def estimate_parameters(raw: np.ndarray, optics: Optics, settings: WienerSetting
     details : list of dict
         Per-angle diagnostics (peak contrast, period in nm).
     """
-    settings = settings or WienerSettings()
-    frames = preprocess(raw, settings)
-    C = separate_bands(frames)
-    patterns, details = _estimate_all(C, optics, settings)
+    _, patterns, details = bands_and_patterns(raw, optics, None, settings)
     return patterns, details
 
 
@@ -260,15 +257,38 @@ def reconstruct(raw: np.ndarray, optics: Optics, patterns: list[Pattern] | None 
         Estimation diagnostics (empty when ``patterns`` were given).
     """
     settings = settings or WienerSettings()
+    C, patterns, details = bands_and_patterns(raw, optics, patterns, settings)
+    num, den, apod = wiener_terms(C, patterns, optics, settings.apodization)
+    S = apod * num / (den + settings.wiener**2)
+    sr = sfft.ifft2(S).real
+    return np.clip(sr, 0, None).astype(np.float32), patterns, details
+
+
+def bands_and_patterns(raw: np.ndarray, optics: Optics, patterns: list[Pattern] | None = None,
+                       settings: WienerSettings | None = None):
+    """Separated bands (A, 3, H, W) of raw frames (A, P, H, W), and their patterns.
+
+    The patterns are estimated from the bands when not given (then with their
+    diagnostics; otherwise the diagnostics are empty).
+    """
+    settings = settings or WienerSettings()
     raw = np.asarray(raw)
     if raw.ndim != 4:
         raise ValueError("raw must be (angles, phases, H, W)")
-    frames = preprocess(raw, settings)
-    C = separate_bands(frames)
+    C = separate_bands(preprocess(raw, settings))
     details: list[dict] = []
     if patterns is None:
         patterns, details = _estimate_all(C, optics, settings)
-    H, W = raw.shape[-2:]
+    return C, patterns, details
+
+
+def wiener_terms(C: np.ndarray, patterns: list[Pattern], optics: Optics, apodization: float = 1.0):
+    """Numerator, denominator and apodisation of the generalised Wiener filter on the 2x grid.
+
+    ``C`` are the separated bands (A, 3, H, W); the reconstruction's spectrum is
+    ``apod * num / (den + w^2)`` for Wiener parameter ``w``.
+    """
+    H, W = C.shape[-2:]
     shape = (2 * H, 2 * W)
     px = optics.pixel_nm / 2
     num = np.zeros(shape, np.complex128)
@@ -286,10 +306,8 @@ def reconstruct(raw: np.ndarray, optics: Optics, patterns: list[Pattern] | None 
         den += H0**2 + abs(alpha) ** 2 * (Hp**2 + Hm**2)
     kmax = max(p.k for p in patterns)
     ky, kx = freq_grid(shape, px)
-    apod = otf_profile(np.hypot(ky, kx) / (settings.apodization * (optics.cutoff + kmax)))
-    S = apod * num / (den + settings.wiener**2)
-    sr = sfft.ifft2(S).real
-    return np.clip(sr, 0, None).astype(np.float32), patterns, details
+    apod = otf_profile(np.hypot(ky, kx) / (apodization * (optics.cutoff + kmax)))
+    return num, den, apod
 
 
 def widefield_reference(raw: np.ndarray, settings: WienerSettings | None = None) -> np.ndarray:
@@ -297,4 +315,4 @@ def widefield_reference(raw: np.ndarray, settings: WienerSettings | None = None)
     settings = settings or WienerSettings()
     frames = preprocess(raw, settings)
     mean = frames.reshape(-1, *frames.shape[-2:]).mean(axis=0)
-    return np.clip(sfft.ifft2(_pad2(sfft.fft2(mean))).real, 0, None).astype(np.float32)
+    return np.clip(sfft.ifft2(pad2x(sfft.fft2(mean))).real, 0, None).astype(np.float32)

@@ -171,6 +171,22 @@ def noisy_widefield(clean: np.ndarray, rng, photons: float | None = None) -> np.
     return counts.astype(np.float32)
 
 
+def out_of_focus_light(layer: np.ndarray, optics: Optics, patterns: list[Pattern], mean_photons: float,
+                       defocus_um: float = 1.0, phases: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Raw frames (A*P, H, W) and wide-field image (H, W) of an out-of-focus layer, in photons.
+
+    ``layer`` (SR grid) lies ``defocus_um`` away from the focal plane and is lit by the
+    same (z-invariant, 2-beam) pattern; its image is blurred by the defocused OTF
+    (:func:`emcs.sim.otf.defocus_attenuation`), which keeps little of the pattern's
+    modulation, so it reaches the camera as smooth, weakly modulated haze of mean
+    ``mean_photons`` per pixel -- light that a 2-D Wiener reconstruction cannot
+    reject and whose shot noise it amplifies.
+    """
+    wf = clean_widefield(layer, optics, defocus_um)
+    gain = mean_photons / max(float(wf.mean()), 1e-12)
+    return clean_raw(layer, optics, patterns, phases, defocus_um) * gain, wf * gain
+
+
 @dataclass
 class SimMovie:
     """A simulated SIM movie (see :func:`simulate_movie`)."""
@@ -186,7 +202,8 @@ def simulate_movie(frames: int = 1, size: tuple[int, int] = (128, 128), seed: in
                    counts: float | None = None, optics: Optics | None = None,
                    structure: str = "mixed", angles: int = 3, phases: int = 3,
                    background: float = 10.0, read_noise: float = 1.5,
-                   drift_px: float = 0.7) -> SimMovie:
+                   drift_px: float = 0.7, out_of_focus: float = 0.0,
+                   defocus_um: float = 1.0) -> SimMovie:
     """Simulate a SIM movie: raw stacks, wide-field exposures and the ground truth.
 
     Parameters
@@ -204,6 +221,10 @@ def simulate_movie(frames: int = 1, size: tuple[int, int] = (128, 128), seed: in
         Default: 525 nm, NA 1.4, 80 nm camera pixels.
     structure : str
         See :func:`render_structure`.
+    out_of_focus : float
+        Mean out-of-focus haze per pixel as a fraction of ``counts``: a second
+        (mixed) structure ``defocus_um`` out of focus, :func:`out_of_focus_light`
+        (0: none; drawn from its own random stream, so the in-focus data are the same).
 
     Examples
     --------
@@ -224,6 +245,12 @@ def simulate_movie(frames: int = 1, size: tuple[int, int] = (128, 128), seed: in
     direction = rng.uniform(0, 2 * np.pi)
     scale = None
     raws, wfs, truths = [], [], []
+    haze_raw, haze_wf = 0.0, 0.0
+    if out_of_focus > 0:
+        layer = render_structure("mixed", (2 * H, 2 * W), optics.pixel_nm / 2,
+                                 np.random.default_rng([seed, 1]))
+        haze_raw, haze_wf = out_of_focus_light(layer, optics, patterns, out_of_focus * counts,
+                                               defocus_um, phases)
     F = sfft.fft2(base)
     ky = np.fft.fftfreq(2 * H)[:, None]
     kx = np.fft.fftfreq(2 * W)[None, :]
@@ -233,9 +260,9 @@ def simulate_movie(frames: int = 1, size: tuple[int, int] = (128, 128), seed: in
         wf_clean = clean_widefield(gt, optics)
         if scale is None:
             scale = counts / max(signal_level(wf_clean), 1e-12)
-        raw_clean = clean_raw(gt, optics, patterns, phases) * scale
+        raw_clean = clean_raw(gt, optics, patterns, phases) * scale + haze_raw
         raws.append(add_camera_noise(raw_clean, rng, background, read_noise))
-        wfs.append(add_camera_noise(wf_clean * scale, rng, background, read_noise)[None])
+        wfs.append(add_camera_noise(wf_clean * scale + haze_wf, rng, background, read_noise)[None])
         truths.append(shift_to_sr_grid(gt * scale)[None])
     info = {
         "optics": optics.to_dict(),
@@ -245,6 +272,8 @@ def simulate_movie(frames: int = 1, size: tuple[int, int] = (128, 128), seed: in
         "read_noise_e": read_noise,
         "camera_offset": CAMERA_OFFSET,
         "structure": structure,
+        "out_of_focus": {"mean_photons": out_of_focus * counts, "defocus_um": defocus_um}
+        if out_of_focus > 0 else None,
         "angles": angles,
         "phases": phases,
         "order": "angle-major",

@@ -1,5 +1,9 @@
 """Recipe of ``emcs train sim``: the VDL-SIM network, simulated pairs or a user's pairs.
 
+``--input raw`` trains the raw-input network (:mod:`emcs.sim.rawnet`) instead, on raw
+stacks simulated fresh at every step (:mod:`emcs.train.sim_raw`); the loop, budgets,
+checkpoints and card are the same.
+
 Training pairs (as in the paper, with simulated instead of BioSR data):
 
 - input: a wide-field frame of a procedural structure (filaments, tubules, mesh,
@@ -153,7 +157,13 @@ class PairSampler:
 # ----------------------------------------------------------------------------- training
 @dataclass
 class SimConfig:
-    """Options of one VDL-SIM training run (see ``emcs train sim --help``)."""
+    """Options of one VDL-SIM training run (see ``emcs train sim --help``).
+
+    ``input``: ``widefield`` (:mod:`emcs.sim.net`) or ``raw`` (:mod:`emcs.sim.rawnet`,
+    data from :mod:`emcs.train.sim_raw`); ``max_minutes`` / ``max_cpu_minutes``: wall-clock
+    / CPU-time budgets (the run stops at the first of them and ``steps``; with a time
+    budget the cosine follows the budget's progress).
+    """
 
     channels: int = 32
     blocks: int = 4
@@ -166,11 +176,26 @@ class SimConfig:
     seed: int = 0
     checkpoint_every: int = 200
     threads: int = 1
+    input: str = "widefield"
+    max_minutes: float | None = None
+    max_cpu_minutes: float | None = None
     extra: dict = field(default_factory=dict)
 
 
 #: final learning rate as a fraction of the peak
 LR_FLOOR = 0.01
+
+#: what the networks take and give, for the model card
+CARD_IO = {
+    "widefield": {
+        "input": "one normalised wide-field frame ((x - p1) / (p99.9 - p1) of a 1-px-smoothed copy)",
+        "output": "2x upsampled SR frame (same normalisation; multiply by the input's p99.9 - p1)"},
+    "raw": {
+        "input": "A x P raw frames of one time point -> emcs.sim.rawnet.features (wide-field, Wiener "
+                 "w 0.05 and 0.3 on the 2x grid, pattern parameters estimated from the data), minus "
+                 "p1 and divided by p99.9 - p1 of the 1-px-smoothed wide-field channel",
+        "output": "SR frame on the 2x grid (multiply by the wide-field channel's p99.9 - p1)"},
+}
 
 
 def train(cfg: SimConfig, out: str, work_dir: str, sampler: PairSampler, resume: bool = False,
@@ -185,8 +210,12 @@ def train(cfg: SimConfig, out: str, work_dir: str, sampler: PairSampler, resume:
     import torch
 
     from emcs.nn.weights import load_model
-    from emcs.sim.net import ARCHITECTURE, BUILDERS, build
     from emcs.train.loop import Budget, Clock, Hooks, Schedule, read_checkpoint, restore, run
+
+    if cfg.input == "raw":
+        from emcs.sim.rawnet import ARCHITECTURE, BUILDERS, build
+    else:
+        from emcs.sim.net import ARCHITECTURE, BUILDERS, build
 
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
@@ -210,22 +239,24 @@ def train(cfg: SimConfig, out: str, work_dir: str, sampler: PairSampler, resume:
         log(f"resumed from {ckpt} at step {step}")
     config = {"channels": cfg.channels, "blocks": cfg.blocks}
     card = {"architecture": ARCHITECTURE, "config": config, "name": os.path.splitext(os.path.basename(out))[0],
-            "input": "one normalised wide-field frame ((x - p1) / (p99.9 - p1) of a 1-px-smoothed copy)",
-            "output": "2x upsampled SR frame (same normalisation; multiply by the input's p99.9 - p1)",
             "training": asdict(cfg)}
+    card.update(CARD_IO[cfg.input])
     card.update(card_extra or {})
     t0, ema = time.time(), {"loss": None}
-    schedule = Schedule(cfg.lr, LR_FLOOR, warmup=min(100, cfg.steps // 10), decay_after_warmup=True,
+    timed = bool(cfg.max_minutes or cfg.max_cpu_minutes)
+    schedule = Schedule(cfg.lr, LR_FLOOR, warmup=min(100, cfg.steps // 10), decay_after_warmup=not timed,
                         steps=cfg.steps)
+    b = getattr(sampler, "border", 0)
 
-    def loss_of(b):
-        x, y = b
-        return (model(torch.from_numpy(x)) - torch.from_numpy(y)).abs().mean()
+    def loss_of(batch):
+        x, y = batch
+        d = model(torch.from_numpy(x)) - torch.from_numpy(y)
+        return (d[..., b:d.shape[-2] - b, b:d.shape[-1] - b] if b else d).abs().mean()
 
     def after_step(done: int, loss: float, lr: float) -> None:
         ema["loss"] = loss if ema["loss"] is None else 0.98 * ema["loss"] + 0.02 * loss
         if done % 25 == 0 or done == cfg.steps:
-            log(json.dumps({"step": done, "loss": round(ema["loss"], 5), "lr": round(schedule.at(done, 0.0), 7),
+            log(json.dumps({"step": done, "loss": round(ema["loss"], 5), "lr": round(lr, 7),
                             "elapsed_s": round(time.time() - t0, 1)}))
 
     def card_at(done: int) -> dict:
@@ -235,6 +266,6 @@ def train(cfg: SimConfig, out: str, work_dir: str, sampler: PairSampler, resume:
         return card
 
     hooks = Hooks(batch=lambda _step: sampler.sample(), loss=loss_of, card=card_at, after_step=after_step)
-    written, _ = run(model, opt, hooks, out=out, checkpoint=ckpt, budget=Budget(cfg.steps), schedule=schedule,
+    written, _ = run(model, opt, hooks, out=out, checkpoint=ckpt, budget=Budget(cfg.steps, cfg.max_minutes, cfg.max_cpu_minutes), schedule=schedule,
                      start=step, clock=clock, every=cfg.checkpoint_every, clip_grad=None, advance=advance)
     return written
