@@ -35,7 +35,7 @@ from emcs.nn.weights import (
 
 PACKAGE = Path(emcs.__file__).resolve().parent
 ROOT = PACKAGE.parent
-SHIPPED_NETWORKS = ("tcs-unfold", "tcs-tcsdl", "dlss-unet-s4-10", "vdlsim-16", "vdlsim-32", "vdlsim-64")
+SHIPPED_NETWORKS = ("tcs-unfold", "tcs-unfold-any", "tcs-tcsdl", "dlss-unet-s4-10", "vdlsim-16", "vdlsim-32", "vdlsim-64", "vdlsim-raw")
 EXAMPLES = ("au_movie.tif", "au_movie_truth.tif")
 #: what only an extra installs; no core command may need it
 EXTRA_MODULES = ("abtem", "ase", "dask", "distributed", "dask_jobqueue", "rsciio")
@@ -211,7 +211,7 @@ def test_emcs_models_folders_come_first_and_override_by_name(tmp_path, monkeypat
     assert find_weights("tcs-unfold") == mine / "tcs-unfold.safetensors"
     assert find_weights("tcs-tcsdl.safetensors") == models_dir() / "tcs-tcsdl.safetensors"
     assert list_weights("tcs-*") == [lab / "tcs-extra.safetensors", models_dir() / "tcs-tcsdl.safetensors",
-                                     mine / "tcs-unfold.safetensors"]
+                                     models_dir() / "tcs-unfold-any.safetensors", mine / "tcs-unfold.safetensors"]
 
 
 def test_missing_weights_say_so_and_how_to_fix_it(tmp_path, monkeypatch):

@@ -130,8 +130,11 @@ def test_registry_chooses_decoders_by_name(default_model, monkeypatch):
     assert decoders.select_decoder("tcs-tcsdl", 10, 0.5) == ("tcs-tcsdl", None)
     name, why = decoders.select_decoder("auto", 64, 0.5)
     assert name == "gap-tv" and why == "no trained network for B=64 at mask density 0.50"
-    name, why = decoders.select_decoder("auto", 4, 0.5, group="the short last group (4 frames of B=10)")
-    assert name == "gap-tv" and "short last group" in why
+    name, why = decoders.select_decoder("auto", 1, 0.5, group="the groups of 1 frames (B=10)")
+    assert name == "gap-tv" and "groups of 1 frames" in why
+    # B 2..9 and densities beyond 0.35..0.65 (explicit hardware masks) get the any-mask network
+    assert decoders.select_decoder("auto", 4, 0.5) == ("tcs-unfold-any", None)
+    assert decoders.select_decoder("auto", 10, 0.25) == ("tcs-unfold-any", None)
     path = str(default_model.path)
     assert decoders.select_decoder("auto", 10, 0.5, model=path) == (path, None)
     assert decoders.select_decoder("auto", 4, 0.5, model="tcs-unfold")[0] == "gap-tv"
