@@ -44,7 +44,7 @@ def serves(card: dict) -> str:
     if cap == "dlss" and card.get("factors"):
         return f"s {min(card['factors'])}-{max(card['factors'])}"
     if cap == "sim":
-        return "2x SR"
+        return "2x SR, raw A x P frames" if card.get("architecture") == "vdlsim-raw" else "2x SR"
     return "?"
 
 
@@ -59,6 +59,10 @@ def headline(name: str, card: dict) -> str:
     if isinstance(rmse, dict) and "net" in rmse:
         return f"RMSE {rmse['net']:.4f} (bilinear {rmse.get('bilinear', float('nan')):.4f})"
     levels = (card.get("held_out") or {}).get("levels")
+    if levels and isinstance(levels[0], dict) and "this_network" in levels[0]:
+        lv = next((lv for lv in levels if lv.get("snr") == 5.0), levels[0])
+        return (f"PSNR {lv['this_network'].get('psnr', float('nan')):.1f} dB at SNR {lv.get('snr'):g} "
+                f"(Wiener {lv.get('wiener', {}).get('psnr', float('nan')):.1f})")
     if levels and isinstance(levels[0], dict) and "net_widefield" in levels[0]:
         lv = levels[0]
         return f"PSNR {lv['net_widefield'].get('psnr', float('nan')):.1f} dB at {lv.get('counts')} counts"
