@@ -172,6 +172,7 @@ def iter_decoded(
                                   **GAPTV_SETTINGS[noise])
     nets = {name: decoders.get_decoder(name, device=device, ensemble=ensemble)
             for kind, name in plan.values() if kind == "net"}
+    dtype_out = np.dtype(container.input_dtype if dtype is None else dtype)
     batches = group_batches(container.counts, max(1, max_elements // (B * H * W)))
     # the blocks first: their generator checks the checksum after the last batch
     for y, (k, _) in zip(container.blocks(stop for _, stop in batches), batches, strict=True):
@@ -180,9 +181,8 @@ def iter_decoded(
         kind, name = plan[n]
         decoder = nets[name] if kind == "net" else gap_tv
         x = np.asarray(decoder(y, op.group(n), progress=progress)).reshape(-1, H, W)
-        dtype_out = np.dtype(container.input_dtype if dtype is None else dtype)
         # the decoder's fresh float32 frames are overwritten in place when they are the output type
-        yield int(container.counts[:k].sum()), unscale_frames(
+        yield container.group_frames(k)[0], unscale_frames(
             x, container.value_range, dtype_out, out=x if x.dtype == dtype_out and x.flags.writeable else None)
 
 
