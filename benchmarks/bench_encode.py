@@ -58,6 +58,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _machine import steal_jiffies, steal_since  # noqa: E402
 
 # real data live beside the checkout in ../shared/data; EMCS_SHARED_DATA overrides
 SHARED_DATA = Path(os.environ.get("EMCS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -216,10 +217,12 @@ def _tree_env(tree: str) -> dict:
     return {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
 
 
-def bench_disk(T: int, size: int, B: int, trees: dict[str, str], repeats: int = 3) -> dict:
+def bench_disk(T: int, size: int, B: int, trees: dict[str, tuple[str, list[str]]],
+               repeats: int = 3) -> dict:
     """Whole-process `emcs encode` of a (T, size, size) uint16 movie in the page cache, for each
-    source tree (label -> checkout), alternating; JPEG XL lossless effort 1 (one thread, in
-    memory) on 20 of its frames; start-up (`encode --help`, a tiny encode) per tree."""
+    source tree (label -> (checkout, extra encode options)), alternating; JPEG XL lossless
+    effort 1 (one thread, in memory) on 20 of its frames; start-up (`encode --help`, a tiny
+    encode) per tree; the virtual machine's CPU steal time over the encodes."""
     import imagecodecs
 
     tmp = os.environ.get("BENCH_TMP", tempfile.gettempdir())
@@ -238,17 +241,19 @@ def bench_disk(T: int, size: int, B: int, trees: dict[str, str], repeats: int = 
             pass
     nbytes = T * size * size * 2
     rows = {label: {"runs": [], "peak": 0.0} for label in trees}
+    steal0 = steal_jiffies()
     try:
         for _ in range(repeats):
-            for label, tree in trees.items():
+            for label, (tree, extra) in trees.items():
                 cmd = [sys.executable, "-c", _EMCS, "emcs", "encode", movie, "-o", out, "-B", str(B),
-                       "--seed", "1", "--quiet", "--force"]
+                       "--seed", "1", "--quiet", "--force", *extra]
                 peak = _peak_memory(cmd, _tree_env(tree))
                 rows[label]["runs"].append(nbytes / 1e9 / peak["seconds"])
                 rows[label].setdefault("cpu", []).append(peak["cpu_seconds"])
                 rows[label]["peak"] = max(rows[label]["peak"], peak["VmRSS"])
                 rows[label]["output_MB"] = os.path.getsize(out) / 1e6
-        for label, tree in trees.items():
+        rows["steal"] = steal_since(steal0)
+        for label, (tree, _extra) in trees.items():
             for what, args in (("help", ["encode", "--help"]),
                                ("tiny", ["encode", tiny, "-o", out, "--seed", "1", "--quiet", "--force"])):
                 rows[label][what] = min(_peak_memory([sys.executable, "-c", _EMCS, "emcs", *args],
@@ -266,16 +271,19 @@ def bench_disk(T: int, size: int, B: int, trees: dict[str, str], repeats: int = 
     rows["load"] = os.getloadavg()
     rows["emcs"] = {label: subprocess.run([sys.executable, "-c", "import emcs; print(emcs.__file__)"],
                                           env=_tree_env(tree), cwd=tempfile.gettempdir(), text=True,
-                                          capture_output=True).stdout.strip() for label, tree in trees.items()}
+                                          capture_output=True).stdout.strip()
+                    for label, (tree, _extra) in trees.items()}
     rows["GB"] = nbytes / 1e9
     return rows
+
 
 
 def _print_disk(rows: dict, T: int, size: int, B: int) -> None:
     print(f"\n## Whole process, {T} x {size}^2 uint16 ({rows['GB']:.1f} GB) from the page cache, B = {B}\n")
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in rows['load'])}; "
           f"JPEG XL lossless effort 1, one thread, in memory: {rows['jxl_GBs']:.3f} GB/s; "
-          f"`python -c pass`: {rows['python -c pass']:.2f} s; emcs imported from {rows['emcs']}\n")
+          f"`python -c pass`: {rows['python -c pass']:.2f} s; emcs imported from {rows['emcs']}; "
+          f"CPU steal time during the encodes: {100 * rows['steal']:.0f} %\n")
     print("| tree | GB/s per run | best GB/s | best / JPEG XL e1 | CPU s per run | GB per CPU s "
           "| peak RSS MB | output MB | `encode --help` s | tiny encode s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -408,6 +416,7 @@ def main() -> None:
                         help="comma-separated subset of speed, roundtrip, memory, quality, disk")
     parser.add_argument("--base", help="disk: a checkout of the tree to compare with (e.g. before a change)")
     parser.add_argument("--frames", type=int, default=2000, help="disk: movie length (1024 x 1024 frames)")
+    parser.add_argument("--adaptive", action="store_true", help="disk: also encode with --adaptive")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(f"# emcs encode benchmark\n\nmachine: {platform.processor() or platform.machine()}, "
@@ -423,7 +432,8 @@ def main() -> None:
         _print_memory(bench_memory(lengths, size, args.B), size, args.B)
     if "disk" in parts:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        trees = ({"before (--base)": args.base} if args.base else {}) | {"this tree": here}
+        trees = (({"before (--base)": (args.base, [])} if args.base else {}) | {"this tree": (here, [])}
+                 | ({"this tree, --adaptive": (here, ["--adaptive"])} if args.adaptive else {}))
         size = 256 if args.quick else 1024
         _print_disk(bench_disk(args.frames, size, args.B, trees), args.frames, size, args.B)
     if "quality" in parts:

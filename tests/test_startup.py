@@ -9,6 +9,8 @@ results) nor rich off a terminal (plain help and summary lines; no progress bar)
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +123,23 @@ def test_plain_coercion_gives_typers_results_and_errors(name):
     for value in VALUES[name]:
         expected = _outcome(typers, value, param, ctx)
         assert _outcome(ours, value, param, ctx) == expected, value
+
+
+@pytest.mark.parametrize("command, preset, expected", [
+    ("encode", None, "1"), ("info", None, "1"), ("encode", "3", "3"), ("decode", None, None)])
+def test_commands_without_linear_algebra_start_numpy_with_one_blas_thread(command, preset, expected,
+                                                                           tree_env, tmp_path):
+    """OpenBLAS starts a thread per core when numpy is imported, a cost at every start of
+    `emcs encode` (which does no linear algebra); a user's own setting is kept."""
+    env = {k: v for k, v in tree_env.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    code = ("import atexit, os, sys\n"
+            "atexit.register(lambda: print(repr(os.environ.get('OPENBLAS_NUM_THREADS'))))\n"
+            "from emcs.cli import main\n"
+            "sys.argv = ['emcs', sys.argv[1], '--help']\n"
+            "main()\n")
+    run = subprocess.run([sys.executable, "-c", code, command], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == repr(expected)

@@ -14,6 +14,7 @@ and shell completion import them all, as does ``from emcs.cli import app``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: the module of emcs/cli that registers each command (``emcs NAME``), in the order of
@@ -23,6 +24,11 @@ COMMAND_MODULES: dict[str, str] = {
     "demo": "demo", "simulate": "simulate", "compare": "compare", "subsample": "dlss",
     "supersample": "dlss", "sim-recon": "sim", "resolution": "sim", "train": "train",
 }
+
+#: commands that do no linear algebra: they start numpy's BLAS with one thread (unless the
+#: user set OPENBLAS_NUM_THREADS), which saves OpenBLAS starting a thread per core when numpy
+#: is imported (~40 ms of a 0.2 s ``emcs encode`` on 2 cores; benchmarks/encode.md)
+NO_BLAS_COMMANDS = frozenset({"encode", "info", "watch"})
 
 
 def load_commands(command: str | None = None):
@@ -52,7 +58,9 @@ def main() -> None:
     # the first word names the command unless it is an option of emcs itself (--version ...);
     # shell completion runs emcs without arguments
     command = args[0] if args and not args[0].startswith("-") else None
+    if command in NO_BLAS_COMMANDS:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     load_commands(command)()
 
 
-__all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]
+__all__ = ["COMMAND_MODULES", "NO_BLAS_COMMANDS", "app", "load_commands", "main"]
