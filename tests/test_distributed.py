@@ -139,6 +139,30 @@ def test_supersample_and_sim_recon_files_as_locally(client, tmp_path):
         assert _same_stack(tmp_path / f"sr{i}.tif", tmp_path / f"sr{i}_d.tif")
 
 
+def test_network_tasks_run_on_the_workers_that_advertise_a_gpu(tmp_path):
+    """`dask worker --resources GPU=1`: a network task asks for the GPU resource when a worker
+    has it (and runs there; a wrong request would never be scheduled), nothing otherwise;
+    ``device="auto"`` resolves on the worker (here: no CUDA, so its CPU)."""
+    from distributed import Client, LocalCluster
+
+    from emcs.distributed.client import network_resources
+    from emcs.dlss.files import subsample_file, supersample_file
+
+    write_stack(tmp_path / "full.tif", np.random.default_rng(2).random((1, 48, 48)).astype(np.float32))
+    subsample_file(tmp_path / "full.tif", tmp_path / "sp.tif", 4)
+    local = supersample_file(tmp_path / "sp.tif", tmp_path / "local.tif", device="cpu")
+    for resources, expected in (({"GPU": 1}, {"GPU": 1}), (None, None)):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources=resources,
+                          dashboard_address=None) as cluster, Client(cluster) as c:
+            assert network_resources(c) == expected
+            out = tmp_path / f"gpu{resources is not None}.tif"
+            [outcome] = map_files(c, supersample_file, [((tmp_path / "sp.tif", out), {"device": "auto"})],
+                                  resources=network_resources(c))
+            assert outcome.ok, outcome.error
+            assert outcome.value["device"] == local["device"] == "cpu"
+            assert _same_stack(tmp_path / "local.tif", out)
+
+
 @pytest.mark.slow
 def test_interrupt_cancels_and_leaves_no_partial_outputs(client, tmp_path):
     names = []
