@@ -281,6 +281,71 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, message):
     assert not (tmp_path / "x.tif").exists()
 
 
+def _sim_cli(tmp_path, name, *args):
+    out = tmp_path / f"{name}.tif"
+    res = runner.invoke(app, ["simulate", "sim", "-o", str(out), "--truth", str(tmp_path / f"{name}_gt.tif"),
+                              "--size", "64", "64", "--counts", "2000", "--seed", "4", "--json", *args])
+    assert res.exit_code == 0, res.output
+    stacks = [open_stack(p).read().astype(np.float64)
+              for p in (out, tmp_path / f"{name}_widefield.tif", tmp_path / f"{name}_gt.tif")]
+    return (json.loads(res.stdout), *stacks)
+
+
+def _phase_contrast(raw):
+    """Mean over pixels of the std over the 3 phases / mean signal (offset and background removed)."""
+    from emcs.simulate.fluorescence import CAMERA_OFFSET
+
+    stack = (raw - CAMERA_OFFSET - 10.0).reshape(3, 3, *raw.shape[1:])
+    return float(stack.std(axis=1).mean() / stack.mean())
+
+
+def test_cli_sim_out_of_focus_adds_haze_and_lowers_the_modulation(tmp_path):
+    plain, raw0, wf0, gt0 = _sim_cli(tmp_path, "plain")
+    hazy, raw1, wf1, gt1 = _sim_cli(tmp_path, "hazy", "--out-of-focus", "0.5", "--defocus-um", "1.5")
+    assert plain["out_of_focus"] is None
+    assert hazy["out_of_focus"] == {"fraction": 0.5, "mean_photons": 1000.0, "defocus_um": 1.5}
+    # the wide-field and raw means rise by the fraction x the photon level (S = --counts)
+    assert wf1.mean() - wf0.mean() == pytest.approx(0.5 * 2000, rel=0.02)
+    assert raw1.mean() - raw0.mean() == pytest.approx(0.5 * 2000, rel=0.02)
+    # the haze is nearly unmodulated: the raw frames' phase contrast falls
+    assert _phase_contrast(raw1) < 0.6 * _phase_contrast(raw0), (_phase_contrast(raw0), _phase_contrast(raw1))
+    np.testing.assert_array_equal(gt0, gt1)  # the truth is the in-focus structure only
+    # an explicit 0 is the default: same bytes
+    _, raw2, wf2, _ = _sim_cli(tmp_path, "zero", "--out-of-focus", "0")
+    np.testing.assert_array_equal(raw0, raw2)
+    np.testing.assert_array_equal(wf0, wf2)
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["sim", "--out-of-focus", "-0.5"], "--out-of-focus must be"),
+        (["sim", "--out-of-focus", "nan"], "--out-of-focus must be"),
+        (["sim", "--out-of-focus", "0.5", "--defocus-um", "0"], "--defocus-um must be"),
+        (["sim", "--out-of-focus", "0.5", "--defocus-um", "inf"], "--defocus-um must be"),
+        (["sim", "--defocus-um", "2"], "give --out-of-focus"),
+        (["lattice", "--out-of-focus", "0.5"], "--out-of-focus does not apply"),
+        (["sim", "--readout-noise", "2", "--counts", "10"], "--readout-noise does not apply"),
+        (["sim", "--speed", "1"], "--speed does not apply"),
+    ],
+)
+def test_cli_sim_bad_haze_options_exit_2_naming_the_flag(tmp_path, args, flag):
+    res = runner.invoke(app, ["simulate", *args, "--size", "32", "32", "-o", str(tmp_path / "x.tif")])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and flag in lines[0], res.output
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_simulate_movie_checks_haze_in_parameter_words():
+    from emcs.simulate.fluorescence import simulate_movie
+
+    for kwargs, param in (({"out_of_focus": -1.0}, "out_of_focus"),
+                          ({"out_of_focus": 0.5, "defocus_um": -1.0}, "defocus_um")):
+        with pytest.raises(EmcsError, match=f"^{param} must be") as info:
+            simulate_movie(1, (32, 32), **kwargs)
+        assert info.value.param == param
+
+
 def test_cli_bad_output_suffix(tmp_path):
     res = runner.invoke(app, ["simulate", "lattice", "-o", str(tmp_path / "x.png")])
     assert res.exit_code == 2 and "unsupported output type" in res.output

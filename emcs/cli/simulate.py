@@ -10,7 +10,7 @@ import typer
 from emcs.cli._app import app
 from emcs.cli._common import FORCE_OPTION, JSON_OPTION, QUIET_OPTION, Reporter
 from emcs.errors import EmcsError
-from emcs.simulate.kinds import KIND_HELP, KINDS
+from emcs.simulate.kinds import KIND_HELP, KINDS, PHYSICAL_KINDS
 
 _KIND_LINES = "\n\n".join(f"{k}: {v}" for k, v in KIND_HELP.items())
 
@@ -22,25 +22,34 @@ Kinds:
 
 {_KIND_LINES}
 
+Kind sim: --counts is the photon level S of one raw frame (99th percentile of the noise-free wide-field image; default 500, SNR = S / sqrt(S + B + σ²) with a background B of 10 photons and read noise σ of 1.5 e-). --out-of-focus F adds a second structure --defocus-um µm out of focus (default 1), lit by the same pattern: smooth, weakly modulated haze of mean F x S photons per pixel in every raw and wide-field frame (the truth holds the in-focus structure only).
+
 Defaults: HRTEM 300 kV, Cs -20 µm, defocus -80 Å (abTEM sign: positive = underfocus), 20 mrad aperture, 30 Å focal spread, 0.2 Å pixels; HAADF 200 kV, 25 mrad probe, detector 60-200 mrad, 0.2 Å (crystal) or 0.25 Å (particle) pixels. HRTEM takes about 0.1 s per 128x128 frame and 0.4 s per 256x256 frame after about 10 s of start-up; the other kinds take milliseconds per frame.
 
 Example: emcs simulate hrtem-particle -o au.tif --truth au_truth.tif --frames 40 --size 128 128 --pixel-size 0.3 --dose 100
 """
 
-# options that only some kinds take: option name -> kinds
+_NOT_SIM = tuple(k for k in KINDS if k != "sim")
+# options that only some kinds take: option name -> kinds (kind "sim" has its own fixed
+# optics and camera: no electron optics, drift, readout noise or detector blur options)
 _KIND_OPTIONS = {
-    "kv": ("hrtem-particle", "hrtem-sintering", "haadf-crystal", "haadf-particle"),
-    "defocus": ("hrtem-particle", "hrtem-sintering", "haadf-crystal", "haadf-particle"),
-    "cs": ("hrtem-particle", "hrtem-sintering", "haadf-crystal", "haadf-particle"),
+    "kv": PHYSICAL_KINDS,
+    "defocus": PHYSICAL_KINDS,
+    "cs": PHYSICAL_KINDS,
     "aperture": ("hrtem-particle", "hrtem-sintering"),
     "focal_spread": ("hrtem-particle", "hrtem-sintering"),
     "convergence": ("haadf-crystal", "haadf-particle"),
     "inner": ("haadf-crystal", "haadf-particle"),
     "outer": ("haadf-crystal", "haadf-particle"),
+    "speed": _NOT_SIM,
+    "readout_noise": _NOT_SIM,
+    "mtf": _NOT_SIM,
+    "out_of_focus": ("sim",),
+    "defocus_um": ("sim",),
 }
-_FLAG = {"kv": "--kv", "defocus": "--defocus", "cs": "--cs", "aperture": "--aperture",
-         "focal_spread": "--focal-spread", "convergence": "--convergence", "inner": "--inner",
-         "outer": "--outer"}
+#: the electron-optics options, passed on to :func:`emcs.simulate.movie`
+_OPTICS = ("kv", "defocus", "cs", "aperture", "focal_spread", "convergence", "inner", "outer")
+_FLAG = {name: "--" + name.replace("_", "-") for name in _KIND_OPTIONS}
 
 
 @app.command("simulate", help=_HELP)
@@ -70,6 +79,12 @@ def simulate_command(
     convergence: float = typer.Option(None, "--convergence", help="HAADF probe semi-angle, mrad (default 25)."),
     inner: float = typer.Option(None, "--inner", help="HAADF detector inner angle, mrad (default 60)."),
     outer: float = typer.Option(None, "--outer", help="HAADF detector outer angle, mrad (default 200)."),
+    out_of_focus: float = typer.Option(0.0, "--out-of-focus", metavar="FRACTION",
+                                       help="sim: mean out-of-focus haze per pixel as a fraction of "
+                                       "--counts (0: none)."),
+    defocus_um: float = typer.Option(None, "--defocus-um", metavar="UM",
+                                     help="sim: distance of the out-of-focus layer from the focal "
+                                     "plane, µm (default 1; needs --out-of-focus)."),
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -77,6 +92,13 @@ def simulate_command(
     rep = Reporter(quiet, as_json)
     if kind not in KINDS:
         raise EmcsError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    given = {"kv": kv, "defocus": defocus, "cs": None if cs is None else cs * 1e4, "aperture": aperture,
+             "focal_spread": focal_spread, "convergence": convergence, "inner": inner, "outer": outer,
+             "speed": speed, "readout_noise": readout_noise or None, "mtf": mtf or None,
+             "out_of_focus": out_of_focus or None, "defocus_um": defocus_um}
+    for name, value in given.items():
+        if value is not None and kind not in _KIND_OPTIONS[name]:
+            raise EmcsError(f"{_FLAG[name]} does not apply to kind {kind!r}")
     h, w = size
     if not (16 <= h <= 8192 and 16 <= w <= 8192):
         raise EmcsError(f"--size must be between 16 and 8192 pixels per side, got {h} {w}")
@@ -109,18 +131,13 @@ def simulate_command(
         if pixel_size is not None:
             raise EmcsError("--pixel-size (Å) does not apply to kind 'sim': its optics are fixed "
                             "(pixel sizes in nm in the JSON's pixel_size_nm)")
-        _simulate_sim(rep, output, frames, size, seed, dose, counts, truth, force)
+        if defocus_um is not None and not out_of_focus:
+            raise EmcsError("--defocus-um places the out-of-focus layer: give --out-of-focus too")
+        _simulate_sim(rep, output, frames, size, seed, dose, counts, truth, force,
+                      out_of_focus=out_of_focus, defocus_um=1.0 if defocus_um is None else defocus_um)
         return
 
-    options = {}
-    given = {"kv": kv, "defocus": defocus, "cs": None if cs is None else cs * 1e4, "aperture": aperture,
-             "focal_spread": focal_spread, "convergence": convergence, "inner": inner, "outer": outer}
-    for name, value in given.items():
-        if value is None:
-            continue
-        if kind not in _KIND_OPTIONS[name]:
-            raise EmcsError(f"{_FLAG[name]} does not apply to kind {kind!r}")
-        options[name] = value
+    options = {name: given[name] for name in _OPTICS if given[name] is not None}
     if pixel_size is not None:
         options["pixel_size"] = pixel_size
     if speed is not None:
@@ -164,17 +181,28 @@ def simulate_command(
     rep.emit_json(summary)
 
 
-def _simulate_sim(rep, output, frames, size, seed, dose, counts, truth, force) -> None:
+def _simulate_sim(rep, output, frames, size, seed, dose, counts, truth, force, out_of_focus: float,
+                  defocus_um: float) -> None:
     if dose is not None:
         raise EmcsError("kind 'sim' is optical: give --counts (photons per pixel), not --dose")
     from emcs.simulate.fluorescence import write_sim_data
 
     t0 = time.time()
     summary = write_sim_data(str(output), frames=1 if frames is None else frames, size=tuple(size), seed=seed,
-                             counts=counts, truth=None if truth is None else str(truth), force=force)
+                             counts=counts, truth=None if truth is None else str(truth), force=force,
+                             out_of_focus=out_of_focus, defocus_um=defocus_um)
     summary = dict(summary or {})
     summary.setdefault("kind", "sim")
     summary.setdefault("output", str(output))
     summary.setdefault("seconds", round(time.time() - t0, 3))
-    rep.table("emcs simulate sim", [(str(k), str(v)) for k, v in summary.items() if not isinstance(v, (dict, list))])
+    rows = [(str(k), _haze_text(v) if k == "out_of_focus" else str(v)) for k, v in summary.items()
+            if k == "out_of_focus" or not isinstance(v, (dict, list))]
+    rep.table("emcs simulate sim", rows)
     rep.emit_json(summary)
+
+
+def _haze_text(haze: dict | None) -> str:
+    if not haze:
+        return "none"
+    return (f"{haze['fraction']:g} x counts = {haze['mean_photons']:g} photons/pixel, "
+            f"{haze['defocus_um']:g} µm out of focus")

@@ -187,6 +187,16 @@ def out_of_focus_light(layer: np.ndarray, optics: Optics, patterns: list[Pattern
     return clean_raw(layer, optics, patterns, phases, defocus_um) * gain, wf * gain
 
 
+def _check_out_of_focus(out_of_focus: float, defocus_um: float) -> None:
+    """Out-of-focus haze parameters of :func:`simulate_movie`, in parameter words."""
+    if not (np.isfinite(out_of_focus) and out_of_focus >= 0):
+        raise EmcsError(f"out_of_focus must be a finite fraction >= 0 of the in-focus counts, "
+                        f"got {out_of_focus}", param="out_of_focus")
+    if not (np.isfinite(defocus_um) and defocus_um > 0):
+        raise EmcsError(f"defocus_um must be a positive distance in um, got {defocus_um}",
+                        param="defocus_um")
+
+
 @dataclass
 class SimMovie:
     """A simulated SIM movie (see :func:`simulate_movie`)."""
@@ -224,7 +234,12 @@ def simulate_movie(frames: int = 1, size: tuple[int, int] = (128, 128), seed: in
     out_of_focus : float
         Mean out-of-focus haze per pixel as a fraction of ``counts``: a second
         (mixed) structure ``defocus_um`` out of focus, :func:`out_of_focus_light`
-        (0: none; drawn from its own random stream, so the in-focus data are the same).
+        (0: none; drawn from its own random stream, so the in-focus structure and
+        patterns are the same).
+    defocus_um : float
+        Distance of the out-of-focus layer from the focal plane, um (> 0; used only
+        when ``out_of_focus`` > 0). At 1 um it keeps under 1 % of the pattern's
+        modulation (:func:`emcs.sim.otf.defocus_attenuation`).
 
     Examples
     --------
@@ -236,6 +251,7 @@ def simulate_movie(frames: int = 1, size: tuple[int, int] = (128, 128), seed: in
     counts = 500.0 if counts is None else float(counts)
     if counts <= 0:
         raise EmcsError(f"counts must be positive, got {counts}", param="counts")
+    _check_out_of_focus(out_of_focus, defocus_um)
     H, W = int(size[0]), int(size[1])
     if H < 16 or W < 16:
         raise EmcsError(f"frames of {H}x{W} pixels are too small for SIM (need at least 16x16)")
@@ -272,8 +288,8 @@ def simulate_movie(frames: int = 1, size: tuple[int, int] = (128, 128), seed: in
         "read_noise_e": read_noise,
         "camera_offset": CAMERA_OFFSET,
         "structure": structure,
-        "out_of_focus": {"mean_photons": out_of_focus * counts, "defocus_um": defocus_um}
-        if out_of_focus > 0 else None,
+        "out_of_focus": {"fraction": out_of_focus, "mean_photons": out_of_focus * counts,
+                         "defocus_um": defocus_um} if out_of_focus > 0 else None,
         "angles": angles,
         "phases": phases,
         "order": "angle-major",
@@ -291,7 +307,8 @@ def widefield_path(out: str | os.PathLike) -> str:
 
 def write_sim_data(out, frames: int = 1, size: tuple[int, int] = (256, 256), seed: int = 0,
                    counts: float | None = None, truth=None, force: bool = False,
-                   optics: Optics | None = None, structure: str = "mixed") -> dict:
+                   optics: Optics | None = None, structure: str = "mixed",
+                   out_of_focus: float = 0.0, defocus_um: float = 1.0) -> dict:
     """Simulate a SIM movie and write it: raw stack, wide-field images, ground truth.
 
     Writes ``out`` (T*9 raw frames, uint16, angle-major order: frame
@@ -299,6 +316,8 @@ def write_sim_data(out, frames: int = 1, size: tuple[int, int] = (256, 256), see
     wide-field exposures at the same photon level as one raw frame) and, if
     ``truth`` is given, the ground truth (T frames, float32, on the 2x finer SR
     grid). Pixel sizes are stored (camera pixel, and half of it for the truth).
+    ``out_of_focus`` and ``defocus_um`` add out-of-focus haze (see
+    :func:`simulate_movie`); the truth holds the in-focus structure only.
 
     Returns
     -------
@@ -313,7 +332,8 @@ def write_sim_data(out, frames: int = 1, size: tuple[int, int] = (256, 256), see
         check_output(p, force)
     if frames < 1:
         raise EmcsError(f"frames must be at least 1, got {frames}", param="frames")
-    res = simulate_movie(frames, size, seed, counts, optics, structure)
+    res = simulate_movie(frames, size, seed, counts, optics, structure,
+                         out_of_focus=out_of_focus, defocus_um=defocus_um)
     px = res.info["optics"]["pixel_nm"]
     write_stack(out, res.raw, pixel_size=px * 10.0, force=force)
     write_stack(wf_out, res.widefield, pixel_size=px * 10.0, force=force)
