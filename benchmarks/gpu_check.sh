@@ -8,7 +8,8 @@
 #   - TCS decode, tcs-unfold and tcs-tcsdl: float32, float16 and bfloat16 autocast
 #     (emcs.tcs.nets.api.decode_measurements(precision=...)), on a simulated held-out movie
 #   - DLSS supersample (emcs.dlss.supersample.supersample_frame, factor 4)
-#   - SIM network reconstruction (emcs.sim.recon.net_frame)
+#   - SIM network reconstruction: wide-field (emcs.sim.recon.net_frame) and raw-input
+#     (emcs.sim.recon.raw_net_frame, vdlsim-raw: pattern estimation on the CPU, network on the GPU)
 # Each output is compared with the CPU float32 run of the same input. Tolerances (PSNR of the
 # GPU output against the CPU output, peak = the CPU output's range): float32 >= 50 dB (cuDNN may
 # use TF32 for float32 convolutions), float16 >= 40 dB, bfloat16 >= 32 dB. Then the GPU alone
@@ -137,6 +138,25 @@ def check_sim():
            4 * big * big)
 
 
+def check_sim_raw():
+    from emcs.sim.otf import Optics
+    from emcs.sim.recon import load_network, raw_net_frame
+    from emcs.simulate.fluorescence import simulate_movie
+
+    small, big = SIZES["sim"]
+    optics = Optics()
+    cpu_model, _ = load_network(device=CPU, input_kind="raw")
+    gpu_model, _ = load_network(device=GPU, input_kind="raw")
+    raw = {s: simulate_movie(size=(s, s), seed=HELDOUT_SEED, counts=200.0, optics=optics).raw
+           .reshape(3, 3, s, s).astype(np.float32) for s in (small, big)}
+    ref, patterns, _ = raw_net_frame(cpu_model, raw[small], optics, CPU)
+    got, _, _ = raw_net_frame(gpu_model, raw[small], optics, GPU, patterns=patterns)
+    psnr, err, ok = agree("sim-recon raw", "float32", got, ref)
+    _, dt = timed(lambda: raw_net_frame(gpu_model, raw[big], optics, GPU))
+    report("sim-recon (raw network)", "float32", f"9x{big}x{big} -> {2 * big}x{2 * big}", psnr, err, ok,
+           dt, 1, 4 * big * big)
+
+
 t0 = time.perf_counter()
 name = "CPU (dry run)" if DRY else torch.cuda.get_device_name(GPU)
 print(f"gpu_check on {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads for the references")
@@ -145,6 +165,7 @@ print("|---|---|---|---|---|---|---|---|")
 check_tcs()
 check_dlss()
 check_sim()
+check_sim_raw()
 print(f"total {time.perf_counter() - t0:.0f} s; " + (f"FAILED: {', '.join(failed)}" if failed else "all within tolerance"))
 sys.exit(1 if failed else 0)
 PY
