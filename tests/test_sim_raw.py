@@ -87,6 +87,29 @@ def test_sim_recon_raw_defaults_to_the_installed_network(tmp_path, movie, tiny_n
     assert r.exit_code == 0 and json.loads(r.stdout)["models"][0]["capability"] == "sim", r.output
 
 
+def test_sim_recon_raw_notes_optics_outside_the_networks_training(tmp_path, movie):
+    net = RawSIMNet(channels=8, blocks=1).eval()
+    (tmp_path / "models").mkdir()
+    path = tmp_path / "models" / "raw-525.safetensors"
+    save_model(path, net, {"architecture": ARCHITECTURE, "config": {"channels": 8, "blocks": 1},
+                           "name": "raw-525", "optics": OPTICS.to_dict()})
+    src = tmp_path / "raw.tif"
+    write_stack(src, movie.raw, pixel_size=800.0)  # 80 nm, as trained
+    notes = {}
+    for label, optics in (("as trained", []), ("600 nm, NA 1.0", ["--wavelength", "600", "--na", "1.0"])):
+        r = runner.invoke(app, ["sim-recon", str(src), "-o", str(tmp_path / f"{len(notes)}.tif"),
+                                "--input", "raw", "--model", str(path), "--json", *optics])
+        assert r.exit_code == 0, r.output
+        notes[label] = json.loads(r.stdout)["notes"]
+    assert notes["as trained"] == []
+    [note] = notes["600 nm, NA 1.0"]
+    assert "raw-525 was trained at 525 nm, NA 1.4, 80 nm pixels" in note and "--method wiener" in note
+    # the shipped raw network's card says where it was trained
+    from emcs.nn.weights import read_card
+    from emcs.sim.recon import default_weights
+
+    assert Optics(**read_card(default_weights("raw"))["optics"]) == OPTICS
+
 def test_sim_recon_raw_falls_back_to_wiener_without_the_network(tmp_path, movie, monkeypatch):
     from emcs.sim import recon
     from emcs.sim.files import default_method

@@ -84,6 +84,8 @@ def sim_recon(
             device=device, tile=tile, force=force, progress=progress,
         )
     with_shape(summary, "frames_out", "shape_out").update(input=input, pixel_size_from=source)
+    for note in summary.get("notes", []):
+        rep.note(note)
     if summary.get("parameters"):
         from emcs.sim.otf import Optics
 

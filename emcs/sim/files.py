@@ -196,6 +196,7 @@ def sim_recon_file(
                     "weights": weights, "tile": tile}
         frames, card = _frames(stack, optics, method, input_kind, (angles, phases, order), settings,
                                params)
+        notes = [note] if physical and card and (note := optics_note(card, optics)) else []
         if background == "rolling-ball":
             from emcs.sim.background import remove_background
 
@@ -213,7 +214,7 @@ def sim_recon_file(
         "method": method, "frames_in": T_in, "frames_out": n_out, "shape_out": [n_out, 2 * H, 2 * W],
         "pixel_size_nm_in": px_nm, "pixel_size_nm_out": px_nm / 2 if px_nm else None,
         "seconds": round(elapsed, 3), "frames_per_s": round(n_out / elapsed, 3) if elapsed > 0 else None,
-        "background": background,
+        "background": background, "notes": notes,
     }
     if params:
         summary.update({"optics": optics.to_dict(), "apodization": apodization, "order": order,
@@ -223,6 +224,41 @@ def sim_recon_file(
     else:
         summary["weights"] = card.get("name", weights) if card else weights
     return summary
+
+
+#: relative difference of the OTF cut-off (cycles per camera pixel) from the raw network's
+#: training optics above which :func:`optics_note` speaks
+OPTICS_TOLERANCE = 0.1
+
+
+def optics_note(card: dict, optics) -> str | None:
+    """A note when ``optics`` put the OTF cut-off elsewhere on the camera grid than the raw
+    network's training optics (the card's ``optics``) did, else None.
+
+    The network sees the raw frames in camera pixels: what it learned depends on
+    the cut-off 2 NA / wavelength in cycles per pixel, not on the three numbers apart.
+
+    Examples
+    --------
+    >>> from emcs.sim.otf import Optics
+    >>> card = {"name": "net", "optics": {"wavelength_nm": 525, "na": 1.4, "pixel_nm": 80}}
+    >>> optics_note(card, Optics(525, 1.4, 80)) is None
+    True
+    >>> optics_note(card, Optics(488, 1.2, 65))[:60]
+    'the network net was trained at 525 nm, NA 1.4, 80 nm pixels '
+    """
+    from emcs.sim.otf import Optics
+
+    trained = card.get("optics")
+    if not trained:
+        return None
+    trained = Optics(**trained)
+    have, want = (o.cutoff * o.pixel_nm * 1e-3 for o in (optics, trained))
+    if abs(have / want - 1) <= OPTICS_TOLERANCE:
+        return None
+    return (f"the network {card.get('name', '')} was trained at {trained.wavelength_nm:g} nm, NA "
+            f"{trained.na:g}, {trained.pixel_nm:g} nm pixels (OTF cut-off {want:.3f} cycles/pixel); "
+            f"these optics put it at {have:.3f}, outside its training: compare with --method wiener")
 
 
 def _raw_network_chosen(weights) -> bool:
@@ -332,6 +368,7 @@ __all__ = [
     "INPUT_KINDS",
     "METHODS",
     "default_method",
+    "optics_note",
     "pattern_warnings",
     "resolution_file",
     "sim_recon_file",

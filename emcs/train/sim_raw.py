@@ -174,7 +174,7 @@ def raw_data(cfg, work: str, hold_out: str | None = HELD_OUT,
     path = os.path.join(work, f"structures{size}-{hold_out or 'none'}.npz")
     pool = structure_pool(path, cfg.pool, size, hold_out, progress=progress)
     sampler = RawSampler(pool, cfg.patch, cfg.batch, cfg.seed)
-    return sampler, {"training_data": {
+    return sampler, {"optics": sampler.optics.to_dict(), "training_data": {
         "source": "simulated raw SIM stacks drawn fresh every step (emcs.train.sim_raw)",
         "structures": f"{cfg.pool} procedural structures of {size}x{size} SR px (families "
                       f"{', '.join(training_kinds(hold_out))} and mixtures of two)",
