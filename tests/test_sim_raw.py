@@ -132,6 +132,22 @@ def test_train_sim_raw_smoke(tmp_path):
     assert r.exit_code == 2 and "--hold-out must be one of" in r.output
 
 
+def test_train_sim_raw_at_the_users_optics(tmp_path):
+    out = tmp_path / "raw600.safetensors"
+    base = ["train", "sim", "--steps", "1", "--pool", "2", "--patch", "32", "--batch", "2", "--channels", "8",
+            "--blocks", "1", "--quiet"]
+    r = runner.invoke(app, [*base, "--input", "raw", "--out", str(out), "--wavelength", "600", "--na", "1.2",
+                            "--pixel-size", "100"])
+    assert r.exit_code == 0, r.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["optics"] == {"wavelength_nm": 600.0, "na": 1.2, "pixel_nm": 100.0}
+    assert card["training_data"]["optics"].startswith("600 nm emission, NA 1.2, 100 nm camera pixels")
+    for extra, words in ((["--input", "raw", "--na", "0"], "--na must be a positive number"),
+                         (["--input", "raw", "--pixel-size", "400"], "--pixel-size 400 nm is too coarse"),
+                         (["--na", "1.2"], "set the optics of --input raw training")):
+        r = runner.invoke(app, [*base, "--out", str(tmp_path / "bad.safetensors"), *extra])
+        assert r.exit_code == 2 and words in r.output, r.output
+
 def test_out_of_focus_light_is_weakly_modulated():
     rng = np.random.default_rng(3)
     layer = sm.render_structure("mixed", (128, 128), OPTICS.pixel_nm / 2, rng)

@@ -210,6 +210,9 @@ def train_sim(
     checkpoint_every: int = typer.Option(200, "--checkpoint-every"),
     input_kind: str = typer.Option("widefield", "--input", help="widefield: the VDL-SIM network (one wide-field frame in); raw: the raw-input network (angles x phases raw frames in, simulated raw stacks)."),
     hold_out: str = typer.Option("mesh", "--hold-out", help="--input raw: structure family left out of training (filaments, tubules, mesh, vesicles, or none)."),
+    wavelength: float = typer.Option(None, "--wavelength", metavar="NM", help="--input raw: emission wavelength of your microscope in nm (default 525)."),
+    na: float = typer.Option(None, "--na", help="--input raw: numerical aperture of your objective (default 1.4)."),
+    pixel_size: float = typer.Option(None, "--pixel-size", metavar="NM", help="--input raw: camera pixel size in nm, in the sample (default 80)."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Wall-clock budget; stops early, cosine follows it."),
     max_cpu_minutes: float = typer.Option(None, "--max-cpu-minutes", help="CPU-time budget of this process; fair on a shared machine."),
     force: bool = FORCE_OPTION,
@@ -226,6 +229,10 @@ def train_sim(
         raise EmcsError(f"--input must be widefield or raw, got {input_kind!r}")
     if input_kind == "raw" and data_widefield is not None:
         raise EmcsError("--data-widefield/--data-sr pairs train the wide-field network; drop --input raw")
+    optics_given = {k: v for k, v in (("wavelength_nm", wavelength), ("na", na), ("pixel_nm", pixel_size))
+                    if v is not None}
+    if optics_given and input_kind != "raw":
+        raise EmcsError("--wavelength, --na and --pixel-size set the optics of --input raw training")
     if not out.endswith(".safetensors"):
         raise EmcsError("weights must be a .safetensors file", out)
     if os.path.exists(out) and not (force or resume):
@@ -249,7 +256,10 @@ def train_sim(
         from emcs.train.sim_raw import raw_data
 
         with rep.progress("Rendering structures", pool, unit="structures") as advance:
-            sampler, data_desc = raw_data(cfg, work, None if hold_out == "none" else hold_out, advance)
+            from emcs.sim.otf import Optics
+
+            sampler, data_desc = raw_data(cfg, work, None if hold_out == "none" else hold_out, advance,
+                                          Optics(**optics_given))
     elif data_widefield is not None:
         from emcs.io import read_stack
 

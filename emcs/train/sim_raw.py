@@ -160,26 +160,46 @@ class RawSampler:
         return np.asarray(xs, np.float32), np.asarray(ys, np.float32)
 
 
+def check_optics(optics: Optics) -> Optics:
+    """``optics`` if its numbers are physical and its OTF fits the 2x grid; else :class:`EmcsError`
+    naming the parameter (``wavelength``, ``na``, ``pixel_size``)."""
+    for param, value in (("wavelength", optics.wavelength_nm), ("na", optics.na),
+                         ("pixel_size", optics.pixel_nm)):
+        if not (np.isfinite(value) and value > 0):
+            raise EmcsError(f"{param} must be a positive number, got {value}", param=param)
+    if optics.cutoff * optics.pixel_nm * 1e-3 >= 1.0:
+        raise EmcsError(f"pixel_size {optics.pixel_nm:g} nm is too coarse for NA {optics.na:g} at "
+                        f"{optics.wavelength_nm:g} nm: the OTF support exceeds the 2x SR grid",
+                        param="pixel_size")
+    return optics
+
+
 def raw_data(cfg, work: str, hold_out: str | None = HELD_OUT,
-             progress: Callable[[int], None] | None = None) -> tuple[RawSampler, dict]:
+             progress: Callable[[int], None] | None = None,
+             optics: Optics | None = None) -> tuple[RawSampler, dict]:
     """The sampler of a :class:`emcs.train.sim.SimConfig` run and the card's description of its data.
 
     ``cfg.pool`` structures of ``2 * max(cfg.pool_size, cfg.patch + 16)`` SR pixels are
-    rendered once (cached in ``work``).
+    rendered once (cached in ``work``) at half the camera pixel of ``optics`` (default
+    :class:`~emcs.sim.otf.Optics`: 525 nm, NA 1.4, 80 nm); the raw stacks are simulated
+    with these optics (train at yours: the card records them, and ``emcs sim-recon``
+    notes optics far from them).
     """
     if hold_out is not None and hold_out not in sm.STRUCTURES:
         raise EmcsError(f"hold_out must be one of {', '.join(sm.STRUCTURES)} or none, got {hold_out!r}",
                         param="hold_out")
+    optics = check_optics(optics or Optics())
     size = 2 * max(cfg.pool_size, cfg.patch + 16)
-    path = os.path.join(work, f"structures{size}-{hold_out or 'none'}.npz")
-    pool = structure_pool(path, cfg.pool, size, hold_out, progress=progress)
-    sampler = RawSampler(pool, cfg.patch, cfg.batch, cfg.seed)
-    return sampler, {"optics": sampler.optics.to_dict(), "training_data": {
+    path = os.path.join(work, f"structures{size}-{hold_out or 'none'}-{optics.pixel_nm:g}nm.npz")
+    pool = structure_pool(path, cfg.pool, size, hold_out, optics=optics, progress=progress)
+    sampler = RawSampler(pool, cfg.patch, cfg.batch, cfg.seed, optics=optics)
+    return sampler, {"optics": optics.to_dict(), "training_data": {
         "source": "simulated raw SIM stacks drawn fresh every step (emcs.train.sim_raw)",
         "structures": f"{cfg.pool} procedural structures of {size}x{size} SR px (families "
                       f"{', '.join(training_kinds(hold_out))} and mixtures of two)",
         "held_out_family": hold_out,
-        "optics": "525 nm emission, NA 1.4, 80 nm camera pixels (40 nm SR pixels), 3 angles x 3 phases",
+        "optics": f"{optics.wavelength_nm:g} nm emission, NA {optics.na:g}, {optics.pixel_nm:g} nm camera "
+                  f"pixels ({optics.pixel_nm / 2:g} nm SR pixels), 3 angles x 3 phases",
         "patterns": "|k| 0.72-0.88 f_c (+-3 % per angle), orientation random (+-3 deg per angle), "
                     "modulation 0.45-0.9 (+-0.1), random phases; the front-end is given the true "
                     "parameters disturbed like the estimator's errors",
