@@ -25,15 +25,23 @@ _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
 _M1 = _U64(0xBF58476D1CE4E5B9)
 _M2 = _U64(0x94D049BB133111EB)
+#: elements hashed at a time (two uint64 buffers of 256 KiB: in the L2 cache)
+_BLOCK = 1 << 15
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser applied elementwise to a uint64 array (wrapping arithmetic)."""
+def _splitmix64(x: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """SplitMix64 finaliser applied elementwise to a uint64 array (wrapping arithmetic), in place
+    (``x`` is overwritten and returned; ``scratch``: a uint64 buffer of its shape, optional)."""
+    t = np.empty_like(x) if scratch is None else scratch
     with np.errstate(over="ignore"):
-        z = x + _GOLDEN
-        z = (z ^ (z >> _U64(30))) * _M1
-        z = (z ^ (z >> _U64(27))) * _M2
-        return z ^ (z >> _U64(31))
+        x += _GOLDEN
+        for shift, mult in ((_U64(30), _M1), (_U64(27), _M2)):
+            np.right_shift(x, shift, out=t)
+            x ^= t
+            x *= mult
+        np.right_shift(x, _U64(31), out=t)
+        x ^= t
+    return x
 
 
 def _threshold(density: float) -> np.uint64:
@@ -91,16 +99,24 @@ def make_masks(
     c0, c1 = (0, W) if cols is None else cols
     if not (0 <= r0 <= r1 <= H and 0 <= c0 <= c1 <= W):
         raise ValueError("mask block out of range")
-    ii = np.arange(r0, r1, dtype=_U64)[:, None]
-    jj = np.arange(c0, c1, dtype=_U64)[None, :]
     out = np.empty((len(frames), r1 - r0, c1 - c0), dtype=bool)
+    jj = np.arange(c0, c1, dtype=_U64)[None, :]
+    step = max(1, _BLOCK // max(1, c1 - c0))  # rows per block: the hash's buffers stay in the cache
+    z = np.empty((min(step, r1 - r0), c1 - c0), dtype=_U64)
+    scratch = np.empty_like(z)
     with np.errstate(over="ignore"):
         for k, b in enumerate(frames):
             if not 0 <= b < B:
                 raise ValueError(f"frame index {b} out of range for B={B}")
             base = (_U64(seed) * _U64(1 << 32) + _U64(b)) * _U64(H)
-            counter = (base + ii) * _U64(W) + jj
-            out[k] = (_splitmix64(counter) >> _U64(11)) < thr
+            for a in range(r0, r1, step):
+                n = min(step, r1 - a)
+                counter = z[:n]
+                np.multiply(np.arange(a, a + n, dtype=_U64)[:, None] + base, _U64(W), out=counter)
+                counter += jj
+                _splitmix64(counter, scratch[:n])
+                np.right_shift(counter, _U64(11), out=counter)
+                np.less(counter, thr, out=out[k, a - r0 : a - r0 + n])
     return out
 
 
