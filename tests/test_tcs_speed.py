@@ -163,3 +163,18 @@ def test_int8_decode_is_close_to_float32():
     assert np.sqrt(np.mean((q - ref) ** 2)) < 0.005 * span
     with pytest.raises(EmcsError, match="tcs-unfold models only"):
         decode_measurements(y, masks, models["tcs-tcsdl"], device="cpu", precision="int8")
+
+
+def test_tiles_computed_side_by_side_blend_the_same():
+    from emcs.nn.device import tile_workers
+
+    torch.manual_seed(7)
+    x = torch.rand(2, 3, 100, 130)
+    net = torch.nn.Conv2d(3, 2, 5, padding=2)
+    one = tiled_apply(net, x, tile=48, overlap=16, batch=1)
+    threads = torch.get_num_threads()
+    with tile_workers(torch.device("cpu")) as workers:
+        assert workers == threads and torch.get_num_threads() == (1 if threads > 1 else threads)
+        three = tiled_apply(net, _Blocks(x), tile=48, overlap=16, batch=1, workers=3)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(one, three)

@@ -6,6 +6,7 @@ Call :func:`pick_device` once, at the public boundary, and pass the resulting
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import sys
@@ -65,3 +66,28 @@ def pick_device(name="auto"):
         except RuntimeError as exc:
             raise EmcsError(f"device {name}: {exc}", param="device") from exc
     raise EmcsError(f"device must be auto, cpu or cuda, got {name!r}", param="device")
+
+
+@contextlib.contextmanager
+def tile_workers(device, parallel: bool = True):
+    """Run tiles side by side on the CPU, one intra-op thread each.
+
+    Yields how many tiles to compute at once (``workers`` of
+    :func:`emcs.nn.tiling.tiled_apply`): torch's intra-op thread count on the
+    CPU when ``parallel``, else 1; meanwhile torch's intra-op threads are set to
+    1 (restored on exit). Independent tiles need no barrier between threads, so
+    a thread that the OS deschedules (a shared machine) delays only its own
+    tile: decoding a 1024 x 1024, B = 10 measurement under load took 34 s wall
+    with two intra-op threads and 19 s with one (benchmarks/tcs_speed.md).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or not parallel or threads <= 1:
+        yield 1
+        return
+    torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(threads)

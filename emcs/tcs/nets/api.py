@@ -183,7 +183,7 @@ def decode_measurements(
     """
     import torch
 
-    from emcs.nn.device import pick_device
+    from emcs.nn.device import pick_device, tile_workers
     from emcs.nn.tiling import tiled_apply
 
     y = np.asarray(y, dtype=np.float32)
@@ -228,12 +228,13 @@ def decode_measurements(
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
             return model(t[:, 0], t[:, 1:]).float()
 
-    with torch.inference_mode():
+    with torch.inference_mode(), tile_workers(dev, parallel=max(H, W) > tile) as workers:
         for i in range(y.shape[0]):
             s = operator.measurement_scale(y[i])
             tiles = _TileInputs(y[i], s, operator.masks(), dev)
             tiled_apply(run, tiles, tile=tile, overlap=overlap, batch=4 if cuda else 1, fit=True,
-                        out_device=torch.device("cpu"), out=torch.from_numpy(out[i])[None])
+                        out_device=torch.device("cpu"), out=torch.from_numpy(out[i])[None],
+                        workers=workers)
             np.multiply(out[i], s, out=out[i])
             if progress is not None:
                 progress(1)
