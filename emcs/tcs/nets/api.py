@@ -162,6 +162,9 @@ def decode_measurements(
         ``advance(k)`` called once per finished measurement.
     tile, overlap : int
         Frames larger than ``tile`` are decoded in overlapping tiles, blended.
+        On the CPU with k > 1 torch threads such frames are decoded k tiles at a
+        time, one thread each (:func:`emcs.nn.device.tile_workers`), in tiles of
+        ``tile / sqrt(k)`` (the same memory).
     ensemble : {1, 2, 4, 8}
         Geometric self-ensemble: decode the measurement and its masks under
         this many flips/rotations (:data:`emcs.nn.ensemble.ENSEMBLES`) and average the
@@ -229,6 +232,8 @@ def decode_measurements(
             return model(t[:, 0], t[:, 1:]).float()
 
     with torch.inference_mode(), tile_workers(dev, parallel=max(H, W) > tile) as workers:
+        if workers > 1:  # tiles side by side: as many pixels in flight as one tile alone
+            tile = max(int(tile / workers**0.5), 2 * overlap)
         for i in range(y.shape[0]):
             s = operator.measurement_scale(y[i])
             tiles = _TileInputs(y[i], s, operator.masks(), dev)
