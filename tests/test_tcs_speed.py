@@ -113,3 +113,68 @@ def test_decode_input_blocks_match_the_full_input():
     assert src.shape == full.shape
     block = src[0:1, :, slice(5, 30), slice(10, 50)]
     assert np.array_equal(block.numpy(), full[:, :, 5:30, 10:50])
+
+
+def test_head_as_strided_convolution_equals_unshuffle_then_conv():
+    from emcs.tcs.nets.unfold import _head_weight
+
+    torch.manual_seed(4)
+    conv = torch.nn.Conv2d(12, 8, 3, padding=1)
+    z = torch.randn(2, 3, 14, 10)
+    want = conv(F.pixel_unshuffle(z, 2))
+    got = F.conv2d(z, _head_weight(conv), conv.bias, stride=2, padding=2)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+int8 = pytest.importorskip("emcs.tcs.nets.int8")
+needs_int8 = pytest.mark.skipif(not int8.available(), reason="no oneDNN int8 convolution")
+
+
+@needs_int8
+def test_int8_convolution_is_within_its_quantisation_step():
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    x = torch.randn(3, 16, 20, 24).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        want = conv(x)
+        got = int8.Int8Conv2d.from_conv(conv)(x)
+    err = (got - want).abs()
+    assert got.shape == want.shape and err.max() < 0.03 * want.abs().max() and err.mean() < 0.005
+
+
+@needs_int8
+def test_int8_decode_is_close_to_float32():
+    """The CPU default (int8) against float32 on a small input with the shipped weights:
+    within 2 % of the output range everywhere, 0.5 % r.m.s."""
+    from emcs.errors import EmcsError
+    from emcs.tcs.nets.api import decode_measurements, list_models
+
+    models = {m.name: m for m in list_models()}
+    rng = np.random.default_rng(6)
+    masks = rng.random((10, 64, 72)) > 0.5
+    frames = rng.random((10, 64, 72)).astype(np.float32) * 0.5 + 0.25
+    y = (frames * masks).sum(0)[None]
+    ref = decode_measurements(y, masks, models["tcs-unfold"], device="cpu", precision="float32")
+    q = decode_measurements(y, masks, models["tcs-unfold"], device="cpu", precision="int8")
+    auto = decode_measurements(y, masks, models["tcs-unfold"], device="cpu")
+    assert np.array_equal(auto, q)
+    span = ref.max() - ref.min()
+    assert np.abs(q - ref).max() < 0.02 * span
+    assert np.sqrt(np.mean((q - ref) ** 2)) < 0.005 * span
+    with pytest.raises(EmcsError, match="tcs-unfold models only"):
+        decode_measurements(y, masks, models["tcs-tcsdl"], device="cpu", precision="int8")
+
+
+def test_tiles_computed_side_by_side_blend_the_same():
+    from emcs.nn.device import tile_workers
+
+    torch.manual_seed(7)
+    x = torch.rand(2, 3, 100, 130)
+    net = torch.nn.Conv2d(3, 2, 5, padding=2)
+    one = tiled_apply(net, x, tile=48, overlap=16, batch=1)
+    threads = torch.get_num_threads()
+    with tile_workers(torch.device("cpu")) as workers:
+        assert workers == threads and torch.get_num_threads() == (1 if threads > 1 else threads)
+        three = tiled_apply(net, _Blocks(x), tile=48, overlap=16, batch=1, workers=3)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(one, three)

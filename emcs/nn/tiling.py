@@ -18,7 +18,8 @@ a large frame needs no full-size input tensor and no second full-size output.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 
 def _starts(length: int, tile: int, overlap: int, even: bool = False) -> list[int]:
@@ -85,6 +86,7 @@ def tiled_apply(
     even: bool = False,
     fit: bool = False,
     out=None,
+    workers: int = 1,
 ):
     """Apply ``fn`` to overlapping tiles of ``x`` and blend the results.
 
@@ -118,6 +120,11 @@ def tiled_apply(
         (N, C', H*scale, W*scale) float32 buffer on ``out_device`` to write
         the result into (it is overwritten and returned): no second
         full-size array.
+    workers : int
+        Batches of tiles computed at once, each in its own thread (the caller
+        sets torch's intra-op threads, e.g. to 1); the blend stays in order, so
+        the result does not depend on ``workers``. Memory: ``workers`` tiles'
+        activations.
 
     Returns
     -------
@@ -153,22 +160,43 @@ def tiled_apply(
     norm = torch.zeros(1, 1, H * scale, W * scale, device=out_device)
     s, ov = scale, overlap * scale
     m = ov // 4 if margin is None else margin * s  # zero-weight margin in output pixels
+
+    def compute(n: int, chunk: list) -> torch.Tensor:
+        with torch.no_grad():  # grad mode is per thread
+            tiles = torch.cat([x[n : n + 1, :, y0 : y0 + th, x0 : x0 + tw] for y0, x0 in chunk])
+            return fn(tiles).float().to(out_device)
+
+    jobs = [(n, boxes[i : i + batch]) for n in range(N) for i in range(0, len(boxes), batch)]
     with torch.no_grad():
-        for n in range(N):
-            for i in range(0, len(boxes), batch):
-                chunk = boxes[i : i + batch]
-                tiles = torch.cat([x[n : n + 1, :, y0 : y0 + th, x0 : x0 + tw] for y0, x0 in chunk])
-                res = fn(tiles).float().to(out_device)
-                if out is None:
-                    out = torch.zeros(N, res.shape[1], H * s, W * s, device=out_device)
-                for k, (y0, x0) in enumerate(chunk):
-                    wy = _ramp(th * s, ov, y0 > 0, y0 + th < H, torch, out_device, m)
-                    wx = _ramp(tw * s, ov, x0 > 0, x0 + tw < W, torch, out_device, m)
-                    w = wy[:, None] * wx[None, :]
-                    out[n, :, y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] += res[k] * w
-                    if n == 0:
-                        norm[0, 0, y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] += w
+        for (n, chunk), res in zip(jobs, _ordered_map(compute, jobs, workers), strict=True):
+            if out is None:
+                out = torch.zeros(N, res.shape[1], H * s, W * s, device=out_device)
+            for k, (y0, x0) in enumerate(chunk):
+                wy = _ramp(th * s, ov, y0 > 0, y0 + th < H, torch, out_device, m)
+                wx = _ramp(tw * s, ov, x0 > 0, x0 + tw < W, torch, out_device, m)
+                w = wy[:, None] * wx[None, :]
+                out[n, :, y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] += res[k] * w
+                if n == 0:
+                    norm[0, 0, y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] += w
     return out.div_(norm)
+
+
+def _ordered_map(fn: Callable, jobs: Iterable[tuple], workers: int) -> Iterator:
+    """``fn(*job)`` for each job, in order; with ``workers`` > 1 that many run at once in
+    threads (no more are started than are being waited for)."""
+    if workers <= 1:
+        yield from (fn(*job) for job in jobs)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(fn, *job))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def pad_to_multiple(x, multiple: int, mode: str = "reflect"):

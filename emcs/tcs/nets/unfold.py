@@ -58,6 +58,25 @@ def _leaky(a: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu_(a, 0.1) if _inplace() else F.leaky_relu(a, 0.1)
 
 
+def _add_shuffled(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """x (n, B, H, W) + pixel_shuffle(d, 2) for d (n*B, 4, H/2, W/2); in place, without the
+    shuffled copy, when no gradient is recorded."""
+    if not _inplace():
+        return x + F.pixel_shuffle(d, 2).view(x.shape)
+    nb, _, h, w = d.shape
+    x.view(nb, h, 2, w, 2).add_(d.view(nb, 2, 2, h, w).permute(0, 3, 1, 4, 2))
+    return x
+
+
+def _set_frames(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The denoiser input z (n*B, H, W, 3) with channel 0 set to x (n*B, H, W); in place
+    when no gradient is recorded."""
+    if _inplace():
+        z[..., 0].copy_(x)
+        return z
+    return torch.stack([x, z[..., 1], z[..., 2]], -1)
+
+
 class TemporalMix(nn.Module):
     """Mix features across the B frames: (3,1,1) convolution + frame-mean context.
 
@@ -65,7 +84,9 @@ class TemporalMix(nn.Module):
     the (3, 1, 1) convolution is computed as a 2-D (3, 1) convolution of the
     channels-last view (n, C, B, H*W) without a copy (the Conv3d parameters are
     kept and used as they are), and the frame mean and the context 1x1
-    convolution act on contiguous (n, B, H*W, C) memory.
+    convolution act on contiguous (n, B, H*W, C) memory. For inference ``tconv``
+    may be replaced by any module mapping that view the same way
+    (:mod:`emcs.tcs.nets.int8`).
     """
 
     def __init__(self, width: int):
@@ -76,7 +97,11 @@ class TemporalMix(nn.Module):
     def forward(self, h: torch.Tensor, n: int) -> torch.Tensor:
         nb, c, hh, ww = h.shape
         hm = _channels_last(h).permute(0, 2, 3, 1).reshape(n, nb // n, hh * ww, c)  # memory order
-        t = F.conv2d(hm.permute(0, 3, 1, 2), self.tconv.weight[..., 0], self.tconv.bias, padding=(1, 0))
+        view = hm.permute(0, 3, 1, 2)  # (n, c, b, h*w), channels-last
+        if isinstance(self.tconv, nn.Conv3d):
+            t = F.conv2d(view, self.tconv.weight[..., 0], self.tconv.bias, padding=(1, 0))
+        else:
+            t = self.tconv(view)
         t = _channels_last(t).permute(0, 2, 3, 1)  # (n, b, h*w, c)
         m = F.linear(hm.mean(1), self.ctx.weight[:, :, 0, 0], self.ctx.bias)  # (n, h*w, c)
         out = _add(_leaky(_add(t, m[:, None])), hm)
@@ -87,15 +112,27 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last)
 
 
-def _unshuffle(z: torch.Tensor) -> torch.Tensor:
-    """``pixel_unshuffle(z, 2)`` (N, 4C, H/2, W/2), laid out channels-last, in one copy."""
-    N, C, H, W = z.shape
-    u = z.view(N, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5)  # (N, h, w, C, 2, 2)
-    return u.reshape(N, H // 2, W // 2, 4 * C).permute(0, 3, 1, 2)
+def _head_weight(conv: nn.Conv2d) -> torch.Tensor:
+    """The weight (O, C, 6, 6) of a stride-2 convolution at full resolution that equals
+    ``conv`` (3x3, padding 1, on 4C channels) applied after ``pixel_unshuffle(., 2)``.
+
+    Half-resolution channel ``4c + 2dy + dx`` at offset ``k`` is the full-resolution
+    pixel ``2k + dy`` of channel c, i.e. tap ``2k + dy`` of a 6x6 kernel with padding 2.
+    """
+    o, c4 = conv.weight.shape[:2]
+    w = conv.weight.view(o, c4 // 4, 2, 2, 3, 3).permute(0, 1, 4, 2, 5, 3)  # (o, c, ky, dy, kx, dx)
+    return w.reshape(o, c4 // 4, 6, 6)
 
 
 class Denoiser(nn.Module):
-    """One stage's residual denoiser at half resolution (input (n*B, 3, H, W), H, W even)."""
+    """One stage's residual denoiser at half resolution.
+
+    Input (n*B, 3, H, W), H and W even, best channels-last; output (n*B, 4, H/2, W/2),
+    the residual before ``pixel_shuffle(., 2)`` (:func:`_add_shuffled`). The 2x2
+    pixel-unshuffle and the head convolution run as one stride-2 convolution
+    (:func:`_head_weight`, the same parameters), so the unshuffled input is
+    never materialised.
+    """
 
     def __init__(self, width: int, depth: int = 3):
         super().__init__()
@@ -107,13 +144,14 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        h = _leaky(self.head(_unshuffle(z)))
+        h = _leaky(F.conv2d(_channels_last(z), _head_weight(self.head), self.head.bias,
+                            stride=2, padding=2))
         h = self.mix[0](h, n)
         for i, conv in enumerate(self.body):
             h = _add(h, _leaky(conv(h)))
             if i == len(self.body) - 1:
                 h = self.mix[1](h, n)
-        return F.pixel_shuffle(self.tail(h), 2)[:, 0]
+        return self.tail(h)  # (n*B, 4, H/2, W/2): the 2x2 pixels of the residual
 
 
 class UnfoldNet(nn.Module):
@@ -150,11 +188,11 @@ class UnfoldNet(nn.Module):
         r = mask_sum(masks)
         ybar = y / r
         x = ybar[:, None].expand(n, B, -1, -1)
-        ybar_b = x.reshape(n * B, 1, *x.shape[2:])
-        c_b = masks.reshape(n * B, 1, *x.shape[2:])
+        ybar_b = x.reshape(n * B, *x.shape[2:])
+        z = torch.stack([ybar_b, masks.reshape(n * B, *x.shape[2:]), ybar_b], -1)  # channels-last
         for k, den in enumerate(self.denoisers):
             lam = torch.sigmoid(self.step[k])
             x = x + lam * adjoint((y - tcs_forward(x, masks)) / r, masks)
-            z = torch.cat([x.reshape(n * B, 1, *x.shape[2:]), c_b, ybar_b], 1)
-            x = x + den(z, n).view(n, B, *x.shape[2:])
+            z = _set_frames(z, x.reshape(n * B, *x.shape[2:]))
+            x = _add_shuffled(x, den(z.permute(0, 3, 1, 2), n))
         return x[..., :H, :W]
