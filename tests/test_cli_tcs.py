@@ -134,6 +134,7 @@ def test_decode_and_info_bad_inputs(write_movie, tmp_path):
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--method", "magic"), "--method")
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--iters", 0), "--iters")
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--ensemble", 3), "--ensemble")
+    _one_line_error(_run("decode", c, "-o", tmp_path / "r.tif", "--precision", "int4"), "--precision")
     _one_line_error(_run("encode", src, "-o", tmp_path / "p.npz", "--pack", "gzip"), "--pack")
     _one_line_error(_run("encode", src, "-o", tmp_path / "p.npz", "--quantize", 1, "--pack", "none"), "--pack")
     _one_line_error(_run("decode", c, "-o", tmp_path / "r.png"), "r.png")
@@ -150,7 +151,8 @@ def _fake_models(monkeypatch, find_model):
 
     api = SimpleNamespace(find_model=lambda B, density, folder=None: find_model(B, density),
                           load_model_info=lambda name, folder=None: SimpleNamespace(name=name),
-                          list_models=lambda folder=None: [])
+                          list_models=lambda folder=None: [],
+                          resolve_precision=lambda precision, info, device: precision)
     monkeypatch.setattr(decoders, "_models", lambda: api)
     monkeypatch.setattr(decoders, "networks_unavailable", lambda: None)
 
@@ -184,8 +186,8 @@ def test_decode_uses_a_network_when_one_covers_B(write_movie, tmp_path, monkeypa
 
     calls = []
 
-    def decode_measurements(y, operator, info, device, progress=None, ensemble=1):
-        calls.append((y.shape, operator.masks().shape, info.name, str(device), ensemble))
+    def decode_measurements(y, operator, info, device, progress=None, ensemble=1, precision="auto"):
+        calls.append((y.shape, operator.masks().shape, info.name, str(device), ensemble, precision))
         assert y.dtype == np.float32
         return naive_estimate(y, operator.masks())
 
@@ -194,11 +196,12 @@ def test_decode_uses_a_network_when_one_covers_B(write_movie, tmp_path, monkeypa
     src, data = write_movie("f.tif", T=12, H=8, W=6, dtype=np.uint8)
     assert _run("encode", src, "-B", 5, "--seed", 2).exit_code == 0
     r = _run("decode", tmp_path / "f.npz", "-o", tmp_path / "f.npy", "--device", "cpu", "--iters", 2, "--json",
-             "--ensemble", 4, "--dtype", "input")
+             "--ensemble", 4, "--dtype", "input", "--precision", "float32")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["decoders"] == ["gap-tv", "net:fake-net"] and out["ensemble"] == 4
-    assert calls == [((2, 8, 6), (5, 8, 6), "fake-net", "cpu", 4)]
+    assert out["precision"] == "float32"
+    assert calls == [((2, 8, 6), (5, 8, 6), "fake-net", "cpu", 4, "float32")]
     rec = np.load(tmp_path / "f.npy")
     assert rec.shape == data.shape and rec.dtype == data.dtype
     c = load_container(tmp_path / "f.npz")

@@ -233,6 +233,11 @@ def decode_cmd(
     noise: str = typer.Option("auto", "--noise", help="GAP-TV settings: auto (from the noise the encoder measured), low or high."),
     ensemble: int = typer.Option(
         1, "--ensemble", help="Network: average over 1, 2, 4 or 8 flips/rotations (N x slower, a little sharper)."),
+    precision: str = typer.Option(
+        "auto", "--precision", metavar="auto|float32|int8|float16|bfloat16",
+        help="Network arithmetic: auto = float16 on a GPU, int8 on the CPU for tcs-unfold models "
+             "(1.7x less CPU than float32 with the other speed-ups; held-out PSNR within 0.02 dB), "
+             "float32 otherwise."),
     keep_going: bool = KEEP_GOING_OPTION,
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
@@ -255,7 +260,7 @@ def decode_cmd(
 
     settings = dict(method=method.strip().lower(), model=resolve(model, "tcs"), dtype=dtype.strip().lower(),
                     iters=iters, device=device, force=force, noise=noise.strip().lower(),
-                    ensemble=ensemble)
+                    ensemble=ensemble, precision=precision.strip().lower())
 
     def decode(job):
         container, out = job
@@ -288,6 +293,7 @@ def _decode_one(rep: Reporter, container: str, path: str, out: str, settings: di
         f"{container} -> {res['output']}: {T} frames {H}x{W} {res['dtype']} with "
         f"{', '.join(res['decoders'])}"
         + (f" (noise {res['noise_level']})" if "gap-tv" in res["decoders"] else "")
+        + (f" ({res['precision']})" if res.get("precision") else "")
         + f" on {res['device']} in {res['seconds']:.1f} s "
         f"({res['frames_per_s']:.1f} frames/s)"
     )

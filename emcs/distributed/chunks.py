@@ -155,29 +155,31 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
 
 # --------------------------------------------------------------------------- decode
 def decode_groups(path: str, start: int, stop: int, plan: dict, *, iters: int, device: str,
-                  noise: str, ensemble: int, dtype, progress: Callable | None = None) -> tuple:
+                  noise: str, ensemble: int, dtype, precision: str = "auto",
+                  progress: Callable | None = None) -> tuple:
     """Worker side: frames of measurements ``start:stop`` (whole batches of the local decoder).
 
-    The device is resolved here, on the worker (``auto``: its GPU if it has one).
-    Returns ``(frames, device name)``.
+    The device and the networks' arithmetic are resolved here, on the worker
+    (``auto``: its GPU if it has one). Returns ``(frames, device name, arithmetic)``.
     """
     from emcs.nn.device import pick_device
     from emcs.tcs.container import open_container
-    from emcs.tcs.decode import iter_decoded
+    from emcs.tcs.decode import iter_decoded, network_arithmetic
 
     dev = pick_device(device)
     with open_container(path) as container:
         part = dataclasses.replace(container, measurements=np.asarray(container.measurements[start:stop]),
                                    counts=container.counts[start:stop], verified=True)
         frames = [x for _, x in iter_decoded(part, plan, iters=iters, device=dev, noise=noise,
-                                             ensemble=ensemble, dtype=dtype, progress=progress)]
-    return np.concatenate(frames), str(dev)
+                                             ensemble=ensemble, dtype=dtype, precision=precision,
+                                             progress=progress)]
+    return np.concatenate(frames), str(dev), network_arithmetic(plan, precision, dev)
 
 
 def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike | None = None, *,
                    method: str = "auto", iters: int | None = None, device: str = "auto",
                    force: bool = False, noise: str = "auto", ensemble: int = 1, dtype: str = "input",
-                   model: str | os.PathLike | None = None, groups_per_task: int | None = None, in_flight: int | None = None,
+                   model: str | os.PathLike | None = None, precision: str = "auto", groups_per_task: int | None = None, in_flight: int | None = None,
                    progress: Callable[[int], None] | None = None,
                    on_note: Callable[[str], None] | None = None) -> dict:
     """Decode one container with its measurements spread over the cluster; the client writes.
@@ -208,7 +210,7 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
     from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
 
     iters = DEFAULT_ITERS if iters is None else iters
-    decode.check_decode_options(iters, noise, ensemble)
+    decode.check_decode_options(iters, noise, ensemble, precision)
     decode.output_dtype(dtype, np.uint16)  # checks the name before the container is opened
     t0 = time.perf_counter()
     with open_container(getattr(source, "path", source)) as container:
@@ -226,17 +228,18 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
         uses_net = device != "cpu" and any(kind == "net" for kind, _ in plan.values())
         resources = network_resources(client) if uses_net else None
         settings = {"iters": iters, "device": device, "noise": level, "ensemble": ensemble,
-                    "dtype": out_dtype}
-        devices = set()
+                    "dtype": out_dtype, "precision": precision}
+        devices, arithmetic = set(), set()
         with StackWriter(output, container.input_shape, out_dtype,
                          pixel_size=container.pixel_size, force=force) as writer:
             stream = ordered_stream(
                 lambda chunk: run.submit(decode_groups, path, *chunk, plan, resources=resources, **settings),
                 chunks, in_flight or default_in_flight(client), run.value)
             checked = container.blocks(stop for _, stop in chunks)  # the checksum, on the way
-            for (start, stop), (frames, dev), _ in zip(chunks, stream, checked, strict=True):
+            for (start, stop), (frames, dev, kind), _ in zip(chunks, stream, checked, strict=True):
                 writer.write(frames)
                 devices.add(dev)
+                arithmetic.update([kind] if kind else [])
                 if progress is not None:
                     progress(stop - start)
     seconds = time.perf_counter() - t0
@@ -246,6 +249,6 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
         "n_measurements": container.n_measurements, "method": method,
         "decoders": sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()}),
         "iters": int(iters), "noise_level": level, "ensemble": int(ensemble),
-        "noise_sigma_scaled": sigma, "device": ", ".join(sorted(devices)), "notes": notes,
+        "precision": ", ".join(sorted(arithmetic)) or None, "noise_sigma_scaled": sigma, "device": ", ".join(sorted(devices)), "notes": notes,
         "seconds": seconds, "frames_per_s": T / max(seconds, 1e-9),
     }

@@ -159,6 +159,7 @@ def iter_decoded(
     noise: str = "low",
     ensemble: int = 1,
     dtype=None,
+    precision: str = "auto",
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_frame, frames)`` as ``dtype`` (default: the input's), a batch of groups at a time.
 
@@ -170,7 +171,7 @@ def iter_decoded(
     H, W = container.frame_shape
     gap_tv = decoders.get_decoder(decoders.GAP_TV, device=device, iters=iters, max_elements=max_elements,
                                   **GAPTV_SETTINGS[noise])
-    nets = {name: decoders.get_decoder(name, device=device, ensemble=ensemble)
+    nets = {name: decoders.get_decoder(name, device=device, ensemble=ensemble, precision=precision)
             for kind, name in plan.values() if kind == "net"}
     dtype_out = np.dtype(container.input_dtype if dtype is None else dtype)
     batches = group_batches(container.counts, max(1, max_elements // (B * H * W)))
@@ -186,9 +187,22 @@ def iter_decoded(
             x, container.value_range, dtype_out, out=x if x.dtype == dtype_out and x.flags.writeable else None)
 
 
-def check_decode_options(iters: int, noise: str, ensemble: int) -> None:
-    """Raise :class:`EmcsError` (naming the parameter) for an unknown noise level or ensemble
-    size, or fewer than one iteration (the decoder registry checks the method)."""
+def network_arithmetic(plan: dict[int, tuple[str, object]], precision: str, device) -> str | None:
+    """What the networks of ``plan`` compute in on ``device`` for ``precision`` (e.g. ``"int8"``;
+    several joined by ", "), or None when the plan uses no network."""
+    used = {decoders.network_precision(name, precision, device) for kind, name in plan.values() if kind == "net"}
+    return ", ".join(sorted(used)) or None
+
+
+def check_decode_options(iters: int, noise: str, ensemble: int, precision: str = "auto") -> None:
+    """Raise :class:`EmcsError` (naming the parameter) for an unknown noise level, ensemble
+    size or network precision, or fewer than one iteration (the decoder registry checks the
+    method)."""
+    from emcs.tcs.nets.api import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise EmcsError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
+                        param="precision")
     if iters < 1:
         raise EmcsError(f"iters must be at least 1, got {iters}", param="iters")
     if noise not in NOISE_LEVELS:
@@ -210,6 +224,7 @@ def decode_container(
     ensemble: int = 1,
     dtype: str = "input",
     model: str | os.PathLike | None = None,
+    precision: str = "auto",
     progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> dict:
@@ -246,6 +261,11 @@ def decode_container(
     model : str or path, optional
         The network to use: a model name or a ``.safetensors`` file with its
         card beside it (e.g. written by ``emcs train tcs``).
+    precision : {"auto", "float32", "int8", "float16", "bfloat16"}
+        Network arithmetic (:func:`emcs.tcs.nets.api.decode_measurements`):
+        ``auto`` is float16 on CUDA and int8 on the CPU for tcs-unfold models
+        (held-out PSNR within 0.02 dB of float32, benchmarks/tcs_speed.md),
+        float32 otherwise.
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional
@@ -264,7 +284,7 @@ def decode_container(
         checksum mismatch found while reading: the output is then not
         written), an unsupported or existing output.
     """
-    check_decode_options(iters, noise, ensemble)
+    check_decode_options(iters, noise, ensemble, precision)
     output_dtype(dtype, np.uint16)  # checks the name before the container is opened
     t0 = time.perf_counter()
     if isinstance(source, Container):
@@ -273,12 +293,12 @@ def decode_container(
         opened = open_container(source)
     with opened as container:
         return _decode(container, output, t0, method=method, iters=iters, device=device, force=force,
-                       noise=noise, ensemble=ensemble, dtype=dtype, model=model, progress=progress,
-                       on_note=on_note)
+                       noise=noise, ensemble=ensemble, dtype=dtype, model=model, precision=precision,
+                       progress=progress, on_note=on_note)
 
 
 def _decode(container: Container, output, t0: float, *, method, iters, device, force, noise, ensemble,
-            dtype, model, progress, on_note) -> dict:
+            dtype, model, precision, progress, on_note) -> dict:
     from emcs.io import StackWriter
     from emcs.nn.device import pick_device
 
@@ -298,7 +318,8 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
             on_note(f"noisy input (noise ~{sigma:.3f} of the range): GAP-TV with temporal TV, "
                     "no acceleration" if sigma is not None else "GAP-TV settings for noisy input")
         for _start, frames in iter_decoded(container, plan, iters=iters, device=dev, progress=progress,
-                                           noise=level, ensemble=ensemble, dtype=out_dtype):
+                                           noise=level, ensemble=ensemble, dtype=out_dtype,
+                                           precision=precision):
             writer.write(frames)
     seconds = time.perf_counter() - t0
     used = sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()})
@@ -316,6 +337,7 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
         "iters": int(iters),
         "noise_level": level,
         "ensemble": int(ensemble),
+        "precision": network_arithmetic(plan, precision, dev),
         "noise_sigma_scaled": sigma,
         "device": str(dev),
         "notes": notes,
@@ -335,6 +357,7 @@ __all__ = [
     "default_output",
     "group_batches",
     "iter_decoded",
+    "network_arithmetic",
     "output_dtype",
     "plan_methods",
     "unscale_frames",

@@ -89,7 +89,8 @@ class Network:
     ensemble : {1, 2, 4, 8}
         Geometric self-ensemble size.
     **options
-        ``tile`` and ``overlap`` of the tiled inference.
+        ``precision``, ``tile`` and ``overlap`` of
+        :func:`~emcs.tcs.nets.api.decode_measurements`.
     """
 
     def __init__(self, model, *, device=None, ensemble: int = 1, **options):
@@ -107,6 +108,13 @@ class Network:
 
         return decode_measurements(y, operator, self.model, self.device, progress=progress,
                                    ensemble=self.ensemble, **self.options)
+
+
+def network_precision(name: str | os.PathLike, precision: str, device) -> str:
+    """The arithmetic the network decoder ``name`` runs in on ``device`` for ``precision``
+    (:func:`emcs.tcs.nets.api.resolve_precision`; ``auto`` resolved)."""
+    api = _models()
+    return api.resolve_precision(precision, api.load_model_info(name), device)
 
 
 def networks_unavailable() -> str | None:
@@ -198,7 +206,7 @@ def get_decoder(name: str | os.PathLike, *, device=None, folder: str | os.PathLi
     """The decoder object of a name from :func:`select_decoder` (or a model path).
 
     ``options`` are :class:`GapTv` settings for ``"gap-tv"``, and :class:`Network`
-    options (``ensemble``, ``tile``, ``overlap``) for a network.
+    options (``ensemble``, ``precision``, ``tile``, ``overlap``) for a network.
     """
     if os.fspath(name) == GAP_TV:
         return GapTv(device=device, **options)
@@ -212,6 +220,7 @@ __all__ = [
     "Network",
     "decoder_names",
     "get_decoder",
+    "network_precision",
     "networks_unavailable",
     "select_decoder",
 ]

@@ -216,7 +216,7 @@ def decode_measurements(
             acc = res if acc is None else np.add(acc, res, out=acc)
             del res
         return acc / np.float32(ensemble)
-    precision = _resolve_precision(precision, model_info, dev)
+    precision = resolve_precision(precision, model_info, dev)
     int8 = precision == "int8"
     model = load(model_info, dev, int8)
     B, (H, W) = operator.B, operator.frame_shape
@@ -246,8 +246,9 @@ def decode_measurements(
     return out
 
 
-def _resolve_precision(precision: str, info: ModelInfo, device) -> str:
-    """The precision ``auto`` stands for here; EmcsError if ``int8`` cannot serve."""
+def resolve_precision(precision: str, info: ModelInfo, device) -> str:
+    """The arithmetic the network of ``info`` runs in on ``device`` for ``precision``
+    (``auto`` resolved); EmcsError if ``int8`` cannot serve."""
     from emcs.tcs.nets import ARCHITECTURES
     from emcs.tcs.nets.int8 import available
 
@@ -283,4 +284,4 @@ class _TileInputs:
 
 
 __all__ = ["OVERLAP", "PRECISIONS", "TILE", "ModelInfo", "covers", "decode_measurements", "find_model",
-           "list_models", "load", "load_model_info"]
+           "list_models", "load", "load_model_info", "resolve_precision"]

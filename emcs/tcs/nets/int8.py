@@ -27,12 +27,27 @@ from emcs.tcs.nets.unfold import UnfoldNet
 
 @functools.cache
 def available() -> bool:
-    """Whether this PyTorch has the oneDNN int8 convolution (CPU builds with mkldnn)."""
+    """Whether this PyTorch runs the oneDNN int8 convolution, and right.
+
+    The ops are internal to PyTorch (``torch.ops.onednn``), so their presence is
+    not enough: a small convolution is run once per process and compared with
+    float32; any error or a result off by more than its quantisation step
+    means no (the decoder then stays in float32).
+    """
     try:
         ops = torch.ops.onednn
-        return torch.backends.mkldnn.is_available() and hasattr(torch, "quantize_per_tensor") \
-            and hasattr(ops, "qconv2d_pointwise") and hasattr(ops, "qconv_prepack")
-    except (AttributeError, RuntimeError):
+        if not (torch.backends.mkldnn.is_available() and hasattr(torch, "quantize_per_tensor")
+                and hasattr(ops, "qconv2d_pointwise") and hasattr(ops, "qconv_prepack")):
+            return False
+        gen = torch.Generator().manual_seed(0)
+        conv = nn.Conv2d(8, 8, 3, padding=1)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.1)
+            x = torch.rand(1, 8, 12, 12, generator=gen).contiguous(memory_format=torch.channels_last)
+            want = conv(x)
+            got = Int8Conv2d.from_conv(conv)(x)
+        return got.shape == want.shape and float((got - want).abs().max()) < 0.05 * float(want.abs().max())
+    except (AttributeError, RuntimeError, TypeError, ValueError):
         return False
 
 
