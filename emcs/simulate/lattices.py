@@ -78,8 +78,8 @@ def random_cell(rng: np.random.Generator, kinds=None) -> tuple[np.ndarray, list[
     if kind == "honeycomb":
         basis = [(1 / 3, 1 / 3, 1.0), (2 / 3, 2 / 3, float(rng.uniform(0.1, 1.0)))]
     if rng.random() < 0.3:  # dumbbell
-        t = rng.uniform(0, 2 * math.pi)
-        u, v = rng.uniform(0.12, 0.3) * np.array([math.cos(t), math.sin(t)])
+        r, t = rng.uniform(0.12, 0.3), rng.uniform(0, 2 * math.pi)  # drawn in this order
+        u, v = r * np.array([math.cos(t), math.sin(t)])
         basis.append((float(u), float(v), float(rng.uniform(0.3, 1.0))))
     for _ in range(int(rng.choice([0, 0, 1, 2]))):
         u, v = rng.uniform(0, 1, 2)
