@@ -3,7 +3,9 @@
 Scores each model on the same images: the five public crops (``real``,
 ``../shared/data/stem-partial-scan``, never in training), the held-out crystals of
 :mod:`dlss_heldout` (``held``, seeds 9000+) and, with ``--n-own``, extra held-out
-crystals of the same generator with other seeds (``own``, seeds 9500+). Methods:
+crystals of the same generator with other seeds (``own``, seeds 9500+) and, with
+``--sstem``, serial-section TEM frames 4, 12, 20, 28 of ``../shared/data/isbi2012-sstem``
+(``sstem``: real EM of another kind; training used frames 0, 8, 16, 24). Methods:
 ``net`` (``--no-safeguard``), ``net-sg`` (the default mode: safeguard on, measured
 samples exact) and ``bilinear``; targets: the raw and the blurred full scan
 (:func:`bench_dlss.blur`). Only the net passes the default mode needs are run (one
@@ -30,17 +32,25 @@ FACTORS = (4, 6, 8, 10)
 METHODS = ("net", "net-sg")
 
 
-def images(n_held: int, n_own: int) -> list[tuple[str, np.ndarray]]:
-    """The evaluation images: public crops, held-out crystals, own held-out crystals."""
-    import dlss_heldout
-    from bench_dlss import held_out
+SSTEM_FRAMES = (4, 12, 20, 28)
 
-    out = held_out(0)
+
+def images(n_held: int, n_own: int, sstem: bool = False, real: bool = True) -> list[tuple[str, np.ndarray]]:
+    """The evaluation images: public crops, held-out crystals, own held-out crystals, sstem frames."""
+    import dlss_heldout
+    from bench_dlss import SHARED_DATA, _norm, held_out
+
+    out = held_out(0) if real else []
     out += [(name, img) for name, img, _ in dlss_heldout.heldout(n_held)]
     for i in range(n_own):
         rng = np.random.default_rng(9500 + i)
         clean, _ = dlss_heldout.crystal(rng, 512)
         out.append((f"own:{i}", dlss_heldout.scan(rng, clean)[0]))
+    if sstem:
+        import tifffile
+
+        stack = tifffile.imread(SHARED_DATA / "isbi2012-sstem" / "sstem_30x512x512_uint8.tif")
+        out += [(f"sstem:{k}", _norm(stack[k])) for k in SSTEM_FRAMES]
     return out
 
 
@@ -89,7 +99,8 @@ def ratio(rows, group: str, target: str, method: str, s: int) -> float:
 def table(runs: list[dict], factors=FACTORS) -> str:
     """Markdown: one table per (group, target), one row per (model, method)."""
     lines = []
-    groups = [g for g in ("real", "held", "own") if any(r["image"].startswith(g + ":") for r in runs[0]["rows"])]
+    groups = [g for g in ("real", "held", "own", "sstem")
+              if all(any(r["image"].startswith(g + ":") for r in run["rows"]) for run in runs)]
     for group in groups:
         for target in ("blurred", "raw"):
             lines += [f"\n**{group}, target = {target} full scan** (mean RMSE / mean bilinear RMSE)\n",
@@ -109,14 +120,20 @@ def main() -> None:
     ap.add_argument("--label", default="model")
     ap.add_argument("--n-held", type=int, default=8)
     ap.add_argument("--n-own", type=int, default=0)
+    ap.add_argument("--sstem", action="store_true", help="also score four unused ISBI serial-section frames")
+    ap.add_argument("--no-real", action="store_true", help="leave out the public crops")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="write the rows as JSON")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="only print the tables of these runs")
     args = ap.parse_args()
     if args.table:
-        print(table([json.loads(Path(p).read_text()) for p in args.table]))
+        runs = {}
+        for p in args.table:  # runs with the same label are merged (e.g. a later --sstem run)
+            run = json.loads(Path(p).read_text())
+            runs.setdefault(run["label"], {"label": run["label"], "rows": []})["rows"] += run["rows"]
+        print(table(list(runs.values())))
         return
-    rows = rows_for(args.model, images(args.n_held, args.n_own), threads=args.threads)
+    rows = rows_for(args.model, images(args.n_held, args.n_own, args.sstem, not args.no_real), threads=args.threads)
     run = {"label": args.label, "model": args.model, "command": " ".join(["python", *sys.argv]), "rows": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(run, indent=1) + "\n")
