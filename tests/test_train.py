@@ -448,6 +448,28 @@ def test_user_scans_in_batches():
     assert not np.allclose(x[:, 0], y[:, 0])
 
 
+def test_lattice_scenes_in_batches(tmp_path, monkeypatch):
+    import emcs.train.dlss as dlss
+
+    drawn = []
+    real = dlss.lattice_pair
+    monkeypatch.setattr(dlss, "lattice_pair", lambda r, n: drawn.append(n) or real(r, n))
+    rng = np.random.default_rng(2)
+    crops = lambda r, n: r.random((n, n)).astype(np.float32)  # noqa: E731
+    x, y, s, rec = dlss.make_batch(rng, 4, 32, user_crops=crops, user_fraction=0.25, lattice_fraction=0.5)
+    assert x.shape == (4, 4, 32, 32) and drawn == [32, 32] and rec.tolist() == [True, False, False, False]
+    dlss.make_batch(rng, 3, 32, lattice_fraction=1.0)
+    assert len(drawn) == 5  # the whole batch
+    out = tmp_path / "lat.safetensors"
+    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 2, "--width", 6, "--lattice-fraction", 0.5,
+             "--out", out, "-q")
+    assert r.exit_code == 0, r.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert "lattice scenes with scan artefacts (emcs.simulate.lattices, 50% of each batch)" in card["training_data"]
+    for bad in ("-0.1", "1.5"):
+        _assert_user_error(_run("train", "dlss", "--steps", 1, "--lattice-fraction", bad, "--out", tmp_path / "z.safetensors"))
+
+
 # --------------------------------------------------------------------------- SIM
 def test_train_sim_cli_user_pairs_and_resume(tmp_path):
     rng = np.random.default_rng(0)

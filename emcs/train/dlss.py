@@ -29,6 +29,7 @@ import numpy as np
 from emcs.dlss.sampling import NET_FACTORS
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import dihedral
+from emcs.simulate.lattices import lattice_pair
 from emcs.simulate.textures import PROBE_BLUR, clean_image, degrade
 
 __all__ = ["LOSS_FLOOR", "PROBE_BLUR", "make_batch", "make_example", "masked_loss", "train_dlss",
@@ -66,6 +67,7 @@ def make_batch(
     user_fraction: float = 0.75,
     user_noise: bool = False,
     probe_blur: tuple[float, float] = PROBE_BLUR,
+    lattice_fraction: float = 0.0,
 ):
     """A training batch: features (B, 4, P, P), targets (B, 1, P, P), pitches (B,), recorded (B,).
 
@@ -76,10 +78,13 @@ def make_batch(
     simulated detector (:func:`~emcs.simulate.textures.degrade`) like a synthetic image.
     ``simulated``: also draw :func:`emcs.simulate.sample_stem` images (see
     :func:`~emcs.simulate.textures.clean_image`); ``probe_blur``: see
-    :func:`~emcs.simulate.textures.stem_texture`.
+    :func:`~emcs.simulate.textures.stem_texture`. The next ``lattice_fraction`` of the
+    patches are atomic-resolution scenes recorded with scan artefacts
+    (:func:`emcs.simulate.lattices.lattice_pair`); the rest are synthetic textures.
     """
     xs, ys, ss, rec = [], [], [], []
     n_user = int(round(user_fraction * batch)) if user_crops is not None else 0
+    n_lattice = min(batch - n_user, int(round(lattice_fraction * batch)))
     for i in range(batch):
         s = int(rng.choice(factors))
         recorded = False
@@ -88,6 +93,8 @@ def make_batch(
         elif i < n_user:
             noisy = user_crops(rng, patch)
             target, recorded = noisy, True
+        elif i < n_user + n_lattice:
+            noisy, target = lattice_pair(rng, patch)
         else:
             noisy, target = degrade(rng, clean_image(rng, patch, simulated, probe_blur))
         k = int(rng.integers(8))  # dihedral augmentation
@@ -140,7 +147,8 @@ def validation_set(seed: int, n: int, patch: int, simulated: bool = False):
     return make_batch(rng, n, patch, NET_FACTORS, simulated)[:3]
 
 
-def _check(steps, patch, batch, out, factors, loss_floor, probe_blur, data_fraction, data_zoom):
+def _check(steps, patch, batch, out, factors, loss_floor, probe_blur, data_fraction, data_zoom,
+           lattice_fraction=0.0):
     """Validated (out, factors, probe_blur, data_zoom)."""
     if steps < 1:
         raise EmcsError("steps must be >= 1", param="steps")
@@ -165,6 +173,9 @@ def _check(steps, patch, batch, out, factors, loss_floor, probe_blur, data_fract
                         param="probe_blur")
     if not 0.0 <= data_fraction <= 1.0:
         raise EmcsError("data_fraction must be between 0 and 1", param="data_fraction")
+    if not 0.0 <= lattice_fraction <= 1.0:
+        raise EmcsError(f"lattice_fraction must be between 0 and 1, got {lattice_fraction}",
+                        param="lattice_fraction")
     data_zoom = (float(data_zoom[0]), float(data_zoom[1]))
     if not 0.25 <= data_zoom[0] <= data_zoom[1] <= 4.0:
         raise EmcsError(f"data_zoom must be LO,HI with 0.25 <= LO <= HI <= 4, got {list(data_zoom)}",
@@ -205,6 +216,7 @@ def train_dlss(
     data_fraction: float = 0.75,
     data_noise: bool = False,
     data_zoom: tuple[float, float] = (1.0, 1.0),
+    lattice_fraction: float = 0.0,
     patch: int = 128,
     batch: int = 8,
     resume: str | os.PathLike | None = None,
@@ -245,6 +257,10 @@ def train_dlss(
         Magnification range for the ``data`` crops (:func:`emcs.train.folders.zoomed_crop`),
         e.g. (0.5, 2): a few scans then teach their structures at several sizes.
         Default (1, 1): crops as recorded.
+    lattice_fraction : float
+        Share of each batch drawn from atomic-resolution lattice scenes with scan
+        artefacts (:func:`emcs.simulate.lattices.lattice_pair`), after the ``data``
+        share; the rest are the synthetic textures.
     patch, batch : int
         Patch edge (pixels) and patches per step.
     resume : path, optional
@@ -293,7 +309,7 @@ def train_dlss(
     from emcs.train.loop import Budget, Clock, Hooks, Schedule, read_checkpoint, restore, run
 
     out, factors, probe_blur, data_zoom = _check(steps, patch, batch, out, factors, loss_floor, probe_blur,
-                                                 data_fraction, data_zoom)
+                                                 data_fraction, data_zoom, lattice_fraction)
     torch.set_num_threads(max(1, int(threads)))
     checkpoint = Path(checkpoint) if checkpoint else out.with_suffix(".ckpt")
     user_crops = user_crop_source(data, patch, data_zoom) if data else None
@@ -334,7 +350,7 @@ def train_dlss(
 
     def draw(_step: int):
         x, y, s, rec = make_batch(rng, batch, patch, factors, simulated, user_crops, data_fraction, data_noise,
-                                  probe_blur)
+                                  probe_blur, lattice_fraction)
         return torch.from_numpy(x), torch.from_numpy(y), s, rec
 
     def loss_of(b):
@@ -354,7 +370,7 @@ def train_dlss(
         return _card(options, config, init_card, step, clock.wall() / 60, rmse, rmse_bl)
 
     options = {"factors": factors, "data": data, "data_fraction": data_fraction, "data_noise": data_noise,
-               "data_zoom": data_zoom, "simulated": simulated, "probe_blur": probe_blur, "all_pixels": all_pixels,
+               "data_zoom": data_zoom, "lattice_fraction": lattice_fraction, "simulated": simulated, "probe_blur": probe_blur, "all_pixels": all_pixels,
                "loss_floor": loss_floor, "init": init, "batch": batch, "patch": patch, "lr": lr, "seed": seed,
                "command": command}
     hooks = Hooks(batch=draw, loss=loss_of, card=card, after_step=after_step,
@@ -389,6 +405,8 @@ def _card(o: dict, config: dict, init_card: dict | None, step: int, minutes: flo
                + (", simulated detector noise added" if o["data_noise"] else ", as recorded")
                + (f", magnified {zoom[0]:g}-{zoom[1]:g}x" if zoom != (1.0, 1.0) else "") + ")"
                if data else "")
+            + (f" + atomic-resolution lattice scenes with scan artefacts (emcs.simulate.lattices, "
+               f"{o['lattice_fraction']:.0%} of each batch)" if o["lattice_fraction"] else "")
             + f"; probe blur sigma {blur[0]:g}-{blur[1]:g} px"
             + "; Poisson noise 2-2000 counts/px, read noise, detector lag, scan-line offsets"
         ),
