@@ -18,6 +18,8 @@ Public API (stable; training code draws fresh samples without files):
 - :mod:`emcs.simulate.clips`: TCS training clips (:func:`~emcs.simulate.clips.training_clip`).
 - :mod:`emcs.simulate.textures`: DLSS training images and the scan detector
   (:func:`~emcs.simulate.textures.clean_image`, :func:`~emcs.simulate.textures.degrade`).
+- :mod:`emcs.simulate.lattices`: DLSS atomic-resolution lattice scenes with scan artefacts
+  (:func:`~emcs.simulate.lattices.lattice_pair`; ``emcs train dlss --lattice-fraction``).
 - :mod:`emcs.simulate.fluorescence`: SIM structures, raw stacks and wide-field frames
   (:func:`~emcs.simulate.fluorescence.simulate_movie`, ``write_sim_data``, ``noisy_widefield``).
 - :mod:`emcs.simulate.render`: the one smooth random field and percentile normalisation.
