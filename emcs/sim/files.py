@@ -152,7 +152,7 @@ def sim_recon_file(
         estimated pattern ``parameters`` of every time point.
     """
     from emcs.io import StackWriter, check_output, open_stack
-    from emcs.sim.otf import Optics
+    from emcs.sim.otf import Optics, check_sr_grid
     from emcs.sim.recon import ORDERS, validate_raw_layout
 
     input_kind = _choice(input_kind, INPUT_KINDS, "input_kind")
@@ -187,9 +187,8 @@ def sim_recon_file(
             raise EmcsError("pixel_size must be given (camera pixel in nm): the file records none",
                             input, param="pixel_size")
         optics = Optics(wavelength, na, px_nm or 80.0)
-        if physical and optics.cutoff * optics.pixel_nm * 1e-3 >= 1.0:
-            raise EmcsError(f"pixel size {px_nm} nm is too coarse for NA {na} at {wavelength} nm: "
-                            "the OTF support exceeds the 2x SR grid")
+        if physical:
+            check_sr_grid(optics, input)
         params: list = []
         t0 = time.time()
         settings = {"wiener": wiener, "apodization": apodization, "device": device,
@@ -253,7 +252,7 @@ def optics_note(card: dict, optics) -> str | None:
     if not trained:
         return None
     trained = Optics(**trained)
-    have, want = (o.cutoff * o.pixel_nm * 1e-3 for o in (optics, trained))
+    have, want = optics.cutoff_per_pixel, trained.cutoff_per_pixel
     if abs(have / want - 1) <= OPTICS_TOLERANCE:
         return None
     return (f"the network {card.get('name', '')} was trained at {trained.wavelength_nm:g} nm, NA "

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from emcs.errors import EmcsError
+
 
 @dataclass(frozen=True)
 class Optics:
@@ -33,12 +35,27 @@ class Optics:
         return 2.0 * self.na / (self.wavelength_nm * 1e-3)
 
     @property
+    def cutoff_per_pixel(self) -> float:
+        """OTF cut-off in cycles per camera pixel (what a network reading camera pixels sees)."""
+        return self.cutoff * self.pixel_nm * 1e-3
+
+    @property
     def abbe_nm(self) -> float:
         """Wide-field (Abbe) resolution limit 1 / f_c in nm."""
         return 1e3 / self.cutoff
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_sr_grid(optics: Optics, path: str | None = None) -> Optics:
+    """``optics``, or :class:`EmcsError` (parameter ``pixel_size``) when its OTF support
+    (the cut-off in cycles per camera pixel) does not fit the 2x super-resolution grid."""
+    if optics.cutoff_per_pixel >= 1.0:
+        raise EmcsError(f"pixel_size {optics.pixel_nm:g} nm is too coarse for NA {optics.na:g} at "
+                        f"{optics.wavelength_nm:g} nm: the OTF support exceeds the 2x SR grid",
+                        path, param="pixel_size")
+    return optics
 
 
 def otf_profile(rho: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from emcs.errors import EmcsError
-from emcs.sim.otf import Optics
+from emcs.sim.otf import Optics, check_sr_grid
 from emcs.simulate import fluorescence as sm
 
 __all__ = ["HELD_OUT", "RawSampler", "make_sample", "raw_data", "structure_pool", "training_kinds"]
@@ -167,11 +167,7 @@ def check_optics(optics: Optics) -> Optics:
                          ("pixel_size", optics.pixel_nm)):
         if not (np.isfinite(value) and value > 0):
             raise EmcsError(f"{param} must be a positive number, got {value}", param=param)
-    if optics.cutoff * optics.pixel_nm * 1e-3 >= 1.0:
-        raise EmcsError(f"pixel_size {optics.pixel_nm:g} nm is too coarse for NA {optics.na:g} at "
-                        f"{optics.wavelength_nm:g} nm: the OTF support exceeds the 2x SR grid",
-                        param="pixel_size")
-    return optics
+    return check_sr_grid(optics)
 
 
 def raw_data(cfg, work: str, hold_out: str | None = HELD_OUT,
