@@ -343,3 +343,48 @@ def test_stack_stats_streams(tmp_path, dtype):
     ref = data.astype(np.float64)
     assert st["min"] == ref.min() and st["max"] == ref.max() and st["n_pixels"] == ref.size
     assert st["mean"] == pytest.approx(ref.mean()) and st["std"] == pytest.approx(ref.std())
+
+
+def _mapped_rss_kb(path) -> int | None:
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps), None off Linux."""
+    try:
+        text = open("/proc/self/smaps").read()
+    except OSError:
+        return None
+    total, inside = 0, False
+    for line in text.splitlines():
+        if not line[:1].isupper():  # a mapping's header line: "addr perms offset dev inode path"
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.parametrize("ext", ["npy", "mrc", "tif"])
+def test_zero_copy_read_is_a_view_of_the_mapping_and_release_drops_its_pages(tmp_path, ext):
+    data = _data("uint16", (8, 256, 256))  # 1 MiB: whole pages to drop
+    path = tmp_path / f"z.{ext}"
+    write_stack(path, data)
+    with open_stack(path) as s:
+        view, copy = s.read(2, 6, copy=False), s.read(2, 6)
+        assert not view.flags.writeable and not view.flags.owndata and copy.flags.owndata
+        np.testing.assert_array_equal(view, data[2:6])
+        np.testing.assert_array_equal(copy, data[2:6])
+        before = _mapped_rss_kb(path)
+        s.release(0, 8)
+        after = _mapped_rss_kb(path)
+        if before is not None:
+            assert before >= 512 and after < before - 400, (before, after)
+        np.testing.assert_array_equal(view, data[2:6])  # a view in use reads its pages back
+        s.release(5, 3)  # an empty range is a no-op
+
+
+def test_zero_copy_read_of_foreign_byte_order_is_a_native_copy(tmp_path):
+    data = _data("uint16", (3, 8, 8))
+    np.save(tmp_path / "be.npy", data.astype(">u2"))
+    with open_stack(tmp_path / "be.npy") as s:
+        frames = s.read(0, 3, copy=False)
+        assert frames.dtype == np.dtype("uint16") and frames.dtype.isnative
+        assert frames.flags.owndata
+        np.testing.assert_array_equal(frames, data)
+        s.release(0, 3)

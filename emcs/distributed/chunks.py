@@ -58,9 +58,10 @@ def encode_groups(path: str, op, first: int, counts: list[int], period: int, thr
         patterns = op.patterns(stack.dtype, threads)
         for i, n in enumerate(counts):
             start = (first + i) * B
-            frames = stack.read(start, start + n)
+            frames = stack.read(start, start + n, copy=False)  # a view of the mapped file where possible
             y, frange, _ = sum_group(frames, patterns, pool if threads > 1 else None, threads)()
             stats.add(start, frames, *frange)
+            stack.release(start, start + n)
             ys.append(y)
             if progress is not None:
                 progress(1)

@@ -31,6 +31,7 @@ from emcs.io.stack import (
     _drop_mapped_pages,
     _native,
     _to_stack_shape,
+    native_mapped,
 )
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif")
@@ -176,7 +177,8 @@ def _open_tiff(path: str, eer_frames: int = 1, eer_upsampling: int = 1) -> Stack
     def close() -> None:
         tif.close()
 
-    return Stack(path, shape, dtype, pixel_size, reader, {"format": "tiff", "access": kind, "_close": close})
+    return Stack(path, shape, dtype, pixel_size, reader, {"format": "tiff", "access": kind, "_close": close},
+                 native_mapped(mm))
 
 
 # --------------------------------------------------------------------------- MRC
@@ -210,7 +212,8 @@ def _open_mrc(path: str) -> Stack:
         _drop_mapped_pages(data)
         return out
 
-    return Stack(path, shape, dtype, pixel_size, reader, {"format": "mrc", "access": "mmap", "_close": mrc.close})
+    return Stack(path, shape, dtype, pixel_size, reader, {"format": "mrc", "access": "mmap", "_close": mrc.close},
+                 native_mapped(view))
 
 
 # --------------------------------------------------------------------------- NPY
@@ -232,7 +235,7 @@ def _open_npy(path: str) -> Stack:
         _drop_mapped_pages(arr)
         return out
 
-    return Stack(path, shape, dtype, None, reader, {"format": "npy", "access": "mmap"})
+    return Stack(path, shape, dtype, None, reader, {"format": "npy", "access": "mmap"}, native_mapped(view))
 
 
 # --------------------------------------------------------------------------- images

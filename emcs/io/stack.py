@@ -108,6 +108,9 @@ class Stack:
     pixel_size: float | None
     _reader: object = field(repr=False)
     metadata: dict = field(default_factory=dict)
+    #: the (T, H, W) memory-mapped pixels in native byte order, when the format allows
+    #: zero-copy reads (:meth:`read` with ``copy=False``)
+    _mapped: np.ndarray | None = field(default=None, repr=False)
 
     pixel_size_unit = PIXEL_SIZE_UNIT
 
@@ -132,12 +135,21 @@ class Stack:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Frames ``start:stop`` as a (n, H, W) array in the stored dtype."""
+    def read(self, start: int = 0, stop: int | None = None, *, copy: bool = True) -> np.ndarray:
+        """Frames ``start:stop`` as a (n, H, W) array in the stored dtype.
+
+        ``copy=False`` returns a read-only view of the file's mapped pages where
+        the format is memory-mapped in native byte order (npy, MRC, contiguous
+        TIFF), a copy otherwise. A view saves one pass over the pixels; it is
+        valid until the stack is closed, and its pages stay resident until
+        :meth:`release` drops them.
+        """
         stop = self.shape[0] if stop is None else min(stop, self.shape[0])
         start = max(0, start)
         if stop <= start:
             return np.empty((0,) + self.frame_shape, self.dtype)
+        if not copy and self._mapped is not None:
+            return self._mapped[start:stop]
         try:
             data = self._reader(start, stop)
         except EmcsError:
@@ -168,6 +180,14 @@ class Stack:
             data = self.read(start, stop)
             return data[::step] if step != 1 else data
         raise TypeError("index a Stack with an int or a slice")
+
+    def release(self, start: int, stop: int) -> None:
+        """Drop the resident mapped pages of frames ``start:stop`` (after a ``copy=False`` read).
+
+        Best effort and always safe: a view still in use reads its pages back from the file.
+        """
+        if self._mapped is not None and stop > start:
+            drop_pages(self._mapped[max(0, start) : stop])
 
     def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
         """Yield consecutive (<= size, H, W) chunks covering all frames."""
@@ -238,12 +258,44 @@ def _drop_mapped_pages(view: np.ndarray) -> None:
     streaming a long movie stays in the process's resident set (reclaimable page
     cache, but it makes RSS grow with the movie). Best effort, no-op elsewhere.
     """
+    mm = _mmap_of(view)
+    if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _mmap_of(view: np.ndarray) -> mmap.mmap | None:
     base = view
     while base is not None and not isinstance(base, mmap.mmap):
         base = getattr(base, "_mmap", None) or getattr(base, "base", None)
-    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
-        with contextlib.suppress(OSError, ValueError):
-            base.madvise(mmap.MADV_DONTNEED)
+    return base if isinstance(base, mmap.mmap) else None
+
+
+def drop_pages(part: np.ndarray) -> None:
+    """``madvise(MADV_DONTNEED)`` the pages under the memory-mapped array ``part``.
+
+    The range is rounded out to whole pages (a neighbour's shared edge page is
+    read back from the file if it is used again). Best effort, no-op elsewhere.
+    """
+    mm = _mmap_of(part)
+    if mm is None or not hasattr(mmap, "MADV_DONTNEED") or part.size == 0:
+        return
+    with contextlib.suppress(OSError, ValueError, BufferError):
+        start = part.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data
+        page = mmap.PAGESIZE
+        lo = max(0, start // page * page)
+        hi = min(len(mm), -(-(start + part.nbytes) // page) * page)
+        if hi > lo:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def native_mapped(view) -> np.ndarray | None:
+    """``view`` when it is a memory-mapped array in native byte order (zero-copy reads), else None."""
+    if view is None or not view.dtype.isnative or _mmap_of(view) is None:
+        return None
+    view = view.view()
+    view.flags.writeable = False
+    return view
 
 
 def _native(a: np.ndarray) -> np.ndarray:

@@ -202,8 +202,9 @@ def encode_stack(
         else:
             counts = fixed_counts(T, op.B)
             writer = new_writer(len(counts))
-            meta = _finish(writer, lambda: _encode_groups(fixed_groups(stack.read, counts, op.B), op,
-                                                          stack.dtype, writer.write, stats, progress, threads),
+            groups = fixed_groups(lambda a, b: stack.read(a, b, copy=False), counts, op.B)
+            meta = _finish(writer, lambda: _encode_groups(groups, op, stack.dtype, writer.write, stats,
+                                                          progress, threads, stack.release),
                            op, counts, stats, stack, encoder)
     return encode_summary(input_path, output_path, op, counts, meta, meta["input"],
                           time.perf_counter() - t0)
@@ -426,10 +427,11 @@ def _assemble(frame_shape: tuple, bands: list) -> tuple:
 
 def _encode_groups(groups: Iterator[tuple[int, np.ndarray]], op: TcsOperator, dtype, write: Callable,
                    stats: InputStats, progress: Callable[[int], None] | None,
-                   threads: int = 1) -> np.ndarray:
+                   threads: int = 1, release: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Encode the ``(start, frames)`` of ``groups`` (frames of ``dtype``) in order into
     ``write(y, value_range, frames)``;
-    records the frames in ``stats`` and returns the frames per group.
+    records the frames in ``stats`` and returns the frames per group. ``release(a, b)``,
+    when given, is called once frames a:b are summed (to drop mapped pages of zero-copy reads).
 
     A pipeline of three stages, a few groups deep (memory stays flat in movie
     length): a reader thread reads (and for adaptive groups, cuts) group k + 1 and the
@@ -443,6 +445,8 @@ def _encode_groups(groups: Iterator[tuple[int, np.ndarray]], op: TcsOperator, dt
         start, frames, wait = pending.popleft()
         y, frange, yrange = wait()
         stats.add(start, frames, *frange)
+        if release is not None:
+            release(start, start + len(frames))
         write(y, value_range=yrange, frames=len(frames))
         counts.append(len(frames))
         if progress is not None:
