@@ -141,15 +141,17 @@ class Stack:
         ``copy=False`` returns a read-only view of the file's mapped pages where
         the format is memory-mapped in native byte order (npy, MRC, contiguous
         TIFF), a copy otherwise. A view saves one pass over the pixels; it is
-        valid until the stack is closed, and its pages stay resident until
-        :meth:`release` drops them.
+        valid until the stack is closed, its pages are read ahead from the disk
+        (``MADV_WILLNEED``), and they stay resident until :meth:`release` drops them.
         """
         stop = self.shape[0] if stop is None else min(stop, self.shape[0])
         start = max(0, start)
         if stop <= start:
             return np.empty((0,) + self.frame_shape, self.dtype)
         if not copy and self._mapped is not None:
-            return self._mapped[start:stop]
+            view = self._mapped[start:stop]
+            _advise(view, "MADV_WILLNEED")  # start reading a file not yet in the page cache
+            return view
         try:
             data = self._reader(start, stop)
         except EmcsError:
@@ -277,8 +279,13 @@ def drop_pages(part: np.ndarray) -> None:
     The range is rounded out to whole pages (a neighbour's shared edge page is
     read back from the file if it is used again). Best effort, no-op elsewhere.
     """
+    _advise(part, "MADV_DONTNEED")
+
+
+def _advise(part: np.ndarray, advice: str) -> None:
+    """``madvise`` the whole pages under the memory-mapped array ``part`` (best effort)."""
     mm = _mmap_of(part)
-    if mm is None or not hasattr(mmap, "MADV_DONTNEED") or part.size == 0:
+    if mm is None or not hasattr(mmap, advice) or part.size == 0:
         return
     with contextlib.suppress(OSError, ValueError, BufferError):
         start = part.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data
@@ -286,7 +293,7 @@ def drop_pages(part: np.ndarray) -> None:
         lo = max(0, start // page * page)
         hi = min(len(mm), -(-(start + part.nbytes) // page) * page)
         if hi > lo:
-            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            mm.madvise(getattr(mmap, advice), lo, hi - lo)
 
 
 def native_mapped(view) -> np.ndarray | None:
