@@ -238,6 +238,10 @@ def decode_cmd(
         help="Network arithmetic: auto = float16 on a GPU, int8 on the CPU for tcs-unfold models "
              "(1.7x less CPU than float32 with the other speed-ups; held-out PSNR within 0.02 dB), "
              "float32 otherwise."),
+    static_blend: str = typer.Option(
+        "off", "--static-blend", metavar="off|on",
+        help="on: pull the network's frames toward one still image where the measurement shows "
+             "no motion (near-static specimens: +1.5-3 dB at B 10-30, benchmarks/tcs_heldout.md)."),
     keep_going: bool = KEEP_GOING_OPTION,
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
@@ -261,6 +265,14 @@ def decode_cmd(
     settings = dict(method=method.strip().lower(), model=resolve(model, "tcs"), dtype=dtype.strip().lower(),
                     iters=iters, device=device, force=force, noise=noise.strip().lower(),
                     ensemble=ensemble, precision=precision.strip().lower())
+    static_blend = static_blend.strip().lower()
+    if static_blend != "off":  # emcs.distributed.chunks.decode_chunked does not take it yet
+        from emcs.tcs.static import check_static_blend
+
+        check_static_blend(static_blend)
+        if dist:
+            raise EmcsError("static_blend is not available with a scheduler yet", param="static_blend")
+        settings["static_blend"] = static_blend
 
     def decode(job):
         container, out = job
