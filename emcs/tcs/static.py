@@ -115,14 +115,20 @@ def box(a: np.ndarray, radius: int, passes: int = 2) -> np.ndarray:
 
 
 def _box1d(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
-    n = a.shape[axis]
-    c = np.cumsum(a, axis=axis)
-    c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
-    hi = np.minimum(np.arange(n) + radius + 1, n)
-    lo = np.maximum(np.arange(n) - radius, 0)
-    shape = [1, 1]
-    shape[axis] = n
-    return (np.take(c, hi, axis=axis) - np.take(c, lo, axis=axis)) / (hi - lo).reshape(shape)
+    a = np.moveaxis(a, axis, 0)
+    n = a.shape[0]
+    c = np.empty((n + 1, *a.shape[1:]))
+    c[0] = 0
+    np.cumsum(a, axis=0, out=c[1:])
+    idx = np.arange(n)
+    hi, lo = np.minimum(idx + radius + 1, n), np.maximum(idx - radius, 0)
+    k = min(radius + 1, n)  # rows whose window is cut by an edge: [0, k) and [n - k, n)
+    out = np.empty_like(a, dtype=np.float64)
+    out[k:n - k] = c[k + radius + 1:n - k + radius + 1] - c[k - radius:n - k - radius]
+    for rows in (slice(0, k), slice(max(k, n - k), n)):
+        out[rows] = c[hi[rows]] - c[lo[rows]]
+    out /= (hi - lo).reshape(-1, *([1] * (a.ndim - 1)))
+    return np.moveaxis(out, 0, axis)
 
 
 def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
@@ -172,20 +178,22 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
         r1 = min(H, r0 + rows)
         a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
         C = masks[:, a0:a1] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(a0, a1))
-        strip, alpha, drift = _blend(x[:, a0:a1], y[a0:a1], C, g, m[a0:a1], sigma,
-                                     offset, ref, quantize, settings)
+        still, alpha, drift = _still_and_weight(x[:, a0:a1], y[a0:a1], C, g, m[a0:a1], sigma,
+                                                offset, ref, quantize, settings)
         keep = slice(r0 - a0, r1 - a0)
-        out[:, r0:r1] = strip[:, keep]
-        alphas.append(alpha[keep].mean() * (r1 - r0))
+        still, alpha = still[keep], alpha[keep]
+        for b in range(B):  # out_b = alpha x_b + (1 - alpha) g_b s, a frame at a time
+            out[b, r0:r1] = alpha * x[b, r0:r1] + (1 - alpha) * (g[b] * still)
+        alphas.append(alpha.mean() * (r1 - r0))
         drifts.append(np.median(drift[keep]))
     stats = {"alpha": float(sum(alphas) / H), "drift_px": float(np.median(drifts)),
              "gain_range": [float(g.min()), float(g.max())]}
     return out, stats
 
 
-def _blend(x, y, C, g, m, sigma, offset, ref, quantize, settings: BlendSettings):
-    """(frames, alpha, drift D) of a strip (see the module docstring)."""
-    x = np.asarray(x, np.float64)
+def _still_and_weight(x, y, C, g, m, sigma, offset, ref, quantize, settings: BlendSettings):
+    """(still image s, weight alpha of the decoder's frames, drift D) of a strip (see the module
+    docstring)."""
     C = np.asarray(C, bool)
     B = x.shape[0]
     t = np.arange(B) - (B - 1) / 2
@@ -204,11 +212,12 @@ def _blend(x, y, C, g, m, sigma, offset, ref, quantize, settings: BlendSettings)
 
     drift = _drift(r, tau, m, settings.drift_window) * (B - 1) / 2
     ramp = np.clip((drift - settings.drift_lo) / (settings.drift_hi - settings.drift_lo), 0, 1)
-    d = x - g[:, None, None] * m[None]
-    change = box((d * d).mean(axis=0), settings.window)
+    change = np.zeros_like(m)
+    for xb, gb in zip(x, g, strict=True):
+        change += (xb - gb * m) ** 2
+    change = box(change / B, settings.window)
     alpha = np.maximum(ramp, change / (change + settings.change_noise * v_frame + 1e-12))
-    out = alpha * x + (1 - alpha) * g[:, None, None] * s[None]
-    return out, alpha, drift
+    return s, alpha, drift
 
 
 def _drift(r: np.ndarray, tau: np.ndarray, m: np.ndarray, window: int) -> np.ndarray:
