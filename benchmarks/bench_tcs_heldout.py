@@ -257,7 +257,8 @@ def encode_case(case: dict, movie: dict, work: Path) -> tuple[Path, dict]:
 
 
 def decode_net(container: Path, model: str) -> tuple[np.ndarray, bool]:
-    """Frames decoded by the network ``model`` (a path) and whether its card covers the case.
+    """Frames decoded by the network ``model`` (a path; without the static blend) and whether
+    its card covers the case.
 
     Covered: :func:`decode_container` (``emcs decode --model PATH``); not covered, the network is
     forced with the same decode loop (:func:`emcs.tcs.decode.iter_decoded`)."""
@@ -272,9 +273,9 @@ def decode_net(container: Path, model: str) -> tuple[np.ndarray, bool]:
         if not covered:
             plan = {int(n): ("net", model) for n in c.counts}
             x = np.concatenate([f for _, f in iter_decoded(c, plan, device=torch.device("cpu"),
-                                                           dtype=np.float32)])
+                                                           dtype=np.float32, static_blend="off")])
             return x, False
-    return decode_file(container, method="auto", model=model), True
+    return decode_file(container, method="auto", model=model, static_blend="off"), True
 
 
 def decode_file(container: Path, **options) -> np.ndarray:

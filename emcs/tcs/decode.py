@@ -10,8 +10,8 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
    (:meth:`emcs.tcs.operator.TcsOperator.scale_measurements`);
 2. reconstruct ``X_s`` with a decoder of :mod:`emcs.tcs.decoders`: a neural
    network (when one fits B and the mask density) or GAP-TV;
-3. optionally (``static_blend="on"``) pull the network's frames toward one still image where
-   the scene does not move (:mod:`emcs.tcs.static`);
+3. (``static_blend="on"``, the default) pull the network's frames toward one still image
+   where the scene does not move (:mod:`emcs.tcs.static`);
 4. unscale and clip to [lo, hi]; rounded and cast to the input's dtype
    (``dtype="input"``) or kept as float32 (:data:`OUTPUT_DTYPES`);
 5. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
@@ -32,7 +32,12 @@ from emcs.nn.ensemble import ENSEMBLES
 from emcs.tcs import decoders
 from emcs.tcs.container import Container, open_container
 from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
-from emcs.tcs.static import STATIC_BLEND, blend_measurement, check_static_blend
+from emcs.tcs.static import (
+    DEFAULT_STATIC_BLEND,
+    STATIC_BLEND,
+    blend_measurement,
+    check_static_blend,
+)
 
 NOISE_LEVELS = ("auto", "low", "high")
 #: output pixel types: ``float32`` keeps the decoder's sub-count precision; ``input`` rounds to
@@ -163,15 +168,16 @@ def iter_decoded(
     ensemble: int = 1,
     dtype=None,
     precision: str = "auto",
-    static_blend: str = "off",
+    static_blend: str = DEFAULT_STATIC_BLEND,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_frame, frames)`` as ``dtype`` (default: the input's), a batch of groups at a time.
 
     The measurements are read in one pass (:meth:`~emcs.tcs.container.Container.blocks`):
     a container not yet verified has its checksum checked at the end of it.
-    ``static_blend="on"`` passes the network decoders' frames of every measurement through
-    :func:`emcs.tcs.static.blend_measurement` (each measurement on its own; a container
-    without the encoder's noise estimate is left as decoded).
+    ``static_blend="on"`` (the default) passes the network decoders' frames of every measurement
+    through :func:`emcs.tcs.static.blend_measurement` (each measurement on its own, so a slice
+    of the groups gives the same frames; a container without the encoder's noise estimate is
+    left as decoded).
     """
     op = container.operator
     B = container.B
@@ -223,7 +229,7 @@ def network_arithmetic(plan: dict[int, tuple[str, object]], precision: str, devi
 
 
 def check_decode_options(iters: int, noise: str, ensemble: int, precision: str = "auto",
-                         static_blend: str = "off") -> None:
+                         static_blend: str = DEFAULT_STATIC_BLEND) -> None:
     """Raise :class:`EmcsError` (naming the parameter) for an unknown noise level, ensemble
     size, network precision or static blend, or fewer than one iteration (the decoder registry
     checks the method)."""
@@ -255,7 +261,7 @@ def decode_container(
     dtype: str = "input",
     model: str | os.PathLike | None = None,
     precision: str = "auto",
-    static_blend: str = "off",
+    static_blend: str = DEFAULT_STATIC_BLEND,
     progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> dict:
@@ -297,10 +303,10 @@ def decode_container(
         ``auto`` is float16 on CUDA and int8 on the CPU for tcs-unfold models
         (held-out PSNR within 0.02 dB of float32, benchmarks/tcs_speed.md),
         float32 otherwise.
-    static_blend : {"off", "on"}
-        ``on``: pull the network's frames toward one still image where the measurement shows
-        no motion (:mod:`emcs.tcs.static`; +1.5-3 dB on near-static movies at B 10-30,
-        benchmarks/tcs_heldout.md); GAP-TV's frames are kept as they are.
+    static_blend : {"on", "off"}
+        ``on`` (default): pull the network's frames toward one still image where the
+        measurement shows no motion (:mod:`emcs.tcs.static`; benchmarks/tcs_heldout.md);
+        GAP-TV's frames are kept as they are. ``off``: the network's frames as they are.
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional
