@@ -197,7 +197,10 @@ def iter_decoded(
         decoder = nets[name] if kind == "net" else gap_tv
         x = np.asarray(decoder(y, op.group(n), progress=progress))
         if blend is not None and kind == "net":
-            x = np.stack([blend(xj, yj, op.group(n)) for xj, yj in zip(x, y, strict=True)])
+            x = np.asarray(x, np.float32)
+            x = x if x.flags.writeable else x.copy()
+            for xj, yj in zip(x, y, strict=True):
+                blend(xj, yj, op.group(n), out=xj)
         x = x.reshape(-1, H, W)
         # the decoder's fresh float32 frames are overwritten in place when they are the output type
         yield container.group_frames(k)[0], unscale_frames(
@@ -205,7 +208,7 @@ def iter_decoded(
 
 
 def static_blender(container: Container) -> Callable | None:
-    """``blend(x, y, operator) -> frames`` of one measurement with this container's noise
+    """``blend(x, y, operator, out=None) -> frames`` of one measurement with this container's noise
     estimate and quantisation (:func:`emcs.tcs.static.blend_measurement`), or None when the
     container has no noise estimate."""
     _, sigma = choose_noise_level(container)
@@ -215,8 +218,9 @@ def static_blender(container: Container) -> Callable | None:
     offset = lo / ((hi - lo) or 1.0)
     step = (container.meta.get("measurement_quantization") or {}).get("step") or 0.0
 
-    def blend(x, y, operator):
-        return blend_measurement(x, y, operator, sigma, offset=offset, quantize=float(step))[0]
+    def blend(x, y, operator, out=None):
+        return blend_measurement(x, y, operator, sigma, offset=offset, quantize=float(step),
+                                 out=out)[0]
 
     return blend
 

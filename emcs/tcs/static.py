@@ -26,10 +26,10 @@ Per measurement, with the decoder's frames ``x_b`` (scaled to [0, 1]):
 
    - **drift**: the first-order model of a scene shifted by ``(b - b0) v`` gives
      ``Y / S_g = s - t (v . grad s)`` with ``t = sum_b g_b (b - b0) C_b / S_g`` the known
-     mask-weighted mean time of each pixel, so the local least-squares fit of ``r`` on
-     ``-t grad m`` estimates the drift ``v`` from the measurement itself, with the random
-     masks as the probe (the idea of coded-exposure motion estimation; Hitomi et al.,
-     ICCV 2011; Llull et al., Opt. Express 2013); ``D = |v| (B - 1) / 2`` is the largest
+     mask-weighted mean time of each pixel (the random masks code time; Llull et al.,
+     Opt. Express 2013), so the local least-squares fit of ``r`` on ``-t grad m`` estimates
+     the drift ``v`` from the measurement itself -- a Lucas-Kanade fit (Lucas & Kanade,
+     IJCAI 1981) with ``t`` as the time of each pixel; ``D = |v| (B - 1) / 2`` is the largest
      displacement from the group's middle frame;
    - **change**: the decoder's own temporal variation ``E = <(x_b - g_b m)^2>`` against the
      shot noise of a frame (local changes such as a growing particle that are not a drift);
@@ -138,7 +138,7 @@ def _box1d(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
 def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
                       offset: float = 0.0, quantize: float = 0.0,
                       settings: BlendSettings = DEFAULT_SETTINGS,
-                      rows: int = STRIP_ROWS) -> tuple[np.ndarray, dict]:
+                      rows: int = STRIP_ROWS, out: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """The static blend of one measurement's decoded frames.
 
     Parameters
@@ -161,6 +161,8 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
     rows : int
         Rows computed at once, with a margin each side as wide as the windows reach (two box
         passes and the gradient), so that the result is that of one piece.
+    out : ndarray (B, H, W) float32, optional
+        Receives the frames (may be ``x`` itself: the statistics are taken first).
 
     Returns
     -------
@@ -176,21 +178,21 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
     m = np.einsum("bhw,b->hw", x, 1.0 / g / B, dtype=np.float64)
     ref = float(np.median(box(np.maximum(m, 0.0), settings.window))) + offset
     halo = 2 * max(settings.window, settings.drift_window) + 2
-    out = np.empty(x.shape, np.float32)
-    alphas, drifts = [], []
+    still, alpha = np.empty((2, *m.shape), np.float32)
+    drifts = []
     for r0 in range(0, H, rows):
         r1 = min(H, r0 + rows)
         a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
         C = masks[:, a0:a1] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(a0, a1))
-        still, alpha, drift = _still_and_weight(x[:, a0:a1], y[a0:a1], C, g, m[a0:a1], sigma,
-                                                offset, ref, quantize, settings)
+        s, a, drift = _still_and_weight(x[:, a0:a1], y[a0:a1], C, g, m[a0:a1], sigma,
+                                        offset, ref, quantize, settings)
         keep = slice(r0 - a0, r1 - a0)
-        still, alpha = still[keep], alpha[keep]
-        for b in range(B):  # out_b = alpha x_b + (1 - alpha) g_b s, a frame at a time
-            out[b, r0:r1] = alpha * x[b, r0:r1] + (1 - alpha) * (g[b] * still)
-        alphas.append(alpha.mean() * (r1 - r0))
+        still[r0:r1], alpha[r0:r1] = s[keep], a[keep]
         drifts.append(np.median(drift[keep]))
-    stats = {"alpha": float(sum(alphas) / H), "drift_px": float(np.median(drifts)),
+    out = np.empty(x.shape, np.float32) if out is None else out
+    for b in range(B):  # out_b = alpha x_b + (1 - alpha) g_b s, a frame at a time
+        out[b] = alpha * x[b] + (1 - alpha) * (np.float32(g[b]) * still)
+    stats = {"alpha": float(alpha.mean(dtype=np.float64)), "drift_px": float(np.median(drifts)),
              "gain_range": [float(g.min()), float(g.max())]}
     return out, stats
 
