@@ -397,9 +397,9 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
 __all__ = [
     "ENSEMBLE_SIZES",
     "GAPTV_SETTINGS",
-    "STATIC_BLEND",
     "NOISE_LEVELS",
     "OUTPUT_DTYPES",
+    "STATIC_BLEND",
     "check_decode_options",
     "choose_noise_level",
     "decode_container",
