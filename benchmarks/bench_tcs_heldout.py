@@ -46,7 +46,11 @@ Methods: ``gap-tv`` (``emcs decode --method gap-tv``), ``jpeg``, ``jpeg2000``,
 ``jpegxl``; ``shipped`` (emcs/models/tcs-unfold) and ``new`` (``--new-model``):
 the network decodes every case, also outside its card (forced, then marked);
 ``default`` in the report is what ``emcs decode`` (``--method auto``) picks:
-the network where its card covers B and the density, else GAP-TV.
+the network where its card covers B and the density, else GAP-TV. ``blend``:
+``emcs decode --static-blend on`` (the auto choice, the network's frames through
+:mod:`emcs.tcs.static`; settings frozen on ``tune_static_blend.py``'s tuning set).
+The ``static`` table (near-static real-image movies, :data:`STATIC`) was defined
+before any of its cases was scored.
 """
 
 from __future__ import annotations
@@ -83,6 +87,13 @@ REAL_KINDS = ("stem", "atomseg", "sstem")
 #: diagnostic: the real-image movies with their scenes smoothed (Gaussian, 1 px) first, which
 #: takes out most of the originals' own pixel noise (part of the "clean" truth otherwise)
 SMOOTHED = tuple((f"{k}-smoothed", m, d) for k, m, d in MOVIES if k in REAL_KINDS)
+#: near-static row (defined before any score of it was taken): the real-image movies with a
+#: drift of at most 0.05 px/frame and no rotation; the same images, crops, doses, gain drift and
+#: local change (a growing blob or walking spots) as the main table's movies
+STATIC = tuple((f"{k}-static", m, d) for k, m, d in MOVIES if k in REAL_KINDS)
+#: kind variant -> ((drift lo, hi) px/frame, (rotation lo, hi) rad/frame) of :func:`real_movie`
+MOTION = {"": ((0.2, 0.8), (0.001, 0.004)), "smoothed": ((0.2, 0.8), (0.001, 0.004)),
+          "static": ((0.0, 0.05), (0.0, 0.0))}
 #: every other movie (all kinds and doses): the movies of the smaller tables (CPU time)
 SUBSET = MOVIES[::2]
 #: table -> (B values, quantize steps, densities, mask kinds, movies)
@@ -92,6 +103,7 @@ TABLES = {
     "density": ((10,), (0, 1), (0.2, 0.3, 0.5, 0.7, 0.8), ("generated",), SUBSET),
     "masks": ((10,), (0, 1), (0.5,), ("xor", "blocks4", "rows", "shifted"), SUBSET),
     "smoothed": ((10, 20, 30), (0,), (0.5,), ("generated",), SMOOTHED),
+    "static": ((10, 20, 30), (0, 1, 2, 3), (0.5,), ("generated",), STATIC),
 }
 HELDOUT_MASKS = ("xor", "blocks4")
 
@@ -145,25 +157,29 @@ def local_change(rng: np.random.Generator, m: int, T: int, size: int) -> np.ndar
     return out
 
 
-def real_movie(kind: str, m: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+def real_movie(kind: str, m: int, size: int, rng: np.random.Generator,
+               image: tuple[np.ndarray, str] | None = None, motion=None) -> tuple[np.ndarray, str]:
     """A clean (FRAMES, size, size) movie in [0, 1] animated from a real image (its scene
-    smoothed first for a ``-smoothed`` kind)."""
+    smoothed first for a ``-smoothed`` kind). ``image``: (image, name) instead of
+    :func:`source_image`; ``motion``: ((drift lo, hi), (rotation lo, hi)) instead of the kind
+    variant's :data:`MOTION`."""
     from scipy.ndimage import gaussian_filter
 
     from emcs.simulate.motion import random_motion, warp_movie
     from emcs.simulate.render import normalize
 
-    base = kind.split("-")[0]
-    image, name = source_image(base, m, rng)
+    base, _, variant = kind.partition("-")
+    image, name = source_image(base, m, rng) if image is None else image
     margin = size // 2 + 24
     r0 = int(rng.integers(0, image.shape[0] - 2 * margin))
     c0 = int(rng.integers(0, image.shape[1] - 2 * margin))
     scene = normalize(image[r0:r0 + 2 * margin, c0:c0 + 2 * margin], 0.5, 99.5)
-    if kind != base:
+    if variant == "smoothed":
         scene = gaussian_filter(scene, 1.0)
         name += " smoothed"
-    motion = random_motion(rng, FRAMES, (size, size), scene.shape, speed=rng.uniform(0.2, 0.8),
-                           rotation=rng.uniform(0.001, 0.004))
+    (s0, s1), (a0, a1) = MOTION[variant] if motion is None else motion
+    motion = random_motion(rng, FRAMES, (size, size), scene.shape, speed=rng.uniform(s0, s1),
+                           rotation=rng.uniform(a0, a1))
     frames = warp_movie(scene, motion, order=3)
     frames += local_change(rng, m, FRAMES, size)
     gain = 1 + rng.uniform(-0.15, 0.15) * np.linspace(0, 1, FRAMES) \
@@ -241,7 +257,8 @@ def encode_case(case: dict, movie: dict, work: Path) -> tuple[Path, dict]:
 
 
 def decode_net(container: Path, model: str) -> tuple[np.ndarray, bool]:
-    """Frames decoded by the network ``model`` (a path) and whether its card covers the case.
+    """Frames decoded by the network ``model`` (a path; without the static blend) and whether
+    its card covers the case.
 
     Covered: :func:`decode_container` (``emcs decode --model PATH``); not covered, the network is
     forced with the same decode loop (:func:`emcs.tcs.decode.iter_decoded`)."""
@@ -256,9 +273,9 @@ def decode_net(container: Path, model: str) -> tuple[np.ndarray, bool]:
         if not covered:
             plan = {int(n): ("net", model) for n in c.counts}
             x = np.concatenate([f for _, f in iter_decoded(c, plan, device=torch.device("cpu"),
-                                                           dtype=np.float32)])
+                                                           dtype=np.float32, static_blend="off")])
             return x, False
-    return decode_file(container, method="auto", model=model), True
+    return decode_file(container, method="auto", model=model, static_blend="off"), True
 
 
 def decode_file(container: Path, **options) -> np.ndarray:
@@ -298,6 +315,8 @@ def run_case(case: dict, movie: dict, methods: list[str], models: dict, done: di
         t = time.perf_counter()
         if method == "gap-tv":
             r = score(decode_file(container, method="gap-tv") * scale, clean, noisy)
+        elif method == "blend":
+            r = score(decode_file(container, method="auto", static_blend="on") * scale, clean, noisy)
         elif method in CODECS:
             got, over = codec_at_budget(movie["counts"][:B], method, nbytes["measurement_bytes"])
             if got.decoded is None:
@@ -322,6 +341,9 @@ def run(args) -> None:
     if args.new_model:
         models["new"] = str(args.new_model)
     methods = [m for group in args.methods for m in (BASELINES if group == "baselines" else (group,))]
+    unknown = sorted(set(methods) - {*BASELINES, *models, "blend"})
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}")
     store["settings"] = dict(size=args.size, seed_base=SEED_BASE, frames=FRAMES,
                              models={k: model_summary(v) for k, v in models.items()})
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -393,8 +415,9 @@ def default_psnr(row: dict, state: str, models: dict) -> tuple[float | None, boo
     """PSNR of what ``emcs decode`` picks, and whether that is the network: ``shipped`` (the
     recorded auto choice with the shipped models) or ``new`` (the new network where its card
     covers the case, else GAP-TV)."""
-    if state == "shipped":
+    if state in ("shipped", "blend"):
         net = row["auto_shipped"] != "gap-tv"
+        return psnr(row, state if net or state == "blend" else "gap-tv"), net
     else:
         lo_b, hi_b = models["new"]["B_range"]
         lo_d, hi_d = models["new"]["density_range"]
@@ -444,7 +467,7 @@ def table(cases_: dict, models: dict, group_by, label: str, states=("shipped", "
         codec = [best_codec(r)[0] for r in rows if best_codec(r)[0] is not None]
         line = f"| {key} | {len(rows)} | {np.mean(gap):.2f} | {np.mean(codec):.2f} |"
         for state in states:
-            m = margins(rows, state, models) if state == "shipped" or "new" in models else None
+            m = margins(rows, state, models) if state != "new" or "new" in models else None
             if m is None:
                 line += " | | | | |"
                 continue
@@ -513,7 +536,33 @@ def report(paths: list[Path]) -> str:
                       else None, lambda r: ("density", r["density"]) if standard(r) and r["B"] == 10
                       and r["q"] < 2 and (r["kind"], r["m"]) in subset else None,
                       lambda r: ("mask", r["mask"]) if r["mask"] != "generated" else None)]
+    if any("blend" in r["results"] for r in cases_.values()):
+        out += blend_report(cases_, models, main)
     return "\n".join(out) + "\n"
+
+
+def blend_report(cases_: dict, models: dict, main) -> list[str]:
+    """The static blend (``blend``) against the same decoder without it (``shipped``)."""
+    def static(r):
+        return (r["B"], r["q"]) if r["kind"].endswith("-static") else None
+
+    out = []
+    for title, group in (("main table", main), ("near-static row", static)):
+        out += ["", f"## Static blend: {title} (B, quantize)", "",
+                table(cases_, models, group, "(B, quantize)", states=("shipped", "blend"))]
+    lines = ["| movie | dose | cases | blend − without, min … max (mean) | at B = 10 / 20 / 30 (mean) |",
+             "|---|---|---|---|---|"]
+    movies: dict = {}
+    for r in cases_.values():
+        if "blend" in r["results"] and (main(r) or static(r)):
+            movies.setdefault((r["kind"], r["m"], r["dose"]), []).append(r)
+    for (kind, m, dose), rows in sorted(movies.items()):
+        diff = [(r["B"], psnr(r, "blend") - default_psnr(r, "shipped", models)[0]) for r in rows]
+        per_b = " / ".join(f"{np.mean([d for b, d in diff if b == B]):+.2f}" for B in (10, 20, 30))
+        d = [d for _, d in diff]
+        lines.append(f"| {kind} {m} ({rows[0]['source']}) | {dose} | {len(rows)} | "
+                     f"{min(d):+.2f} … {max(d):+.2f} ({np.mean(d):+.2f}) | {per_b} |")
+    return out + ["", "## Static blend per movie (dB; all B and quantize steps)", "", "\n".join(lines)]
 
 
 def main() -> None:
@@ -524,7 +573,7 @@ def main() -> None:
                    help=f"run: tables of cases ({', '.join(TABLES)})")
     p.add_argument("--methods", type=lambda s: s.split(","), default=["baselines"],
                    help="run: baselines (gap-tv and the codecs), gap-tv, jpeg, jpeg2000, jpegxl, "
-                        "shipped, new")
+                        "shipped, new, blend")
     p.add_argument("--kinds", type=lambda s: s.split(","), help="run: only these movie kinds")
     p.add_argument("--new-model", type=Path, help="run: the new network's .safetensors (card beside it)")
     p.add_argument("--size", type=int, default=128)

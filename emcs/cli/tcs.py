@@ -238,6 +238,11 @@ def decode_cmd(
         help="Network arithmetic: auto = float16 on a GPU, int8 on the CPU for tcs-unfold models "
              "(1.7x less CPU than float32 with the other speed-ups; held-out PSNR within 0.02 dB), "
              "float32 otherwise."),
+    static_blend: str = typer.Option(
+        "on", "--static-blend", metavar="on|off",
+        help="on: pull the network's frames toward one still image where the measurement shows "
+             "no motion (near-static specimens: +2-7 dB at B 10-30, moving ones unchanged within "
+             "0.02 dB, benchmarks/tcs_heldout.md); off: the network's frames as they are."),
     keep_going: bool = KEEP_GOING_OPTION,
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
@@ -261,6 +266,15 @@ def decode_cmd(
     settings = dict(method=method.strip().lower(), model=resolve(model, "tcs"), dtype=dtype.strip().lower(),
                     iters=iters, device=device, force=force, noise=noise.strip().lower(),
                     ensemble=ensemble, precision=precision.strip().lower())
+    static_blend = static_blend.strip().lower()
+    from emcs.tcs.static import DEFAULT_STATIC_BLEND, check_static_blend
+
+    if static_blend != DEFAULT_STATIC_BLEND:  # emcs.distributed.chunks.decode_chunked takes no
+        check_static_blend(static_blend)       # static_blend yet (its groups get the default)
+        if dist:
+            raise EmcsError(f"static_blend {static_blend} is not available with a scheduler yet",
+                            param="static_blend")
+        settings["static_blend"] = static_blend
 
     def decode(job):
         container, out = job

@@ -10,9 +10,11 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
    (:meth:`emcs.tcs.operator.TcsOperator.scale_measurements`);
 2. reconstruct ``X_s`` with a decoder of :mod:`emcs.tcs.decoders`: a neural
    network (when one fits B and the mask density) or GAP-TV;
-3. unscale and clip to [lo, hi]; rounded and cast to the input's dtype
+3. (``static_blend="on"``, the default) pull the network's frames toward one still image
+   where the scene does not move (:mod:`emcs.tcs.static`);
+4. unscale and clip to [lo, hi]; rounded and cast to the input's dtype
    (``dtype="input"``) or kept as float32 (:data:`OUTPUT_DTYPES`);
-4. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
+5. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
    keeping the pixel size.
 """
 
@@ -30,6 +32,12 @@ from emcs.nn.ensemble import ENSEMBLES
 from emcs.tcs import decoders
 from emcs.tcs.container import Container, open_container
 from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
+from emcs.tcs.static import (
+    DEFAULT_STATIC_BLEND,
+    STATIC_BLEND,
+    blend_measurement,
+    check_static_blend,
+)
 
 NOISE_LEVELS = ("auto", "low", "high")
 #: output pixel types: ``float32`` keeps the decoder's sub-count precision; ``input`` rounds to
@@ -160,11 +168,16 @@ def iter_decoded(
     ensemble: int = 1,
     dtype=None,
     precision: str = "auto",
+    static_blend: str = DEFAULT_STATIC_BLEND,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_frame, frames)`` as ``dtype`` (default: the input's), a batch of groups at a time.
 
     The measurements are read in one pass (:meth:`~emcs.tcs.container.Container.blocks`):
     a container not yet verified has its checksum checked at the end of it.
+    ``static_blend="on"`` (the default) passes the network decoders' frames of every measurement
+    through :func:`emcs.tcs.static.blend_measurement` (each measurement on its own, so a slice
+    of the groups gives the same frames; a container without the encoder's noise estimate is
+    left as decoded).
     """
     op = container.operator
     B = container.B
@@ -175,16 +188,41 @@ def iter_decoded(
             for kind, name in plan.values() if kind == "net"}
     dtype_out = np.dtype(container.input_dtype if dtype is None else dtype)
     batches = group_batches(container.counts, max(1, max_elements // (B * H * W)))
+    blend = static_blender(container) if static_blend == "on" else None
     # the blocks first: their generator checks the checksum after the last batch
     for y, (k, _) in zip(container.blocks(stop for _, stop in batches), batches, strict=True):
         n = int(container.counts[k])
         y = op.scale_measurements(y, container.value_range, n)
         kind, name = plan[n]
         decoder = nets[name] if kind == "net" else gap_tv
-        x = np.asarray(decoder(y, op.group(n), progress=progress)).reshape(-1, H, W)
+        x = np.asarray(decoder(y, op.group(n), progress=progress))
+        if blend is not None and kind == "net":
+            x = np.asarray(x, np.float32)
+            x = x if x.flags.writeable else x.copy()
+            for xj, yj in zip(x, y, strict=True):
+                blend(xj, yj, op.group(n), out=xj)
+        x = x.reshape(-1, H, W)
         # the decoder's fresh float32 frames are overwritten in place when they are the output type
         yield container.group_frames(k)[0], unscale_frames(
             x, container.value_range, dtype_out, out=x if x.dtype == dtype_out and x.flags.writeable else None)
+
+
+def static_blender(container: Container) -> Callable | None:
+    """``blend(x, y, operator, out=None) -> frames`` of one measurement with this container's noise
+    estimate and quantisation (:func:`emcs.tcs.static.blend_measurement`), or None when the
+    container has no noise estimate."""
+    _, sigma = choose_noise_level(container)
+    if sigma is None:
+        return None
+    lo, hi = container.value_range
+    offset = lo / ((hi - lo) or 1.0)
+    step = (container.meta.get("measurement_quantization") or {}).get("step") or 0.0
+
+    def blend(x, y, operator, out=None):
+        return blend_measurement(x, y, operator, sigma, offset=offset, quantize=float(step),
+                                 out=out)[0]
+
+    return blend
 
 
 def network_arithmetic(plan: dict[int, tuple[str, object]], precision: str, device) -> str | None:
@@ -194,12 +232,14 @@ def network_arithmetic(plan: dict[int, tuple[str, object]], precision: str, devi
     return ", ".join(sorted(used)) or None
 
 
-def check_decode_options(iters: int, noise: str, ensemble: int, precision: str = "auto") -> None:
+def check_decode_options(iters: int, noise: str, ensemble: int, precision: str = "auto",
+                         static_blend: str = DEFAULT_STATIC_BLEND) -> None:
     """Raise :class:`EmcsError` (naming the parameter) for an unknown noise level, ensemble
-    size or network precision, or fewer than one iteration (the decoder registry checks the
-    method)."""
+    size, network precision or static blend, or fewer than one iteration (the decoder registry
+    checks the method)."""
     from emcs.tcs.nets.api import PRECISIONS
 
+    check_static_blend(static_blend)
     if precision not in PRECISIONS:
         raise EmcsError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
                         param="precision")
@@ -225,6 +265,7 @@ def decode_container(
     dtype: str = "input",
     model: str | os.PathLike | None = None,
     precision: str = "auto",
+    static_blend: str = DEFAULT_STATIC_BLEND,
     progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> dict:
@@ -266,6 +307,10 @@ def decode_container(
         ``auto`` is float16 on CUDA and int8 on the CPU for tcs-unfold models
         (held-out PSNR within 0.02 dB of float32, benchmarks/tcs_speed.md),
         float32 otherwise.
+    static_blend : {"on", "off"}
+        ``on`` (default): pull the network's frames toward one still image where the
+        measurement shows no motion (:mod:`emcs.tcs.static`; benchmarks/tcs_heldout.md);
+        GAP-TV's frames are kept as they are. ``off``: the network's frames as they are.
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional
@@ -284,7 +329,7 @@ def decode_container(
         checksum mismatch found while reading: the output is then not
         written), an unsupported or existing output.
     """
-    check_decode_options(iters, noise, ensemble, precision)
+    check_decode_options(iters, noise, ensemble, precision, static_blend)
     output_dtype(dtype, np.uint16)  # checks the name before the container is opened
     t0 = time.perf_counter()
     if isinstance(source, Container):
@@ -294,11 +339,11 @@ def decode_container(
     with opened as container:
         return _decode(container, output, t0, method=method, iters=iters, device=device, force=force,
                        noise=noise, ensemble=ensemble, dtype=dtype, model=model, precision=precision,
-                       progress=progress, on_note=on_note)
+                       static_blend=static_blend, progress=progress, on_note=on_note)
 
 
 def _decode(container: Container, output, t0: float, *, method, iters, device, force, noise, ensemble,
-            dtype, model, precision, progress, on_note) -> dict:
+            dtype, model, precision, static_blend, progress, on_note) -> dict:
     from emcs.io import StackWriter
     from emcs.nn.device import pick_device
 
@@ -311,6 +356,8 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
                      pixel_size=container.pixel_size, force=force) as writer:
         dev = pick_device(device)
         level, sigma = choose_noise_level(container, noise)
+        if static_blend == "on" and sigma is None:
+            notes.append("the container has no noise estimate: static blend not applied")
         for note in notes:
             if on_note is not None:
                 on_note(note)
@@ -319,7 +366,7 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
                     "no acceleration" if sigma is not None else "GAP-TV settings for noisy input")
         for _start, frames in iter_decoded(container, plan, iters=iters, device=dev, progress=progress,
                                            noise=level, ensemble=ensemble, dtype=out_dtype,
-                                           precision=precision):
+                                           precision=precision, static_blend=static_blend):
             writer.write(frames)
     seconds = time.perf_counter() - t0
     used = sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()})
@@ -338,6 +385,7 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
         "noise_level": level,
         "ensemble": int(ensemble),
         "precision": network_arithmetic(plan, precision, dev),
+        "static_blend": static_blend if sigma is not None else "off",
         "noise_sigma_scaled": sigma,
         "device": str(dev),
         "notes": notes,
@@ -351,6 +399,7 @@ __all__ = [
     "GAPTV_SETTINGS",
     "NOISE_LEVELS",
     "OUTPUT_DTYPES",
+    "STATIC_BLEND",
     "check_decode_options",
     "choose_noise_level",
     "decode_container",
@@ -360,5 +409,6 @@ __all__ = [
     "network_arithmetic",
     "output_dtype",
     "plan_methods",
+    "static_blender",
     "unscale_frames",
 ]

@@ -1,0 +1,256 @@
+"""Static blend: pull a decoder's frames toward one still image where the scene does not move.
+
+Why
+---
+For a still scene, a TCS measurement holds everything there is to know: with masks C_b and
+frames X_b = X, ``Y = sum_b C_b X = S X`` (S = open masks per pixel), so ``Y / S`` is the
+scene averaged over ~B/2 frames of dose, and the more frames a measurement codes, the better
+it is known. A network decoder trained on moving clips does not use this: it spreads the
+measurement's noise over B frames as flicker and smooths away detail that ``Y / S`` still
+holds, so on a slowly drifting specimen it gets *worse* with B (issue 17: about 4 dB from B =
+10 to 30), while the codecs keep the detail.
+
+What
+----
+Per measurement, with the decoder's frames ``x_b`` (scaled to [0, 1]):
+
+1. a per-frame gain ``g_b`` (mean of ``x_b`` over the mean of all frames: beam-current drift)
+   and the gain-corrected temporal mean ``m`` of the decoder's frames;
+2. a still image ``s``: ``m`` plus the detail the decoder dropped, i.e. the static residual
+   ``r = Y / S_g - m`` (``S_g = sum_b g_b C_b``) shrunk by a local Wiener factor
+   ``max(0, 1 - k v / <r^2>)`` with ``v`` the noise variance of ``Y / S`` (the encoder's noise
+   estimate of one frame over S, grown by the Anscombe quantisation's ``1 + q^2 / 12`` and
+   scaled with the local brightness as shot noise is) -- residual ("twicing") denoising
+   (Tukey, Exploratory Data Analysis, 1977; Wiener shrinkage as in Lee, IEEE TPAMI 1980);
+3. two tests for motion, local over a window:
+
+   - **drift**: the first-order model of a scene shifted by ``(b - b0) v`` gives
+     ``Y / S_g = s - t (v . grad s)`` with ``t = sum_b g_b (b - b0) C_b / S_g`` the known
+     mask-weighted mean time of each pixel (the random masks code time; Llull et al.,
+     Opt. Express 2013), so the local least-squares fit of ``r`` on ``-t grad m`` estimates
+     the drift ``v`` from the measurement itself -- a Lucas-Kanade fit (Lucas & Kanade,
+     IJCAI 1981) with ``t`` as the time of each pixel; ``D = |v| (B - 1) / 2`` is the largest
+     displacement from the group's middle frame;
+   - **change**: the decoder's own temporal variation ``E = <(x_b - g_b m)^2>`` against the
+     shot noise of a frame (local changes such as a growing particle that are not a drift);
+
+   ``alpha = max(ramp(D; drift_lo, drift_hi), E / (E + change_noise * v_frame))``;
+4. ``out_b = alpha x_b + (1 - alpha) g_b s``: the decoder's frames where the scene moves, the
+   still image (with the gains) where it does not.
+
+Data consistency: where ``alpha = 0`` the forward model of the output is ``S_g s``, which
+differs from Y by ``S_g`` times the shrunk part of ``r``: at most the noise (the Wiener factor
+keeps all of ``r`` that the noise does not explain); :func:`consistency` measures it.
+
+Each measurement is treated on its own (no context across groups), so the result of a group
+does not depend on how the movie is cut into chunks. Only numpy; windows are repeated box
+filters (cumulative sums).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from emcs.errors import EmcsError
+
+#: values of the ``static_blend`` parameter: "on" blends the network decoders' frames
+#: (GAP-TV's are kept), "off" leaves every decoder's frames as they are
+STATIC_BLEND = ("off", "on")
+#: the default: on (held-out movies: never more than 0.02 dB worse, up to +7 dB on near-static
+#: ones; benchmarks/tcs_heldout.md)
+DEFAULT_STATIC_BLEND = "on"
+
+
+@dataclass(frozen=True)
+class BlendSettings:
+    """Settings of :func:`blend_measurement` (chosen on the tuning set, benchmarks/tcs_heldout.md).
+
+    Attributes
+    ----------
+    window : int
+        Half-width (pixels) of the local windows of the residual and change statistics.
+    drift_window : int
+        Half-width (pixels) of the local drift fit.
+    noise_factor : float
+        ``k`` of the Wiener shrinkage of the static residual (1: the plain Wiener factor).
+    drift_lo, drift_hi : float
+        Largest displacement over the group (pixels) at which the still image is used fully
+        (below ``drift_lo``) and not at all (above ``drift_hi``).
+    change_noise : float
+        Frame-noise variances of decoder variation at which alpha = 1/2.
+    """
+
+    window: int = 4
+    drift_window: int = 16
+    noise_factor: float = 1.0
+    drift_lo: float = 1.0
+    drift_hi: float = 2.0
+    change_noise: float = 0.5
+
+
+DEFAULT_SETTINGS = BlendSettings()
+#: rows of a frame blended at once (bounded memory for large frames)
+STRIP_ROWS = 512
+
+
+def check_static_blend(static_blend: str) -> None:
+    """Raise :class:`EmcsError` naming ``static_blend`` unless it is one of :data:`STATIC_BLEND`."""
+    if static_blend not in STATIC_BLEND:
+        raise EmcsError(f"static_blend must be one of {', '.join(STATIC_BLEND)}, got {static_blend!r}",
+                        param="static_blend")
+
+
+def box(a: np.ndarray, radius: int, passes: int = 2) -> np.ndarray:
+    """Local mean over (2 radius + 1)^2 windows, ``passes`` times (edges: shrunken windows).
+
+    Examples
+    --------
+    >>> bool(np.allclose(box(np.ones((5, 7)), 2), 1.0))
+    True
+    """
+    out = np.asarray(a, np.float64)
+    for _ in range(passes):
+        for axis in (0, 1):
+            out = _box1d(out, radius, axis)
+    return out
+
+
+def _box1d(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    a = np.moveaxis(a, axis, 0)
+    n = a.shape[0]
+    c = np.empty((n + 1, *a.shape[1:]))
+    c[0] = 0
+    np.cumsum(a, axis=0, out=c[1:])
+    idx = np.arange(n)
+    hi, lo = np.minimum(idx + radius + 1, n), np.maximum(idx - radius, 0)
+    k = min(radius + 1, n)  # rows whose window is cut by an edge: [0, k) and [n - k, n)
+    out = np.empty_like(a, dtype=np.float64)
+    if n > 2 * k:
+        out[k:n - k] = c[k + radius + 1:n - k + radius + 1] - c[k - radius:n - k - radius]
+    for rows in (slice(0, k), slice(max(k, n - k), n)):
+        out[rows] = c[hi[rows]] - c[lo[rows]]
+    out /= (hi - lo).reshape(-1, *([1] * (a.ndim - 1)))
+    return np.moveaxis(out, 0, axis)
+
+
+def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
+                      offset: float = 0.0, quantize: float = 0.0,
+                      settings: BlendSettings = DEFAULT_SETTINGS,
+                      rows: int = STRIP_ROWS, out: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """The static blend of one measurement's decoded frames.
+
+    Parameters
+    ----------
+    x : ndarray (B, H, W)
+        Decoded frames, scaled (input range -> [0, 1]).
+    y : ndarray (H, W)
+        The measurement of those scaled frames (:meth:`~emcs.tcs.operator.TcsOperator.scale_measurements`).
+    masks : ndarray (B, H, W) or TcsOperator
+        The group's binary masks, or the operator of the group (its masks are made a strip of
+        rows at a time).
+    sigma : float
+        Noise standard deviation of one frame, scaled (the encoder's estimate over the range).
+    offset : float
+        Scaled value of zero signal below the range's bottom (``lo / (hi - lo)``): the shot
+        noise of a pixel grows with ``x + offset``.
+    quantize : float
+        Anscombe step of the container's quantised sums (0: exact sums).
+    settings : BlendSettings
+    rows : int
+        Rows computed at once, with a margin each side as wide as the windows reach (two box
+        passes and the gradient), so that the result is that of one piece.
+    out : ndarray (B, H, W) float32, optional
+        Receives the frames (may be ``x`` itself: the statistics are taken first).
+
+    Returns
+    -------
+    frames : ndarray (B, H, W) float32
+    stats : dict
+        ``alpha`` (mean weight of the decoder's frames), ``drift_px`` (median displacement
+        estimate D over the strips), ``gain_range``.
+    """
+    B, H, _ = x.shape
+    total = float(x.mean(dtype=np.float64))
+    g = x.mean(axis=(1, 2), dtype=np.float64) / total if total > 1e-6 else np.ones(B)
+    g = np.clip(g, 0.2, 5.0)
+    m = np.einsum("bhw,b->hw", x, 1.0 / g / B, dtype=np.float64)
+    ref = float(np.median(box(np.maximum(m, 0.0), settings.window))) + offset
+    halo = 2 * max(settings.window, settings.drift_window) + 2
+    still, alpha = np.empty((2, *m.shape), np.float32)
+    drifts = []
+    for r0 in range(0, H, rows):
+        r1 = min(H, r0 + rows)
+        a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
+        C = masks[:, a0:a1] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(a0, a1))
+        s, a, drift = _still_and_weight(x[:, a0:a1], y[a0:a1], C, g, m[a0:a1], sigma,
+                                        offset, ref, quantize, settings)
+        keep = slice(r0 - a0, r1 - a0)
+        still[r0:r1], alpha[r0:r1] = s[keep], a[keep]
+        drifts.append(np.median(drift[keep]))
+    out = np.empty(x.shape, np.float32) if out is None else out
+    for b in range(B):  # out_b = alpha x_b + (1 - alpha) g_b s, a frame at a time
+        out[b] = alpha * x[b] + (1 - alpha) * (np.float32(g[b]) * still)
+    stats = {"alpha": float(alpha.mean(dtype=np.float64)), "drift_px": float(np.median(drifts)),
+             "gain_range": [float(g.min()), float(g.max())]}
+    return out, stats
+
+
+def _still_and_weight(x, y, C, g, m, sigma, offset, ref, quantize, settings: BlendSettings):
+    """(still image s, weight alpha of the decoder's frames, drift D) of a strip (see the module
+    docstring)."""
+    C = np.asarray(C, bool)
+    B = x.shape[0]
+    t = np.arange(B) - (B - 1) / 2
+    Sg = np.einsum("bhw,b->hw", C, g, dtype=np.float64)
+    S = C.sum(axis=0)
+    opened = S > 0
+    Sg = np.where(opened, Sg, 1.0)
+    tau = np.einsum("bhw,b->hw", C, g * t, dtype=np.float64) / Sg
+    r = np.where(opened, np.asarray(y, np.float64) / Sg - m, 0.0)
+
+    level = (box(np.maximum(m, 0.0), settings.window) + offset) / ref if ref > 1e-6 else 1.0
+    v_frame = sigma**2 * np.maximum(level, 0.05)
+    v_mean = v_frame * (1 + quantize**2 / 12) / np.maximum(S, 1)
+    energy = box(r * r, settings.window) + 1e-12
+    s = m + r * np.maximum(0.0, 1.0 - settings.noise_factor * v_mean / energy)
+
+    drift = _drift(r, tau, m, settings.drift_window) * (B - 1) / 2
+    ramp = np.clip((drift - settings.drift_lo) / (settings.drift_hi - settings.drift_lo), 0, 1)
+    change = np.zeros_like(m)
+    for xb, gb in zip(x, g, strict=True):
+        change += (xb - gb * m) ** 2
+    change = box(change / B, settings.window)
+    alpha = np.maximum(ramp, change / (change + settings.change_noise * v_frame + 1e-12))
+    return s, alpha, drift
+
+
+def _drift(r: np.ndarray, tau: np.ndarray, m: np.ndarray, window: int) -> np.ndarray:
+    """|v| per pixel: the local least-squares drift (pixels per frame) of ``r = -tau v . grad m``."""
+    gy, gx = np.gradient(m)
+    fy, fx = -tau * gy, -tau * gx
+    a11, a12, a22 = box(fy * fy, window), box(fy * fx, window), box(fx * fx, window)
+    b1, b2 = box(fy * r, window), box(fx * r, window)
+    det = a11 * a22 - a12 * a12
+    det = np.where(det > 1e-20, det, np.inf)
+    return np.hypot((a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det)
+
+
+def consistency(frames: np.ndarray, y: np.ndarray, masks: np.ndarray, sigma: float,
+                quantize: float = 0.0) -> float:
+    """Mean squared data residual ``Y - sum_b C_b x_b`` over its noise variance ``S sigma^2
+    (1 + q^2 / 12)`` (about 1 or below: consistent within the noise)."""
+    C = np.asarray(masks, bool)
+    res = y - np.einsum("bhw,bhw->hw", C, np.asarray(frames, np.float64))
+    S = np.maximum(C.sum(axis=0), 1)
+    return float(np.mean(res**2 / (S * sigma**2 * (1 + quantize**2 / 12))))
+
+
+def with_settings(**changes) -> BlendSettings:
+    """:data:`DEFAULT_SETTINGS` with some fields changed (tuning)."""
+    return replace(DEFAULT_SETTINGS, **changes)
+
+
+__all__ = ["DEFAULT_SETTINGS", "DEFAULT_STATIC_BLEND", "STATIC_BLEND", "BlendSettings", "blend_measurement",
+           "box", "check_static_blend", "consistency", "with_settings"]
