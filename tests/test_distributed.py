@@ -196,15 +196,17 @@ def test_encode_one_movie_in_chunks_as_locally(client, tmp_path, pack):
     assert _same_bytes(tmp_path / "local.npz", tmp_path / "dist.npz")
 
 
-@pytest.mark.parametrize("method", ["gap-tv", "auto"])
-def test_decode_one_container_in_chunks_as_locally(client, tmp_path, method):
+@pytest.mark.parametrize("method, blend", [("gap-tv", "on"), ("auto", "on"), ("auto", "off")])
+def test_decode_one_container_in_chunks_as_locally(client, tmp_path, method, blend):
     encode_stack(_movie(tmp_path / "big.tif", T=75, H=32, W=24), tmp_path / "c.npz", seed=2,
                  pack="predictive")
-    decode_container(tmp_path / "c.npz", tmp_path / "local.tif", method=method, iters=20, device="cpu")
+    local = decode_container(tmp_path / "c.npz", tmp_path / "local.tif", method=method, iters=20,
+                             device="cpu", static_blend=blend)
     seen = []
     res = decode_chunked(client, tmp_path / "c.npz", tmp_path / "dist.tif", method=method, iters=20,
-                         groups_per_task=2, in_flight=2, progress=seen.append)
+                         groups_per_task=2, in_flight=2, progress=seen.append, static_blend=blend)
     assert sum(seen) == 8 and res["device"] == "cpu"
+    assert res["static_blend"] == local["static_blend"] == ("on" if (method, blend) == ("auto", "on") else "off")
     assert _same_stack(tmp_path / "local.tif", tmp_path / "dist.tif")
 
 

@@ -266,15 +266,7 @@ def decode_cmd(
     settings = dict(method=method.strip().lower(), model=resolve(model, "tcs"), dtype=dtype.strip().lower(),
                     iters=iters, device=device, force=force, noise=noise.strip().lower(),
                     ensemble=ensemble, precision=precision.strip().lower())
-    static_blend = static_blend.strip().lower()
-    from emcs.tcs.static import DEFAULT_STATIC_BLEND, check_static_blend
-
-    if static_blend != DEFAULT_STATIC_BLEND:  # emcs.distributed.chunks.decode_chunked takes no
-        check_static_blend(static_blend)       # static_blend yet (its groups get the default)
-        if dist:
-            raise EmcsError(f"static_blend {static_blend} is not available with a scheduler yet",
-                            param="static_blend")
-        settings["static_blend"] = static_blend
+    settings["static_blend"] = static_blend.strip().lower()
 
     def decode(job):
         container, out = job

@@ -157,7 +157,7 @@ def encode_chunked(client, input_path: str | os.PathLike, output_path: str | os.
 # --------------------------------------------------------------------------- decode
 def decode_groups(path: str, start: int, stop: int, plan: dict, *, iters: int, device: str,
                   noise: str, ensemble: int, dtype, precision: str = "auto",
-                  progress: Callable | None = None) -> tuple:
+                  static_blend: str = "on", progress: Callable | None = None) -> tuple:
     """Worker side: frames of measurements ``start:stop`` (whole batches of the local decoder).
 
     The device and the networks' arithmetic are resolved here, on the worker
@@ -173,14 +173,15 @@ def decode_groups(path: str, start: int, stop: int, plan: dict, *, iters: int, d
                                    counts=container.counts[start:stop], verified=True)
         frames = [x for _, x in iter_decoded(part, plan, iters=iters, device=dev, noise=noise,
                                              ensemble=ensemble, dtype=dtype, precision=precision,
-                                             progress=progress)]
+                                             static_blend=static_blend, progress=progress)]
     return np.concatenate(frames), str(dev), network_arithmetic(plan, precision, dev)
 
 
 def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike | None = None, *,
                    method: str = "auto", iters: int | None = None, device: str = "auto",
                    force: bool = False, noise: str = "auto", ensemble: int = 1, dtype: str = "input",
-                   model: str | os.PathLike | None = None, precision: str = "auto", groups_per_task: int | None = None, in_flight: int | None = None,
+                   model: str | os.PathLike | None = None, precision: str = "auto", static_blend: str = "on",
+                   groups_per_task: int | None = None, in_flight: int | None = None,
                    progress: Callable[[int], None] | None = None,
                    on_note: Callable[[str], None] | None = None) -> dict:
     """Decode one container with its measurements spread over the cluster; the client writes.
@@ -211,7 +212,7 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
     from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
 
     iters = DEFAULT_ITERS if iters is None else iters
-    decode.check_decode_options(iters, noise, ensemble, precision)
+    decode.check_decode_options(iters, noise, ensemble, precision, static_blend)
     decode.output_dtype(dtype, np.uint16)  # checks the name before the container is opened
     t0 = time.perf_counter()
     with open_container(getattr(source, "path", source)) as container:
@@ -221,6 +222,7 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
         out_dtype = decode.output_dtype(dtype, container.input_dtype)
         level, sigma = decode.choose_noise_level(container, noise)
         plan, notes = decode.plan_methods(container, method, model)
+        notes += decode.static_blend_notes(plan, static_blend, sigma)
         for note in notes if on_note is not None else ():
             on_note(note)
         per_task = groups_per_task or max(1, MAX_ELEMENTS // (container.B * H * W))
@@ -229,7 +231,7 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
         uses_net = device != "cpu" and any(kind == "net" for kind, _ in plan.values())
         resources = network_resources(client) if uses_net else None
         settings = {"iters": iters, "device": device, "noise": level, "ensemble": ensemble,
-                    "dtype": out_dtype, "precision": precision}
+                    "dtype": out_dtype, "precision": precision, "static_blend": static_blend}
         devices, arithmetic = set(), set()
         with StackWriter(output, container.input_shape, out_dtype,
                          pixel_size=container.pixel_size, force=force) as writer:
@@ -251,5 +253,6 @@ def decode_chunked(client, source: str | os.PathLike, output: str | os.PathLike 
         "decoders": sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()}),
         "iters": int(iters), "noise_level": level, "ensemble": int(ensemble),
         "precision": ", ".join(sorted(arithmetic)) or None, "noise_sigma_scaled": sigma, "device": ", ".join(sorted(devices)), "notes": notes,
+        "static_blend": decode.applied_static_blend(plan, static_blend, sigma),
         "seconds": seconds, "frames_per_s": T / max(seconds, 1e-9),
     }

@@ -207,6 +207,21 @@ def iter_decoded(
             x, container.value_range, dtype_out, out=x if x.dtype == dtype_out and x.flags.writeable else None)
 
 
+def applied_static_blend(plan: dict, static_blend: str, sigma: float | None) -> str:
+    """``"on"`` when the blend is applied: asked for, a network decodes some group, and the
+    container has the noise estimate it needs; else ``"off"``."""
+    uses_net = any(kind == "net" for kind, _ in plan.values())
+    return "on" if static_blend == "on" and uses_net and sigma is not None else "off"
+
+
+def static_blend_notes(plan: dict, static_blend: str, sigma: float | None) -> list[str]:
+    """A note when the blend was asked for, a network decodes, and no noise estimate is stored."""
+    uses_net = any(kind == "net" for kind, _ in plan.values())
+    if static_blend == "on" and uses_net and sigma is None:
+        return ["the container has no noise estimate: static blend not applied"]
+    return []
+
+
 def static_blender(container: Container) -> Callable | None:
     """``blend(x, y, operator, out=None) -> frames`` of one measurement with this container's noise
     estimate and quantisation (:func:`emcs.tcs.static.blend_measurement`), or None when the
@@ -356,8 +371,7 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
                      pixel_size=container.pixel_size, force=force) as writer:
         dev = pick_device(device)
         level, sigma = choose_noise_level(container, noise)
-        if static_blend == "on" and sigma is None:
-            notes.append("the container has no noise estimate: static blend not applied")
+        notes += static_blend_notes(plan, static_blend, sigma)
         for note in notes:
             if on_note is not None:
                 on_note(note)
@@ -385,7 +399,7 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
         "noise_level": level,
         "ensemble": int(ensemble),
         "precision": network_arithmetic(plan, precision, dev),
-        "static_blend": static_blend if sigma is not None else "off",
+        "static_blend": applied_static_blend(plan, static_blend, sigma),
         "noise_sigma_scaled": sigma,
         "device": str(dev),
         "notes": notes,
@@ -395,20 +409,22 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
 
 
 __all__ = [
-    "ENSEMBLE_SIZES",
-    "GAPTV_SETTINGS",
-    "NOISE_LEVELS",
-    "OUTPUT_DTYPES",
-    "STATIC_BLEND",
+    "applied_static_blend",
     "check_decode_options",
     "choose_noise_level",
     "decode_container",
     "default_output",
+    "ENSEMBLE_SIZES",
+    "GAPTV_SETTINGS",
     "group_batches",
     "iter_decoded",
     "network_arithmetic",
+    "NOISE_LEVELS",
     "output_dtype",
+    "OUTPUT_DTYPES",
     "plan_methods",
+    "STATIC_BLEND",
+    "static_blend_notes",
     "static_blender",
     "unscale_frames",
 ]
