@@ -27,6 +27,8 @@ from emcs.tcs.operator import adjoint, mask_sum
 from emcs.tcs.operator import forward as tcs_forward
 
 ARCHITECTURE = ARCHITECTURES["unfold"]
+#: negative slope of every leaky ReLU in the denoisers
+LEAKY_SLOPE = 0.1
 
 
 def pad_even(y: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,8 +56,8 @@ def _add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _leaky(a: torch.Tensor) -> torch.Tensor:
-    """leaky_relu(a, 0.1), in place when no gradient is recorded."""
-    return F.leaky_relu_(a, 0.1) if _inplace() else F.leaky_relu(a, 0.1)
+    """leaky_relu(a, LEAKY_SLOPE), in place when no gradient is recorded."""
+    return F.leaky_relu_(a, LEAKY_SLOPE) if _inplace() else F.leaky_relu(a, LEAKY_SLOPE)
 
 
 def _add_shuffled(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -144,14 +146,18 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        h = _leaky(F.conv2d(_channels_last(z), _head_weight(self.head), self.head.bias,
-                            stride=2, padding=2))
+        h = self.features(z)
         h = self.mix[0](h, n)
         for i, conv in enumerate(self.body):
             h = _add(h, _leaky(conv(h)))
             if i == len(self.body) - 1:
                 h = self.mix[1](h, n)
         return self.tail(h)  # (n*B, 4, H/2, W/2): the 2x2 pixels of the residual
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """The head: leaky_relu of the stride-2 convolution of z (n*B, 3, H, W), channels-last."""
+        return _leaky(F.conv2d(_channels_last(z), _head_weight(self.head), self.head.bias,
+                               stride=2, padding=2))
 
 
 class UnfoldNet(nn.Module):
