@@ -106,6 +106,9 @@ TABLES = {
     "static": ((10, 20, 30), (0, 1, 2, 3), (0.5,), ("generated",), STATIC),
 }
 HELDOUT_MASKS = ("xor", "blocks4")
+#: method -> ``static_blend`` of ``emcs decode`` (the auto choice): ``blend`` the static blend,
+#: ``drift`` the drift blend (:mod:`emcs.tcs.drift`)
+BLENDS = {"blend": "on", "drift": "drift"}
 
 
 # --------------------------------------------------------------------------- movies
@@ -315,8 +318,9 @@ def run_case(case: dict, movie: dict, methods: list[str], models: dict, done: di
         t = time.perf_counter()
         if method == "gap-tv":
             r = score(decode_file(container, method="gap-tv") * scale, clean, noisy)
-        elif method == "blend":
-            r = score(decode_file(container, method="auto", static_blend="on") * scale, clean, noisy)
+        elif method in BLENDS:
+            r = score(decode_file(container, method="auto", static_blend=BLENDS[method]) * scale,
+                      clean, noisy)
         elif method in CODECS:
             got, over = codec_at_budget(movie["counts"][:B], method, nbytes["measurement_bytes"])
             if got.decoded is None:
@@ -341,7 +345,7 @@ def run(args) -> None:
     if args.new_model:
         models["new"] = str(args.new_model)
     methods = [m for group in args.methods for m in (BASELINES if group == "baselines" else (group,))]
-    unknown = sorted(set(methods) - {*BASELINES, *models, "blend"})
+    unknown = sorted(set(methods) - {*BASELINES, *models, *BLENDS})
     if unknown:
         raise SystemExit(f"unknown methods {unknown}")
     store["settings"] = dict(size=args.size, seed_base=SEED_BASE, frames=FRAMES,

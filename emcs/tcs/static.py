@@ -56,8 +56,9 @@ import numpy as np
 from emcs.errors import EmcsError
 
 #: values of the ``static_blend`` parameter: "on" blends the network decoders' frames
-#: (GAP-TV's are kept), "off" leaves every decoder's frames as they are
-STATIC_BLEND = ("off", "on")
+#: (GAP-TV's are kept), "drift" also with a drifting still image (:mod:`emcs.tcs.drift`),
+#: "off" leaves every decoder's frames as they are
+STATIC_BLEND = ("off", "on", "drift")
 #: the default: on (held-out movies: never more than 0.02 dB worse, up to +7 dB on near-static
 #: ones; benchmarks/tcs_heldout.md)
 DEFAULT_STATIC_BLEND = "on"
@@ -172,11 +173,7 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
         estimate D over the strips), ``gain_range``.
     """
     B, H, _ = x.shape
-    total = float(x.mean(dtype=np.float64))
-    g = x.mean(axis=(1, 2), dtype=np.float64) / total if total > 1e-6 else np.ones(B)
-    g = np.clip(g, 0.2, 5.0)
-    m = np.einsum("bhw,b->hw", x, 1.0 / g / B, dtype=np.float64)
-    ref = float(np.median(box(np.maximum(m, 0.0), settings.window))) + offset
+    g, m, ref = gains_and_mean(x, settings.window, offset)
     halo = 2 * max(settings.window, settings.drift_window) + 2
     still, alpha = np.empty((2, *m.shape), np.float32)
     drifts = []
@@ -195,6 +192,17 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
     stats = {"alpha": float(alpha.mean(dtype=np.float64)), "drift_px": float(np.median(drifts)),
              "gain_range": [float(g.min()), float(g.max())]}
     return out, stats
+
+
+def gains_and_mean(x: np.ndarray, window: int, offset: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-frame gains ``g_b`` (frame mean over the mean of all frames), the gain-corrected
+    temporal mean ``m`` and the reference level of the shot noise (median local mean + offset)."""
+    B = x.shape[0]
+    total = float(x.mean(dtype=np.float64))
+    g = x.mean(axis=(1, 2), dtype=np.float64) / total if total > 1e-6 else np.ones(B)
+    g = np.clip(g, 0.2, 5.0)
+    m = np.einsum("bhw,b->hw", x, 1.0 / g / B, dtype=np.float64)
+    return g, m, float(np.median(box(np.maximum(m, 0.0), window))) + offset
 
 
 def _still_and_weight(x, y, C, g, m, sigma, offset, ref, quantize, settings: BlendSettings):
@@ -253,4 +261,4 @@ def with_settings(**changes) -> BlendSettings:
 
 
 __all__ = ["DEFAULT_SETTINGS", "DEFAULT_STATIC_BLEND", "STATIC_BLEND", "BlendSettings", "blend_measurement",
-           "box", "check_static_blend", "consistency", "with_settings"]
+           "box", "check_static_blend", "consistency", "gains_and_mean", "with_settings"]
