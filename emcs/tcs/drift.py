@@ -132,6 +132,15 @@ def shift_to(frame: np.ndarray, d, pad: int, canvas_shape: tuple[int, int]) -> n
     return a
 
 
+def _line_cover(n: int, d: float, pad: int) -> np.ndarray:
+    """:func:`shift_to` of ones along one axis (the weight each canvas line gets from a frame)."""
+    i0, w = _taps(d, pad)
+    out = np.zeros(n + 2 * pad, np.float32)
+    for j, wj in enumerate(w):
+        out[i0 + j:i0 + j + n] += wj
+    return out
+
+
 # --------------------------------------------------------------------------- the path
 def _crop_window(n: int, crop: int) -> slice:
     """The central ``crop`` of ``n``."""
@@ -245,8 +254,7 @@ def _still(x: np.ndarray, g: np.ndarray, d: np.ndarray, pad: int) -> np.ndarray:
     ``pad`` wider each side (the overall mean where no frame sees the canvas)."""
     B, h, w = x.shape
     cshape = (h + 2 * pad, w + 2 * pad)
-    ones = np.ones((h, w), np.float32)
-    cover = sum(shift_to(ones, d[b], pad, cshape) for b in range(B))
+    cover = sum(np.outer(_line_cover(h, d[b][0], pad), _line_cover(w, d[b][1], pad)) for b in range(B))
     mean = float(x.mean(dtype=np.float64) / g.mean())
     total = sum(shift_to(x[b] / np.float32(g[b]), d[b], pad, cshape) for b in range(B))
     return ((total + 1e-3 * mean) / (cover + 1e-3)).astype(np.float32)
