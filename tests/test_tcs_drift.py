@@ -38,9 +38,9 @@ def _blob(T: int, grow: float = 0.4) -> np.ndarray:
 
 def test_drifting_movie_gains_over_the_static_blend(tmp_path, network):
     clean, counts = _movie(0.5, 20)
-    on, _ = _decode(tmp_path, counts, 20, "on")
-    drift, summary = _decode(tmp_path, counts, 20, "drift")
-    assert summary["static_blend"] == "drift"
+    on, _ = _decode(tmp_path, counts, 20, "static")
+    drift, summary = _decode(tmp_path, counts, 20, "on")
+    assert summary["static_blend"] == "on"
     gain = _psnr(drift, clean) - _psnr(on, clean)
     assert gain > 1.0, gain
 
@@ -49,8 +49,8 @@ def test_local_change_is_not_hurt(tmp_path, network):
     clean, _ = _movie(0.5, 20)
     clean = clean + _blob(20)
     counts = np.random.default_rng(8).poisson(clean).astype(np.uint8)
-    on, _ = _decode(tmp_path, counts, 20, "on")
-    drift, _ = _decode(tmp_path, counts, 20, "drift")
+    on, _ = _decode(tmp_path, counts, 20, "static")
+    drift, _ = _decode(tmp_path, counts, 20, "on")
     assert _psnr(drift, clean) >= _psnr(on, clean) - 0.1
     inside = np.s_[:, SIZE // 2 - 10:SIZE // 2 + 10, SIZE // 2 - 10:SIZE // 2 + 10]
     assert _psnr(drift[inside], clean[inside]) >= _psnr(on[inside], clean[inside]) - 0.1
@@ -129,10 +129,10 @@ def test_groups_are_blended_on_their_own(tmp_path, network):
     encode_stack(src, tmp_path / "m.npz", B=10, seed=4, force=True, threads=1)
     with open_container(tmp_path / "m.npz") as c:
         plan, _ = plan_methods(c, "auto")
-        whole = np.concatenate([f for _, f in iter_decoded(c, plan, dtype=np.float32, static_blend="drift",
+        whole = np.concatenate([f for _, f in iter_decoded(c, plan, dtype=np.float32, static_blend="on",
                                                            max_elements=10 * SIZE * SIZE)])
         part = dataclasses.replace(c, measurements=np.asarray(c.measurements[1:2]), counts=c.counts[1:2],
                                    verified=True)
         middle = np.concatenate([f for _, f in iter_decoded(part, plan, dtype=np.float32,
-                                                            static_blend="drift")])
+                                                            static_blend="on")])
     np.testing.assert_allclose(middle, whole[10:20], atol=1e-5)

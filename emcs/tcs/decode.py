@@ -11,7 +11,8 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
 2. reconstruct ``X_s`` with a decoder of :mod:`emcs.tcs.decoders`: a neural
    network (when one fits B and the mask density) or GAP-TV;
 3. (``static_blend="on"``, the default) pull the network's frames toward one still image
-   where the scene does not move (:mod:`emcs.tcs.static`);
+   where the scene does not move (:mod:`emcs.tcs.static`) and toward a drifting still image
+   where it follows a rigid drift (:mod:`emcs.tcs.drift`);
 4. unscale and clip to [lo, hi]; rounded and cast to the input's dtype
    (``dtype="input"``) or kept as float32 (:data:`OUTPUT_DTYPES`);
 5. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
@@ -209,7 +210,7 @@ def iter_decoded(
 
 
 def applied_static_blend(plan: dict, static_blend: str, sigma: float | None) -> str:
-    """``static_blend`` (``"on"`` or ``"drift"``) when the blend is applied: asked for, a network
+    """``static_blend`` (``"on"`` or ``"static"``) when the blend is applied: asked for, a network
     decodes some group, and the container has the noise estimate it needs; else ``"off"``."""
     uses_net = any(kind == "net" for kind, _ in plan.values())
     return static_blend if static_blend != "off" and uses_net and sigma is not None else "off"
@@ -225,8 +226,8 @@ def static_blend_notes(plan: dict, static_blend: str, sigma: float | None) -> li
 
 def static_blender(container: Container, static_blend: str = "on") -> Callable | None:
     """``blend(x, y, operator, out=None) -> frames`` of one measurement with this container's noise
-    estimate and quantisation (:func:`emcs.tcs.static.blend_measurement`, or
-    :func:`emcs.tcs.drift.blend_drifting` for ``static_blend="drift"``), or None when the
+    estimate and quantisation (:func:`emcs.tcs.drift.blend_drifting`, or
+    :func:`emcs.tcs.static.blend_measurement` for ``static_blend="static"``), or None when the
     container has no noise estimate."""
     _, sigma = choose_noise_level(container)
     if sigma is None:
@@ -235,7 +236,7 @@ def static_blender(container: Container, static_blend: str = "on") -> Callable |
     offset = lo / ((hi - lo) or 1.0)
     step = (container.meta.get("measurement_quantization") or {}).get("step") or 0.0
 
-    blend_one = blend_drifting if static_blend == "drift" else blend_measurement
+    blend_one = blend_measurement if static_blend == "static" else blend_drifting
 
     def blend(x, y, operator, out=None):
         return blend_one(x, y, operator, sigma, offset=offset, quantize=float(step), out=out)[0]
@@ -325,12 +326,12 @@ def decode_container(
         ``auto`` is float16 on CUDA and int8 on the CPU for tcs-unfold models
         (held-out PSNR within 0.02 dB of float32, benchmarks/tcs_speed.md),
         float32 otherwise.
-    static_blend : {"on", "off", "drift"}
+    static_blend : {"on", "static", "off"}
         ``on`` (default): pull the network's frames toward one still image where the
-        measurement shows no motion (:mod:`emcs.tcs.static`; benchmarks/tcs_heldout.md);
-        GAP-TV's frames are kept as they are. ``drift``: also toward a drifting still image
-        where the scene follows a rigid drift (:mod:`emcs.tcs.drift`). ``off``: the
-        network's frames as they are.
+        measurement shows no motion (:mod:`emcs.tcs.static`) and toward a drifting still
+        image where the scene follows a rigid drift (:mod:`emcs.tcs.drift`;
+        benchmarks/tcs_heldout.md); GAP-TV's frames are kept as they are. ``static``: the
+        still image only. ``off``: the network's frames as they are.
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional

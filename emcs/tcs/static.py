@@ -55,12 +55,14 @@ import numpy as np
 
 from emcs.errors import EmcsError
 
-#: values of the ``static_blend`` parameter: "on" blends the network decoders' frames
-#: (GAP-TV's are kept), "drift" also with a drifting still image (:mod:`emcs.tcs.drift`),
-#: "off" leaves every decoder's frames as they are
-STATIC_BLEND = ("off", "on", "drift")
-#: the default: on (held-out movies: never more than 0.02 dB worse, up to +7 dB on near-static
-#: ones; benchmarks/tcs_heldout.md)
+#: values of the ``static_blend`` parameter: "on" blends the network decoders' frames (GAP-TV's
+#: are kept) with a still image and, where the scene drifts, a drifting one
+#: (:func:`emcs.tcs.drift.blend_drifting`); "static" with the still image only
+#: (:func:`blend_measurement`); "off" leaves every decoder's frames as they are
+STATIC_BLEND = ("off", "on", "static")
+#: the default: on (held-out movies: never more than 0.06 dB worse than the still image only,
+#: which is never more than 0.02 dB worse than the network; up to +7 dB on near-static ones,
+#: up to +2.7 dB more on drifting ones; benchmarks/tcs_heldout.md)
 DEFAULT_STATIC_BLEND = "on"
 
 
