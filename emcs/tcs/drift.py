@@ -31,11 +31,12 @@ Per measurement, with the decoder's frames ``x_b`` (scaled to [0, 1]):
 3. the static blend's frames (:func:`emcs.tcs.static.blend_measurement`: its still image carries
    the detail of ``Y / S`` that the network drops), moved back by ``d_b`` and averaged: the
    drifting still image ``s`` on a canvas that holds every frame's view (separable Catmull-Rom
-   shifts; the back-shift is the exact adjoint);
+   shifts: Catmull & Rom, Computer Aided Geometric Design 1974; Keys, IEEE Trans. ASSP 1981;
+   the back-shift is their exact adjoint);
 4. ``out_b = alpha static_b + (1 - alpha) g_b T_b s``.
 
-A group whose largest displacement is below ``min_shift`` (or beyond ``max_shift``) gets the
-static blend as it is. Tried and left out on the tuning set (benchmarks/tcs_heldout.md): SART
+A group whose largest displacement is below ``min_shift`` (or beyond ``max_shift``), or whose
+frames are narrower than :data:`MIN_SIDE`, gets the static blend as it is. Tried and left out on the tuning set (benchmarks/tcs_heldout.md): SART
 steps of ``s`` on the measurement (the path errors of a few tenths of a pixel make them fit
 noise: -0.1..-0.2 dB) and a Gauss-Newton refinement of the path on the measurement (worse than
 the network's frames' path). The path is estimated on the whole measurement's central crop; the
@@ -83,6 +84,8 @@ class DriftSettings:
 
 
 DEFAULT_DRIFT = DriftSettings()
+#: frames narrower than this (pixels) get the static blend as it is
+MIN_SIDE = 8
 
 
 # --------------------------------------------------------------------------- shifts
@@ -220,7 +223,7 @@ def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset:
     g, _, ref = static.gains_and_mean(x, settings.window, offset)
     d = frame_path(x, g, drift)
     largest = float(np.hypot(d[:, 0], d[:, 1]).max())
-    if not drift.min_shift <= largest <= drift.max_shift:
+    if not drift.min_shift <= largest <= drift.max_shift or min(H, W) < MIN_SIDE:
         frames, stats = static.blend_measurement(x, y, masks, sigma, offset=offset, quantize=quantize,
                                                  settings=settings, rows=rows, out=out)
         return frames, dict(stats, shift_px=largest, mode="static")
