@@ -11,15 +11,18 @@ change, counting camera):
   does not take: ``stem-partial-scan/truth-4, 5``, ``atomsegnet-stem/Si110...``, ISBI 2012
   ssTEM sections 3, 8, 12 (the held-out movies use truth-1..3, the other three PNGs and
   sections 22, 24, 26);
-- near-static: drift 0-0.1 px/frame, no rotation; moving: drift 0.3-0.8 px/frame with
+- near-static: drift 0-0.1 px/frame, no rotation; moving: drift 0.2-0.8 px/frame with
   rotation 0.001-0.004 rad/frame (the held-out table's motion), so that the settings are
-  chosen against both gains and losses;
+  chosen against both gains and losses; drifting (movies 13-22, the drift blend of
+  :mod:`emcs.tcs.drift`): drift 0.1-0.8 px/frame, no rotation or 0.0003-0.001 rad/frame;
 - doses 5, 15, 50 counts/px; B 10, 20, 30; ``--quantize`` 0 and 1.
 
 Seeds ``18_000_000 + i`` (the held-out table uses 17 000 000+, training 0-5)::
 
     python benchmarks/tune_static_blend.py decode     # encode + network, cached in $TMPDIR
     python benchmarks/tune_static_blend.py score      # the blend's variants on the cache
+    python benchmarks/tune_static_blend.py score --drift --grid "" "/rate_noise=1"
+                                       # the drift blend against the static one
 """
 
 from __future__ import annotations
