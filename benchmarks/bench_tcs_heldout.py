@@ -47,8 +47,10 @@ Methods: ``gap-tv`` (``emcs decode --method gap-tv``), ``jpeg``, ``jpeg2000``,
 the network decodes every case, also outside its card (forced, then marked);
 ``default`` in the report is what ``emcs decode`` (``--method auto``) picks:
 the network where its card covers B and the density, else GAP-TV. ``blend``:
-``emcs decode --static-blend on`` (the auto choice, the network's frames through
-:mod:`emcs.tcs.static`; settings frozen on ``tune_static_blend.py``'s tuning set).
+``emcs decode --static-blend static`` (the auto choice, the network's frames through
+:mod:`emcs.tcs.static`; settings frozen on ``tune_static_blend.py``'s tuning set);
+``drift``: ``--static-blend on`` (also the drift-compensated still image,
+:mod:`emcs.tcs.drift`; settings frozen on the same tuning set, drifting movies added).
 The ``static`` table (near-static real-image movies, :data:`STATIC`) was defined
 before any of its cases was scored.
 """
@@ -106,6 +108,10 @@ TABLES = {
     "static": ((10, 20, 30), (0, 1, 2, 3), (0.5,), ("generated",), STATIC),
 }
 HELDOUT_MASKS = ("xor", "blocks4")
+#: method -> ``static_blend`` of ``emcs decode`` (the auto choice): ``blend`` the still image only
+#: (session 10's first default), ``drift`` also the drifting still image (:mod:`emcs.tcs.drift`;
+#: the default since)
+BLENDS = {"blend": "static", "drift": "on"}
 
 
 # --------------------------------------------------------------------------- movies
@@ -315,8 +321,9 @@ def run_case(case: dict, movie: dict, methods: list[str], models: dict, done: di
         t = time.perf_counter()
         if method == "gap-tv":
             r = score(decode_file(container, method="gap-tv") * scale, clean, noisy)
-        elif method == "blend":
-            r = score(decode_file(container, method="auto", static_blend="on") * scale, clean, noisy)
+        elif method in BLENDS:
+            r = score(decode_file(container, method="auto", static_blend=BLENDS[method]) * scale,
+                      clean, noisy)
         elif method in CODECS:
             got, over = codec_at_budget(movie["counts"][:B], method, nbytes["measurement_bytes"])
             if got.decoded is None:
@@ -341,7 +348,7 @@ def run(args) -> None:
     if args.new_model:
         models["new"] = str(args.new_model)
     methods = [m for group in args.methods for m in (BASELINES if group == "baselines" else (group,))]
-    unknown = sorted(set(methods) - {*BASELINES, *models, "blend"})
+    unknown = sorted(set(methods) - {*BASELINES, *models, *BLENDS})
     if unknown:
         raise SystemExit(f"unknown methods {unknown}")
     store["settings"] = dict(size=args.size, seed_base=SEED_BASE, frames=FRAMES,
@@ -415,9 +422,9 @@ def default_psnr(row: dict, state: str, models: dict) -> tuple[float | None, boo
     """PSNR of what ``emcs decode`` picks, and whether that is the network: ``shipped`` (the
     recorded auto choice with the shipped models) or ``new`` (the new network where its card
     covers the case, else GAP-TV)."""
-    if state in ("shipped", "blend"):
+    if state == "shipped" or state in BLENDS:
         net = row["auto_shipped"] != "gap-tv"
-        return psnr(row, state if net or state == "blend" else "gap-tv"), net
+        return psnr(row, state if net or state in BLENDS else "gap-tv"), net
     else:
         lo_b, hi_b = models["new"]["B_range"]
         lo_d, hi_d = models["new"]["density_range"]
@@ -536,33 +543,42 @@ def report(paths: list[Path]) -> str:
                       else None, lambda r: ("density", r["density"]) if standard(r) and r["B"] == 10
                       and r["q"] < 2 and (r["kind"], r["m"]) in subset else None,
                       lambda r: ("mask", r["mask"]) if r["mask"] != "generated" else None)]
-    if any("blend" in r["results"] for r in cases_.values()):
-        out += blend_report(cases_, models, main)
+    for new, old in (("blend", "shipped"), ("drift", "blend")):
+        if any(new in r["results"] for r in cases_.values()):
+            out += blend_report(cases_, models, main, new, old)
     return "\n".join(out) + "\n"
 
 
-def blend_report(cases_: dict, models: dict, main) -> list[str]:
-    """The static blend (``blend``) against the same decoder without it (``shipped``)."""
+def blend_report(cases_: dict, models: dict, main, new: str = "blend", old: str = "shipped") -> list[str]:
+    """A blend (``new``: ``blend`` or ``drift``) against the decode without it (``old``)."""
     def static(r):
         return (r["B"], r["q"]) if r["kind"].endswith("-static") else None
 
     out = []
     for title, group in (("main table", main), ("near-static row", static)):
-        out += ["", f"## Static blend: {title} (B, quantize)", "",
-                table(cases_, models, group, "(B, quantize)", states=("shipped", "blend"))]
-    lines = ["| movie | dose | cases | blend − without, min … max (mean) | at B = 10 / 20 / 30 (mean) |",
-             "|---|---|---|---|---|"]
+        out += ["", f"## {new} − {old}: {title} (B, quantize)", "",
+                table(cases_, models, group, "(B, quantize)", states=(old, new))]
+    lines = [f"| movie | dose | cases | {new} − {old}, min … max (mean) | at B = 10 / 20 / 30 (mean) |"
+             f" {new} − best codec, at B = 10 / 20 / 30 (mean) | {new} − GAP-TV, at B = 10 / 20 / 30 (mean) |",
+             "|---|---|---|---|---|---|---|"]
     movies: dict = {}
     for r in cases_.values():
-        if "blend" in r["results"] and (main(r) or static(r)):
+        if new in r["results"] and old in r["results"] and (main(r) or static(r)):
             movies.setdefault((r["kind"], r["m"], r["dose"]), []).append(r)
+
+    def per_b(pairs):
+        return " / ".join(f"{np.mean([d for b, d in pairs if b == B]):+.2f}" for B in (10, 20, 30))
+
     for (kind, m, dose), rows in sorted(movies.items()):
-        diff = [(r["B"], psnr(r, "blend") - default_psnr(r, "shipped", models)[0]) for r in rows]
-        per_b = " / ".join(f"{np.mean([d for b, d in diff if b == B]):+.2f}" for B in (10, 20, 30))
+        ours = [(r["B"], psnr(r, new)) for r in rows]
+        diff = [(b, p - default_psnr(r, old, models)[0]) for (b, p), r in zip(ours, rows, strict=True)]
+        codec = [(b, p - best_codec(r)[0]) for (b, p), r in zip(ours, rows, strict=True)]
+        gap = [(b, p - psnr(r, "gap-tv")) for (b, p), r in zip(ours, rows, strict=True)]
         d = [d for _, d in diff]
         lines.append(f"| {kind} {m} ({rows[0]['source']}) | {dose} | {len(rows)} | "
-                     f"{min(d):+.2f} … {max(d):+.2f} ({np.mean(d):+.2f}) | {per_b} |")
-    return out + ["", "## Static blend per movie (dB; all B and quantize steps)", "", "\n".join(lines)]
+                     f"{min(d):+.2f} … {max(d):+.2f} ({np.mean(d):+.2f}) | {per_b(diff)} | {per_b(codec)} |"
+                     f" {per_b(gap)} |")
+    return out + ["", f"## {new} − {old} per movie (dB; all B and quantize steps)", "", "\n".join(lines)]
 
 
 def main() -> None:
@@ -573,7 +589,7 @@ def main() -> None:
                    help=f"run: tables of cases ({', '.join(TABLES)})")
     p.add_argument("--methods", type=lambda s: s.split(","), default=["baselines"],
                    help="run: baselines (gap-tv and the codecs), gap-tv, jpeg, jpeg2000, jpegxl, "
-                        "shipped, new, blend")
+                        "shipped, new, blend, drift")
     p.add_argument("--kinds", type=lambda s: s.split(","), help="run: only these movie kinds")
     p.add_argument("--new-model", type=Path, help="run: the new network's .safetensors (card beside it)")
     p.add_argument("--size", type=int, default=128)

@@ -11,15 +11,18 @@ change, counting camera):
   does not take: ``stem-partial-scan/truth-4, 5``, ``atomsegnet-stem/Si110...``, ISBI 2012
   ssTEM sections 3, 8, 12 (the held-out movies use truth-1..3, the other three PNGs and
   sections 22, 24, 26);
-- near-static: drift 0-0.1 px/frame, no rotation; moving: drift 0.3-0.8 px/frame with
+- near-static: drift 0-0.1 px/frame, no rotation; moving: drift 0.2-0.8 px/frame with
   rotation 0.001-0.004 rad/frame (the held-out table's motion), so that the settings are
-  chosen against both gains and losses;
+  chosen against both gains and losses; drifting (movies 13-22, the drift blend of
+  :mod:`emcs.tcs.drift`): drift 0.1-0.8 px/frame, no rotation or 0.0003-0.001 rad/frame;
 - doses 5, 15, 50 counts/px; B 10, 20, 30; ``--quantize`` 0 and 1.
 
 Seeds ``18_000_000 + i`` (the held-out table uses 17 000 000+, training 0-5)::
 
     python benchmarks/tune_static_blend.py decode     # encode + network, cached in $TMPDIR
     python benchmarks/tune_static_blend.py score      # the blend's variants on the cache
+    python benchmarks/tune_static_blend.py score --drift --grid "" "/rate_noise=1"
+                                       # the drift blend against the static one
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ DATA = heldout.DATA
 SEED = 18_000_000
 NEAR = ((0.0, 0.1), (0.0, 0.0))
 MOVING = ((0.2, 0.8), (0.001, 0.004))
+#: rigid stage drift (the drift-compensated still image, :mod:`emcs.tcs.drift`): no rotation
+#: or a small one
+DRIFT = ((0.1, 0.8), (0.0, 0.0))
+DRIFT_ROT = ((0.1, 0.8), (0.0003, 0.001))
 #: (source, motion, dose)
 TUNING = (
     ("haadf-crystal", NEAR, 15), ("haadf-particle", NEAR, 5), ("lattice", NEAR, 50),
@@ -46,6 +53,10 @@ TUNING = (
     ("sstem:12", NEAR, 5),
     ("haadf-crystal", MOVING, 15), ("lattice", MOVING, 50), ("sstem:8", MOVING, 5),
     ("stem:truth-4.tif", MOVING, 15),
+    ("haadf-crystal", DRIFT, 5), ("lattice", DRIFT_ROT, 15), ("fibres", DRIFT, 50),
+    ("stem:truth-5.tif", DRIFT, 15), ("stem:truth-4.tif", DRIFT_ROT, 5),
+    ("atomseg:Si110_5nmX25us_03_none_none.png", DRIFT, 50), ("sstem:3", DRIFT_ROT, 15),
+    ("sstem:12", DRIFT, 5), ("sstem:8", DRIFT, 15), ("haadf-particle", DRIFT_ROT, 50),
 )
 BS = (10, 20, 30)
 QS = (0, 1)
@@ -148,8 +159,10 @@ def load(args):
                     yield i, B, q, movie, {k: z[k] for k in z.files}
 
 
-def score_settings(cases: list, settings) -> list[dict]:
-    """The blend's PSNR gain over the network on every cached case."""
+def score_settings(cases: list, settings, drift=None) -> list[dict]:
+    """The blend's PSNR gain over the network on every cached case (``drift``: the drift
+    blend's :class:`~emcs.tcs.drift.DriftSettings`, also its gain over the static blend)."""
+    from emcs.tcs.drift import blend_drifting
     from emcs.tcs.operator import TcsOperator
     from emcs.tcs.static import blend_measurement
 
@@ -157,37 +170,64 @@ def score_settings(cases: list, settings) -> list[dict]:
     for i, B, q, movie, c in cases:
         op = TcsOperator.generated(seed=SEED + i, B=B, frame_shape=c["y"].shape[-2:], density=0.5)
         lo, hi = float(c["lo"]), float(c["hi"])
-        x, stats = blend_measurement(c["x"][0], c["y"][0], op.masks(B), float(c["sigma"]),
-                                     offset=lo / (hi - lo), quantize=q, settings=settings)
+        args = (c["x"][0], c["y"][0], op.masks(B), float(c["sigma"]))
+        kw = dict(offset=lo / (hi - lo), quantize=q, settings=settings)
+        x, stats = blend_measurement(*args, **kw)
         before = psnr(c["x"], c, movie, B)
-        out.append(dict(i=i, B=B, q=q, near=TUNING[i][1] is NEAR, before=before,
-                        gain=psnr(x, c, movie, B) - before, **stats))
+        row = dict(i=i, B=B, q=q, kind=kind_of(i), before=before, gain=psnr(x, c, movie, B) - before,
+                   **stats)
+        if drift is not None:
+            xd, dstats = blend_drifting(*args, **kw, drift=drift)
+            row.update(static_gain=row["gain"], gain=psnr(xd, c, movie, B) - before,
+                       shift_px=dstats["shift_px"], mode=dstats["mode"], alpha=dstats["alpha"])
+        out.append(row)
     return out
+
+
+def kind_of(i: int) -> str:
+    motion = TUNING[i][1]
+    return {NEAR: "near", MOVING: "moving"}.get(motion, "drift")
 
 
 def summary(rows: list[dict]) -> str:
     parts = []
-    for name, sel in (("near", lambda r: r["near"]), ("moving", lambda r: not r["near"])):
+    for name in ("near", "moving", "drift"):
         for B in BS:
-            g = [r["gain"] for r in rows if sel(r) and r["B"] == B]
-            parts.append(f"{name} B{B} {np.mean(g):+.2f} (min {min(g):+.2f})")
-    return " | ".join(parts)
+            sel = [r for r in rows if r["kind"] == name and r["B"] == B]
+            if not sel:
+                continue
+            g = [r["gain"] for r in sel]
+            text = f"{name} B{B} {np.mean(g):+.2f} (min {min(g):+.2f})"
+            if "static_gain" in sel[0]:
+                d = [r["gain"] - r["static_gain"] for r in sel]
+                text += f" vs static {np.mean(d):+.2f} (min {min(d):+.2f})"
+            parts.append(text)
+    return "\n  ".join(parts)
+
+
+def parse(spec: str, base):
+    from dataclasses import replace
+
+    return replace(base, **{k: type(getattr(base, k))(v) for k, v in
+                            (kv.split("=") for kv in spec.split(",") if kv)})
 
 
 def score(args) -> None:
-    from emcs.tcs.static import with_settings
+    from emcs.tcs.drift import DEFAULT_DRIFT
+    from emcs.tcs.static import DEFAULT_SETTINGS
 
-    cases = list(load(args))
+    cases = [c for c in load(args) if args.movies is None or c[0] in args.movies]
     for spec in args.grid:
-        settings = with_settings(**{k: type(getattr(with_settings(), k))(v) for k, v in
-                                    (kv.split("=") for kv in spec.split(",") if kv)})
-        rows = score_settings(cases, settings)
+        settings, _, drift_spec = spec.partition("/")
+        drift = parse(drift_spec, DEFAULT_DRIFT) if args.drift else None
+        rows = score_settings(cases, parse(settings, DEFAULT_SETTINGS), drift)
         if args.verbose:
             for r in rows:
-                print(f"  {r['i']:2d} {TUNING[r['i']][0][:14]:14s} B{r['B']} q{r['q']} "
-                      f"{r['before']:.2f} {r['gain']:+.2f} alpha {r['alpha']:.2f} "
-                      f"drift {r['drift_px']:.2f}")
-        print(f"{spec or 'default'}: {summary(rows)}", flush=True)
+                extra = (f" static {r['static_gain']:+.2f} shift {r['shift_px']:.1f} {r['mode']}"
+                         if "static_gain" in r else "")
+                print(f"  {r['i']:2d} {TUNING[r['i']][0][:14]:14s} {r['kind']:6s} B{r['B']} q{r['q']} "
+                      f"{r['before']:.2f} {r['gain']:+.2f} alpha {r['alpha']:.2f}{extra}")
+        print(f"{spec or 'default'}:\n  {summary(rows)}", flush=True)
 
 
 def main() -> None:
@@ -196,7 +236,10 @@ def main() -> None:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "static_tune")
     p.add_argument("--grid", nargs="*", default=[""],
-                   help="score: settings to try, e.g. drift_lo=1,drift_hi=2 (BlendSettings fields)")
+                   help="score: settings to try, e.g. drift_lo=1,drift_hi=2 (BlendSettings fields), "
+                        "then after a '/' DriftSettings fields, e.g. /iters=3")
+    p.add_argument("--drift", action="store_true", help="score: the drift blend (against the static)")
+    p.add_argument("--movies", type=lambda s: [int(v) for v in s.split(",")], help="score: only these")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args()
     if args.what == "decode":

@@ -11,7 +11,8 @@ For every group k with n_k frames and masks C_1..C_{n_k}:
 2. reconstruct ``X_s`` with a decoder of :mod:`emcs.tcs.decoders`: a neural
    network (when one fits B and the mask density) or GAP-TV;
 3. (``static_blend="on"``, the default) pull the network's frames toward one still image
-   where the scene does not move (:mod:`emcs.tcs.static`);
+   where the scene does not move (:mod:`emcs.tcs.static`) and toward a drifting still image
+   where it follows a rigid drift (:mod:`emcs.tcs.drift`);
 4. unscale and clip to [lo, hi]; rounded and cast to the input's dtype
    (``dtype="input"``) or kept as float32 (:data:`OUTPUT_DTYPES`);
 5. write group by group with :class:`emcs.io.StackWriter` (bounded memory),
@@ -31,6 +32,7 @@ from emcs.errors import EmcsError
 from emcs.nn.ensemble import ENSEMBLES
 from emcs.tcs import decoders
 from emcs.tcs.container import Container, open_container
+from emcs.tcs.drift import blend_drifting
 from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
 from emcs.tcs.static import (
     DEFAULT_STATIC_BLEND,
@@ -188,7 +190,7 @@ def iter_decoded(
             for kind, name in plan.values() if kind == "net"}
     dtype_out = np.dtype(container.input_dtype if dtype is None else dtype)
     batches = group_batches(container.counts, max(1, max_elements // (B * H * W)))
-    blend = static_blender(container) if static_blend == "on" else None
+    blend = static_blender(container, static_blend) if static_blend != "off" else None
     # the blocks first: their generator checks the checksum after the last batch
     for y, (k, _) in zip(container.blocks(stop for _, stop in batches), batches, strict=True):
         n = int(container.counts[k])
@@ -208,23 +210,24 @@ def iter_decoded(
 
 
 def applied_static_blend(plan: dict, static_blend: str, sigma: float | None) -> str:
-    """``"on"`` when the blend is applied: asked for, a network decodes some group, and the
-    container has the noise estimate it needs; else ``"off"``."""
+    """``static_blend`` (``"on"`` or ``"static"``) when the blend is applied: asked for, a network
+    decodes some group, and the container has the noise estimate it needs; else ``"off"``."""
     uses_net = any(kind == "net" for kind, _ in plan.values())
-    return "on" if static_blend == "on" and uses_net and sigma is not None else "off"
+    return static_blend if static_blend != "off" and uses_net and sigma is not None else "off"
 
 
 def static_blend_notes(plan: dict, static_blend: str, sigma: float | None) -> list[str]:
     """A note when the blend was asked for, a network decodes, and no noise estimate is stored."""
     uses_net = any(kind == "net" for kind, _ in plan.values())
-    if static_blend == "on" and uses_net and sigma is None:
+    if static_blend != "off" and uses_net and sigma is None:
         return ["the container has no noise estimate: static blend not applied"]
     return []
 
 
-def static_blender(container: Container) -> Callable | None:
+def static_blender(container: Container, static_blend: str = "on") -> Callable | None:
     """``blend(x, y, operator, out=None) -> frames`` of one measurement with this container's noise
-    estimate and quantisation (:func:`emcs.tcs.static.blend_measurement`), or None when the
+    estimate and quantisation (:func:`emcs.tcs.drift.blend_drifting`, or
+    :func:`emcs.tcs.static.blend_measurement` for ``static_blend="static"``), or None when the
     container has no noise estimate."""
     _, sigma = choose_noise_level(container)
     if sigma is None:
@@ -233,9 +236,10 @@ def static_blender(container: Container) -> Callable | None:
     offset = lo / ((hi - lo) or 1.0)
     step = (container.meta.get("measurement_quantization") or {}).get("step") or 0.0
 
+    blend_one = blend_measurement if static_blend == "static" else blend_drifting
+
     def blend(x, y, operator, out=None):
-        return blend_measurement(x, y, operator, sigma, offset=offset, quantize=float(step),
-                                 out=out)[0]
+        return blend_one(x, y, operator, sigma, offset=offset, quantize=float(step), out=out)[0]
 
     return blend
 
@@ -322,10 +326,12 @@ def decode_container(
         ``auto`` is float16 on CUDA and int8 on the CPU for tcs-unfold models
         (held-out PSNR within 0.02 dB of float32, benchmarks/tcs_speed.md),
         float32 otherwise.
-    static_blend : {"on", "off"}
+    static_blend : {"on", "static", "off"}
         ``on`` (default): pull the network's frames toward one still image where the
-        measurement shows no motion (:mod:`emcs.tcs.static`; benchmarks/tcs_heldout.md);
-        GAP-TV's frames are kept as they are. ``off``: the network's frames as they are.
+        measurement shows no motion (:mod:`emcs.tcs.static`) and toward a drifting still
+        image where the scene follows a rigid drift (:mod:`emcs.tcs.drift`;
+        benchmarks/tcs_heldout.md); GAP-TV's frames are kept as they are. ``static``: the
+        still image only. ``off``: the network's frames as they are.
     progress : callable, optional
         Called with the number of measurements finished.
     on_note : callable, optional

@@ -55,11 +55,14 @@ import numpy as np
 
 from emcs.errors import EmcsError
 
-#: values of the ``static_blend`` parameter: "on" blends the network decoders' frames
-#: (GAP-TV's are kept), "off" leaves every decoder's frames as they are
-STATIC_BLEND = ("off", "on")
-#: the default: on (held-out movies: never more than 0.02 dB worse, up to +7 dB on near-static
-#: ones; benchmarks/tcs_heldout.md)
+#: values of the ``static_blend`` parameter: "on" blends the network decoders' frames (GAP-TV's
+#: are kept) with a still image and, where the scene drifts, a drifting one
+#: (:func:`emcs.tcs.drift.blend_drifting`); "static" with the still image only
+#: (:func:`blend_measurement`); "off" leaves every decoder's frames as they are
+STATIC_BLEND = ("off", "on", "static")
+#: the default: on (held-out movies: never more than 0.06 dB worse than the still image only,
+#: which is never more than 0.02 dB worse than the network; up to +7 dB on near-static ones,
+#: up to +2.7 dB more on drifting ones; benchmarks/tcs_heldout.md)
 DEFAULT_STATIC_BLEND = "on"
 
 
@@ -172,11 +175,7 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
         estimate D over the strips), ``gain_range``.
     """
     B, H, _ = x.shape
-    total = float(x.mean(dtype=np.float64))
-    g = x.mean(axis=(1, 2), dtype=np.float64) / total if total > 1e-6 else np.ones(B)
-    g = np.clip(g, 0.2, 5.0)
-    m = np.einsum("bhw,b->hw", x, 1.0 / g / B, dtype=np.float64)
-    ref = float(np.median(box(np.maximum(m, 0.0), settings.window))) + offset
+    g, m, ref = gains_and_mean(x, settings.window, offset)
     halo = 2 * max(settings.window, settings.drift_window) + 2
     still, alpha = np.empty((2, *m.shape), np.float32)
     drifts = []
@@ -195,6 +194,17 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
     stats = {"alpha": float(alpha.mean(dtype=np.float64)), "drift_px": float(np.median(drifts)),
              "gain_range": [float(g.min()), float(g.max())]}
     return out, stats
+
+
+def gains_and_mean(x: np.ndarray, window: int, offset: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-frame gains ``g_b`` (frame mean over the mean of all frames), the gain-corrected
+    temporal mean ``m`` and the reference level of the shot noise (median local mean + offset)."""
+    B = x.shape[0]
+    total = float(x.mean(dtype=np.float64))
+    g = x.mean(axis=(1, 2), dtype=np.float64) / total if total > 1e-6 else np.ones(B)
+    g = np.clip(g, 0.2, 5.0)
+    m = np.einsum("bhw,b->hw", x, 1.0 / g / B, dtype=np.float64)
+    return g, m, float(np.median(box(np.maximum(m, 0.0), window))) + offset
 
 
 def _still_and_weight(x, y, C, g, m, sigma, offset, ref, quantize, settings: BlendSettings):
@@ -253,4 +263,4 @@ def with_settings(**changes) -> BlendSettings:
 
 
 __all__ = ["DEFAULT_SETTINGS", "DEFAULT_STATIC_BLEND", "STATIC_BLEND", "BlendSettings", "blend_measurement",
-           "box", "check_static_blend", "consistency", "with_settings"]
+           "box", "check_static_blend", "consistency", "gains_and_mean", "with_settings"]

@@ -1,0 +1,293 @@
+"""Drift blend: the static blend (:mod:`emcs.tcs.static`) for a scene under a rigid stage drift.
+
+Why
+---
+The static blend pulls a network decoder's frames toward one still image where the
+measurement shows no motion; on a specimen that drifts (the common case in EM: 0.2-0.8 px per
+frame, several pixels over a group) it falls back to the network, which at B = 20-30 loses to
+the image codecs. A drifting scene is still one image: ``x_b(p) = g_b s(p - d_b)`` with the
+frame's displacement ``d_b``, so the measurement ``Y = sum_b C_b g_b T_b s`` (``T_b``: the
+shift by ``d_b``) again holds ~B/2 frames of dose of every point of ``s``.
+
+What
+----
+Per measurement, with the decoder's frames ``x_b`` (scaled to [0, 1]):
+
+1. gains ``g_b`` (:func:`emcs.tcs.static.gains_and_mean`) and the displacement path ``d_b``:
+   each frame's shift by phase correlation (Kuglin & Hines, Proc. IEEE Conf. Cybernetics and
+   Society 1975; half-whitened, parabolic sub-pixel peak, central crop) against the middle frame,
+   then three times against the mean of the frames moved back by their shifts; a polynomial of
+   degree 2 in time fitted to the shifts (a drift is smooth; the fit averages the errors);
+2. the weight ``alpha`` of the static blend's frames, from the network's frames and the
+   measurement, local over windows, where the scene does not follow the drift:
+
+   - the network's own variation around ``g_b T_b s_net`` (``T_b``: the shift by ``d_b``,
+     ``s_net`` the network's frames moved back and averaged) against the shot noise of a frame;
+   - the static blend's drift fit of the residual ``r = Y / S_g - sum_b C_b g_b T_b s_net / S_g``
+     on ``-t grad`` (a displacement left over: rotation, local motion);
+   - the local least-squares rate of ``r`` on the pixels' mean time ``t`` (a change in time that
+     the network smooths away: a growing particle);
+
+3. the static blend's frames (:func:`emcs.tcs.static.blend_measurement`: its still image carries
+   the detail of ``Y / S`` that the network drops), moved back by ``d_b`` and averaged: the
+   drifting still image ``s`` on a canvas that holds every frame's view (separable Catmull-Rom
+   shifts: Catmull & Rom, Computer Aided Geometric Design 1974; Keys, IEEE Trans. ASSP 1981;
+   the back-shift is their exact adjoint);
+4. ``out_b = alpha static_b + (1 - alpha) g_b T_b s``.
+
+A group whose largest displacement is below ``min_shift`` (or beyond ``max_shift``), or whose
+frames are narrower than :data:`MIN_SIDE`, gets the static blend as it is. Tried and left out on the tuning set (benchmarks/tcs_heldout.md): SART
+steps of ``s`` on the measurement (the path errors of a few tenths of a pixel make them fit
+noise: -0.1..-0.2 dB) and a Gauss-Newton refinement of the path on the measurement (worse than
+the network's frames' path). The path is estimated on the whole measurement's central crop; the
+weights are local (a margin around strips of rows), so the frames do not depend on ``rows``.
+Only numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from emcs.tcs import static
+from emcs.tcs.static import DEFAULT_SETTINGS, BlendSettings, box
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """Settings of :func:`blend_drifting` (chosen on the tuning set, benchmarks/tcs_heldout.md).
+
+    Attributes
+    ----------
+    min_shift, max_shift : float
+        Largest displacement over the group (pixels) from which on, and up to which, the drift
+        is compensated (else: the static blend as it is).
+    order : int
+        Degree of the polynomial path fitted to the per-frame shifts.
+    crop : int
+        Side of the central crop on which the shifts are estimated.
+    change_noise : float
+        Frame-noise variances of decoder variation (around the drifting still image) at which
+        alpha = 1/2.
+    rate_noise : float
+        Frame-noise variances of the change over the group that the measurement shows (the
+        local fit of the residual on the pixels' mean time ``t``) at which alpha = 1/2.
+    """
+
+    min_shift: float = 0.1
+    max_shift: float = 40.0
+    order: int = 2
+    crop: int = 256
+    change_noise: float = 2.0
+    rate_noise: float = 0.5
+
+
+DEFAULT_DRIFT = DriftSettings()
+#: frames narrower than this (pixels) get the static blend as it is
+MIN_SIDE = 8
+
+
+# --------------------------------------------------------------------------- shifts
+def _cubic_weights(t: float) -> np.ndarray:
+    """Catmull-Rom weights of the samples at -1, 0, 1, 2 for a point at fraction ``t``."""
+    t2, t3 = t * t, t * t * t
+    return np.array([-t3 + 2 * t2 - t, 3 * t3 - 5 * t2 + 2, -3 * t3 + 4 * t2 + t, t3 - t2]) / 2
+
+
+def _taps(d: float, pad: int) -> tuple[int, np.ndarray]:
+    """(first canvas index, weights) of output index 0 for a shift by ``d`` (``out(p) =
+    canvas(p + pad - d)``)."""
+    u = pad - d
+    i = int(np.floor(u))
+    return i - 1, _cubic_weights(u - i).astype(np.float32)
+
+
+def shift_from(canvas: np.ndarray, d, pad: int, shape: tuple[int, int]) -> np.ndarray:
+    """Frame ``out(p) = canvas(p + pad - d)`` of ``shape`` (cubic interpolation, separable)."""
+    a = canvas
+    for axis, n in enumerate(shape):
+        i0, w = _taps(float(d[axis]), pad)
+        idx = [slice(None)] * 2
+        out = None
+        for j, wj in enumerate(w):
+            idx[axis] = slice(i0 + j, i0 + j + n)
+            term = wj * a[tuple(idx)]
+            out = term if out is None else out + term
+        a = out
+    return a
+
+
+def shift_to(frame: np.ndarray, d, pad: int, canvas_shape: tuple[int, int]) -> np.ndarray:
+    """The exact adjoint of :func:`shift_from`: ``frame`` spread back onto a zero canvas."""
+    a = frame
+    for axis in (1, 0):
+        i0, w = _taps(float(d[axis]), pad)
+        shape = list(a.shape)
+        shape[axis] = canvas_shape[axis]
+        out = np.zeros(shape, np.float32)
+        idx = [slice(None)] * 2
+        n = a.shape[axis]
+        for j, wj in enumerate(w):
+            idx[axis] = slice(i0 + j, i0 + j + n)
+            out[tuple(idx)] += wj * a
+        a = out
+    return a
+
+
+def _line_cover(n: int, d: float, pad: int) -> np.ndarray:
+    """:func:`shift_to` of ones along one axis (the weight each canvas line gets from a frame)."""
+    i0, w = _taps(d, pad)
+    out = np.zeros(n + 2 * pad, np.float32)
+    for j, wj in enumerate(w):
+        out[i0 + j:i0 + j + n] += wj
+    return out
+
+
+# --------------------------------------------------------------------------- the path
+def _crop_window(n: int, crop: int) -> slice:
+    """The central ``crop`` of ``n``."""
+    k = min(n, crop)
+    return slice((n - k) // 2, (n - k) // 2 + k)
+
+
+def _windowed(a: np.ndarray) -> np.ndarray:
+    """``a`` less its mean, times a Hann window (no edge jump in the correlation)."""
+    return (a - a.mean()) * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
+
+
+def _moved(a: np.ndarray, d) -> np.ndarray:
+    """``a(p - d)`` (edges repeated outside)."""
+    pad = int(np.ceil(np.abs(d).max())) + 3
+    return shift_from(np.pad(a, pad, mode="edge"), d, pad, a.shape)
+
+
+def _peak(corr: np.ndarray) -> np.ndarray:
+    """Sub-pixel position (signed, wrapped) of the maximum of a circular correlation."""
+    i, j = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    out = []
+    for axis, k in ((0, i), (1, j)):
+        n = corr.shape[axis]
+        at = [i, j]
+        vals = []
+        for step in (-1, 0, 1):
+            at[axis] = (k + step) % n
+            vals.append(corr[tuple(at)])
+        den = vals[0] - 2 * vals[1] + vals[2]
+        frac = 0.5 * (vals[0] - vals[2]) / den if den < 0 else 0.0
+        pos = k + float(np.clip(frac, -0.5, 0.5))
+        out.append(pos - n if pos > n / 2 else pos)
+    return np.array(out)
+
+
+def _shifts_against(frames: list[np.ndarray], ref: np.ndarray) -> np.ndarray:
+    """Displacement of each (windowed) frame against ``ref`` by phase correlation."""
+    R = np.conj(np.fft.rfft2(ref))
+    out = []
+    for f in frames:
+        cross = np.fft.rfft2(f) * R
+        cross /= np.sqrt(np.abs(cross)) + 1e-12  # half whitening: robust at low counts
+        out.append(_peak(np.fft.irfft2(cross, s=ref.shape)))
+    return np.array(out)
+
+
+def frame_path(x: np.ndarray, g: np.ndarray, settings: DriftSettings = DEFAULT_DRIFT) -> np.ndarray:
+    """(B, 2) displacements ``d_b`` (pixels, rows and columns) of frame ``b`` against the
+    group's reference position (``x_b(p) ~ g_b s(p - d_b)``), a polynomial in ``b`` of zero mean.
+
+    The shifts are found on a central crop: each frame against the middle one, then three times
+    each frame moved back by its shift against the mean of the moved frames (the left-over shift
+    is small, where the window and the parabolic peak are not biased toward zero)."""
+    B, H, W = x.shape
+    rows, cols = _crop_window(H, settings.crop), _crop_window(W, settings.crop)
+    frames = [np.asarray(xb[rows, cols], np.float32) / np.float32(gb) for xb, gb in zip(x, g, strict=True)]
+    d = _shifts_against([_windowed(f) for f in frames], _windowed(frames[B // 2]))
+    for _ in range(3):
+        moved = [_moved(f, -db) for f, db in zip(frames, d, strict=True)]
+        d = d + _shifts_against([_windowed(f) for f in moved], _windowed(np.mean(moved, axis=0)))
+    t = np.arange(B) - (B - 1) / 2
+    order = min(settings.order, B - 1)
+    fit = np.stack([np.polyval(np.polyfit(t, d[:, k], order), t) for k in (0, 1)], axis=1)
+    return fit - fit.mean(axis=0)
+
+
+# --------------------------------------------------------------------------- the blend
+def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset: float = 0.0,
+                   quantize: float = 0.0, settings: BlendSettings = DEFAULT_SETTINGS,
+                   drift: DriftSettings = DEFAULT_DRIFT, rows: int = static.STRIP_ROWS,
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """The drift blend of one measurement's decoded frames (parameters and results as
+    :func:`emcs.tcs.static.blend_measurement`, plus the :class:`DriftSettings`; ``stats`` adds
+    ``shift_px``, the largest displacement from the reference, and ``mode``)."""
+    B, H, W = x.shape
+    g, _, ref = static.gains_and_mean(x, settings.window, offset)
+    d = frame_path(x, g, drift)
+    largest = float(np.hypot(d[:, 0], d[:, 1]).max())
+    if not drift.min_shift <= largest <= drift.max_shift or min(H, W) < MIN_SIDE:
+        frames, stats = static.blend_measurement(x, y, masks, sigma, offset=offset, quantize=quantize,
+                                                 settings=settings, rows=rows, out=out)
+        return frames, dict(stats, shift_px=largest, mode="static")
+    pad = int(np.ceil(np.abs(d).max())) + 3
+    halo = 3 * pad + 2 * max(settings.window, settings.drift_window) + 4
+    alpha = np.empty((H, W), np.float32)
+    leftover = []
+    for r0 in range(0, H, rows):
+        r1 = min(H, r0 + rows)
+        a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
+        C = masks[:, a0:a1] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(a0, a1))
+        a, dev = _strip_weight(x[:, a0:a1], y[a0:a1], np.asarray(C, bool), g, d, pad, sigma, offset,
+                               ref, settings, drift)
+        keep = slice(r0 - a0, r1 - a0)
+        alpha[r0:r1] = a[keep]
+        leftover.append(np.median(dev[keep]))
+    # the network's frames are read before here only: the static blend may write over them; the
+    # drifting still image is made of its frames (which hold its still image's detail)
+    frames, stats = static.blend_measurement(x, y, masks, sigma, offset=offset, quantize=quantize,
+                                             settings=settings, rows=rows, out=out)
+    canvas = _still(frames, g, d, pad)
+    for b in range(B):  # out_b = alpha static_b + (1 - alpha) g_b T_b s, a frame at a time
+        frames[b] = alpha * frames[b] + (1 - alpha) * (np.float32(g[b]) * shift_from(canvas, d[b], pad, (H, W)))
+    stats.update(alpha=float(alpha.mean(dtype=np.float64)), drift_px=float(np.median(leftover)),
+                 shift_px=largest, mode="drift")
+    return frames, stats
+
+
+def _still(x: np.ndarray, g: np.ndarray, d: np.ndarray, pad: int) -> np.ndarray:
+    """The frames shifted back by their displacements and averaged (gain-corrected) on a canvas
+    ``pad`` wider each side (the overall mean where no frame sees the canvas)."""
+    B, h, w = x.shape
+    cshape = (h + 2 * pad, w + 2 * pad)
+    cover = sum(np.outer(_line_cover(h, d[b][0], pad), _line_cover(w, d[b][1], pad)) for b in range(B))
+    mean = float(x.mean(dtype=np.float64) / g.mean())
+    total = sum(shift_to(x[b] / np.float32(g[b]), d[b], pad, cshape) for b in range(B))
+    return ((total + 1e-3 * mean) / (cover + 1e-3)).astype(np.float32)
+
+
+def _strip_weight(x, y, C, g, d, pad, sigma, offset, ref, settings: BlendSettings,
+                  drift: DriftSettings):
+    """(alpha, left-over displacement D) of a strip (module docstring, step 3)."""
+    B, h, w = x.shape
+    Sg = np.einsum("bhw,b->hw", C, g, dtype=np.float64)
+    opened = Sg > 0
+    Sg = np.where(opened, Sg, 1.0)
+    t = np.arange(B) - (B - 1) / 2
+    tau = np.einsum("bhw,b->hw", C, g * t, dtype=np.float64) / Sg
+    s = _still(x, g, d, pad)
+    still = [np.float32(g[b]) * shift_from(s, d[b], pad, (h, w)) for b in range(B)]
+    pred0 = sum(C[b] * still[b] for b in range(B))
+    m0 = np.where(opened, pred0 / Sg, 0.0)
+    r = np.where(opened, np.asarray(y, np.float64) / Sg - m0, 0.0)
+    dev = static._drift(r, tau, m0, settings.drift_window) * (B - 1) / 2
+    ramp = np.clip((dev - settings.drift_lo) / (settings.drift_hi - settings.drift_lo), 0, 1)
+    level = (box(np.maximum(m0, 0.0), settings.window) + offset) / ref if ref > 1e-6 else 1.0
+    v_frame = sigma**2 * np.maximum(level, 0.05)
+    change = sum((xb - sb) ** 2 for xb, sb in zip(x, still, strict=True)) / B
+    change = box(change, settings.window)
+    # a change in time: the local least-squares rate of r on tau, over the group
+    rate = (box(tau * r, settings.window) / (box(tau * tau, settings.window) + 1e-12) * (B - 1)) ** 2
+    alpha = np.maximum.reduce([ramp, change / (change + drift.change_noise * v_frame + 1e-12),
+                               rate / (rate + drift.rate_noise * v_frame + 1e-12)])
+    return alpha.astype(np.float32), dev
+
+
+__all__ = ["DEFAULT_DRIFT", "DriftSettings", "blend_drifting", "frame_path", "shift_from", "shift_to"]
