@@ -239,10 +239,12 @@ def decode_cmd(
              "(1.7x less CPU than float32 with the other speed-ups; held-out PSNR within 0.02 dB), "
              "float32 otherwise."),
     static_blend: str = typer.Option(
-        "on", "--static-blend", metavar="on|off",
+        "on", "--static-blend", metavar="on|static|off",
         help="on: pull the network's frames toward one still image where the measurement shows "
-             "no motion (near-static specimens: +2-7 dB at B 10-30, moving ones unchanged within "
-             "0.02 dB, benchmarks/tcs_heldout.md); off: the network's frames as they are."),
+             "no motion, and toward a drifting still image where the scene drifts rigidly "
+             "(near-static specimens +2-7 dB, moving ones +0.2-0.4 dB on average, "
+             "benchmarks/tcs_heldout.md; +8 % CPU); static: the still image only; off: the "
+             "network's frames as they are."),
     keep_going: bool = KEEP_GOING_OPTION,
     force: bool = FORCE_OPTION,
     quiet: bool = QUIET_OPTION,
