@@ -28,9 +28,9 @@ from emcs.io.stack import (
     Stack,
     _check_dtype,
     _describe,
-    _drop_mapped_pages,
     _native,
     _to_stack_shape,
+    drop_pages,
     native_mapped,
 )
 
@@ -155,8 +155,9 @@ def _open_tiff(path: str, eer_frames: int = 1, eer_upsampling: int = 1) -> Stack
     if mm is not None:
 
         def reader(a: int, b: int) -> np.ndarray:
-            out = _native(np.array(mm[a:b]))
-            _drop_mapped_pages(mm)
+            part = mm[a:b]
+            out = _native(np.array(part))
+            drop_pages(part)
             return out
 
         kind = "tiff-mmap"
@@ -208,8 +209,9 @@ def _open_mrc(path: str) -> Stack:
         raise EmcsError(f"cannot read the MRC data ({_describe(exc)})", path) from exc
 
     def reader(a: int, b: int) -> np.ndarray:
-        out = _native(np.array(view[a:b]))
-        _drop_mapped_pages(data)
+        part = view[a:b]
+        out = _native(np.array(part))
+        drop_pages(part)
         return out
 
     return Stack(path, shape, dtype, pixel_size, reader, {"format": "mrc", "access": "mmap", "_close": mrc.close},
@@ -231,8 +233,9 @@ def _open_npy(path: str) -> Stack:
     view = arr.reshape(shape)
 
     def reader(a: int, b: int) -> np.ndarray:
-        out = _native(np.array(view[a:b]))
-        _drop_mapped_pages(arr)
+        part = view[a:b]
+        out = _native(np.array(part))
+        drop_pages(part)
         return out
 
     return Stack(path, shape, dtype, None, reader, {"format": "npy", "access": "mmap"}, native_mapped(view))

@@ -253,19 +253,6 @@ def _to_stack_shape(shape: tuple[int, ...], path: str) -> tuple[int, int, int]:
     return squeezed  # type: ignore[return-value]
 
 
-def _drop_mapped_pages(view: np.ndarray) -> None:
-    """Tell the kernel we are done with the pages of a memory-mapped array.
-
-    Frames are copied out of the mapping; without this, every page touched while
-    streaming a long movie stays in the process's resident set (reclaimable page
-    cache, but it makes RSS grow with the movie). Best effort, no-op elsewhere.
-    """
-    mm = _mmap_of(view)
-    if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
-        with contextlib.suppress(OSError, ValueError):
-            mm.madvise(mmap.MADV_DONTNEED)
-
-
 def _mmap_of(view: np.ndarray) -> mmap.mmap | None:
     base = view
     while base is not None and not isinstance(base, mmap.mmap):
@@ -274,8 +261,10 @@ def _mmap_of(view: np.ndarray) -> mmap.mmap | None:
 
 
 def drop_pages(part: np.ndarray) -> None:
-    """``madvise(MADV_DONTNEED)`` the pages under the memory-mapped array ``part``.
+    """``madvise(MADV_DONTNEED)``: we are done with the pages under the memory-mapped array ``part``.
 
+    Without this, every page touched while streaming a long movie stays in the
+    process's resident set (reclaimable page cache, but RSS grows with the movie).
     The range is rounded out to whole pages (a neighbour's shared edge page is
     read back from the file if it is used again). Best effort, no-op elsewhere.
     """
