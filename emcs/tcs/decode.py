@@ -209,17 +209,20 @@ def iter_decoded(
             x, container.value_range, dtype_out, out=x if x.dtype == dtype_out and x.flags.writeable else None)
 
 
+def _blend_wanted(plan: dict, static_blend: str) -> bool:
+    """The blend was asked for and a network decodes some group (GAP-TV's frames are not blended)."""
+    return static_blend != "off" and any(kind == "net" for kind, _ in plan.values())
+
+
 def applied_static_blend(plan: dict, static_blend: str, sigma: float | None) -> str:
     """``static_blend`` (``"on"`` or ``"static"``) when the blend is applied: asked for, a network
     decodes some group, and the container has the noise estimate it needs; else ``"off"``."""
-    uses_net = any(kind == "net" for kind, _ in plan.values())
-    return static_blend if static_blend != "off" and uses_net and sigma is not None else "off"
+    return static_blend if _blend_wanted(plan, static_blend) and sigma is not None else "off"
 
 
 def static_blend_notes(plan: dict, static_blend: str, sigma: float | None) -> list[str]:
     """A note when the blend was asked for, a network decodes, and no noise estimate is stored."""
-    uses_net = any(kind == "net" for kind, _ in plan.values())
-    if static_blend != "off" and uses_net and sigma is None:
+    if _blend_wanted(plan, static_blend) and sigma is None:
         return ["the container has no noise estimate: static blend not applied"]
     return []
 

@@ -267,20 +267,16 @@ def _strip_weight(x, y, C, g, d, pad, sigma, offset, ref, settings: BlendSetting
                   drift: DriftSettings):
     """(alpha, left-over displacement D) of a strip (module docstring, step 3)."""
     B, h, w = x.shape
-    Sg = np.einsum("bhw,b->hw", C, g, dtype=np.float64)
-    opened = Sg > 0
-    Sg = np.where(opened, Sg, 1.0)
-    t = np.arange(B) - (B - 1) / 2
-    tau = np.einsum("bhw,b->hw", C, g * t, dtype=np.float64) / Sg
+    S, Sg, tau = static.mask_times(C, g)
+    opened = S > 0
     s = _still(x, g, d, pad)
     still = [np.float32(g[b]) * shift_from(s, d[b], pad, (h, w)) for b in range(B)]
     pred0 = sum(C[b] * still[b] for b in range(B))
     m0 = np.where(opened, pred0 / Sg, 0.0)
     r = np.where(opened, np.asarray(y, np.float64) / Sg - m0, 0.0)
-    dev = static._drift(r, tau, m0, settings.drift_window) * (B - 1) / 2
+    dev = static.local_drift(r, tau, m0, settings.drift_window) * (B - 1) / 2
     ramp = np.clip((dev - settings.drift_lo) / (settings.drift_hi - settings.drift_lo), 0, 1)
-    level = (box(np.maximum(m0, 0.0), settings.window) + offset) / ref if ref > 1e-6 else 1.0
-    v_frame = sigma**2 * np.maximum(level, 0.05)
+    v_frame = static.frame_noise(m0, sigma, offset, ref, settings.window)
     change = sum((xb - sb) ** 2 for xb, sb in zip(x, still, strict=True)) / B
     change = box(change, settings.window)
     # a change in time: the local least-squares rate of r on tau, over the group

@@ -232,23 +232,16 @@ def median_local_mean(m: np.ndarray, window: int) -> float:
 def _still_and_weight(x, y, C, g, m, sigma, offset, ref, quantize, settings: BlendSettings):
     """(still image s, weight alpha of the decoder's frames, drift D) of a strip (see the module
     docstring)."""
-    C = np.asarray(C, bool)
     B = x.shape[0]
-    t = np.arange(B) - (B - 1) / 2
-    Sg = np.einsum("bhw,b->hw", C, g, dtype=np.float64)
-    S = C.sum(axis=0)
-    opened = S > 0
-    Sg = np.where(opened, Sg, 1.0)
-    tau = np.einsum("bhw,b->hw", C, g * t, dtype=np.float64) / Sg
-    r = np.where(opened, np.asarray(y, np.float64) / Sg - m, 0.0)
+    S, Sg, tau = mask_times(C, g)
+    r = np.where(S > 0, np.asarray(y, np.float64) / Sg - m, 0.0)
 
-    level = (box(np.maximum(m, 0.0), settings.window) + offset) / ref if ref > 1e-6 else 1.0
-    v_frame = sigma**2 * np.maximum(level, 0.05)
+    v_frame = frame_noise(m, sigma, offset, ref, settings.window)
     v_mean = v_frame * (1 + quantize**2 / 12) / np.maximum(S, 1)
     energy = box(r * r, settings.window) + 1e-12
     s = m + r * np.maximum(0.0, 1.0 - settings.noise_factor * v_mean / energy)
 
-    drift = _drift(r, tau, m, settings.drift_window) * (B - 1) / 2
+    drift = local_drift(r, tau, m, settings.drift_window) * (B - 1) / 2
     ramp = np.clip((drift - settings.drift_lo) / (settings.drift_hi - settings.drift_lo), 0, 1)
     change = np.zeros_like(m)
     for xb, gb in zip(x, g, strict=True):
@@ -258,7 +251,26 @@ def _still_and_weight(x, y, C, g, m, sigma, offset, ref, quantize, settings: Ble
     return s, alpha, drift
 
 
-def _drift(r: np.ndarray, tau: np.ndarray, m: np.ndarray, window: int) -> np.ndarray:
+def mask_times(C, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S, S_g, t) of a strip's masks ``C`` (B, h, w) and frame gains ``g``: open count, gain-weighted
+    open count ``sum_b g_b C_b`` (1 where no mask opens) and the mean time ``sum_b g_b (b - b0)
+    C_b / S_g`` of each pixel (b0 the group's middle)."""
+    C = np.asarray(C, bool)
+    B = C.shape[0]
+    t = np.arange(B) - (B - 1) / 2
+    S = C.sum(axis=0)
+    Sg = np.where(S > 0, np.einsum("bhw,b->hw", C, g, dtype=np.float64), 1.0)
+    return S, Sg, np.einsum("bhw,b->hw", C, g * t, dtype=np.float64) / Sg
+
+
+def frame_noise(m: np.ndarray, sigma: float, offset: float, ref: float, window: int) -> np.ndarray:
+    """Noise variance of one frame per pixel: ``sigma^2`` at the reference level ``ref``, scaled
+    with the local brightness of ``m`` (shot noise), at least 5 % of it."""
+    level = (box(np.maximum(m, 0.0), window) + offset) / ref if ref > 1e-6 else 1.0
+    return sigma**2 * np.maximum(level, 0.05)
+
+
+def local_drift(r: np.ndarray, tau: np.ndarray, m: np.ndarray, window: int) -> np.ndarray:
     """|v| per pixel: the local least-squares drift (pixels per frame) of ``r = -tau v . grad m``."""
     gy, gx = np.gradient(m)
     fy, fx = -tau * gy, -tau * gx
