@@ -4,16 +4,11 @@ give the frames of one piece, the shifts are exact adjoints and the path is foun
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from test_tcs_static import DOSE, SIZE, _decode, _movie, _psnr, _scene
 
-from emcs.tcs.container import open_container
-from emcs.tcs.decode import iter_decoded, plan_methods
 from emcs.tcs.drift import DEFAULT_DRIFT, blend_drifting, frame_path, shift_from, shift_to
-from emcs.tcs.encode import encode_stack
 from emcs.tcs.operator import TcsOperator
 from emcs.tcs.static import consistency
 
@@ -119,20 +114,3 @@ def test_strips_equal_one_piece():
     strips, _ = blend_drifting(x.copy(), y, op, 0.05, rows=16)
     assert stats["mode"] == "drift"
     np.testing.assert_allclose(strips, whole, atol=1e-4)
-
-
-def test_groups_are_blended_on_their_own(tmp_path, network):
-    """Chunk purity: a slice of the groups gives the frames the whole container gives."""
-    _, counts = _movie(0.4, 30)
-    src = tmp_path / "m.npy"
-    np.save(src, counts)
-    encode_stack(src, tmp_path / "m.npz", B=10, seed=4, force=True, threads=1)
-    with open_container(tmp_path / "m.npz") as c:
-        plan, _ = plan_methods(c, "auto")
-        whole = np.concatenate([f for _, f in iter_decoded(c, plan, dtype=np.float32, static_blend="on",
-                                                           max_elements=10 * SIZE * SIZE)])
-        part = dataclasses.replace(c, measurements=np.asarray(c.measurements[1:2]), counts=c.counts[1:2],
-                                   verified=True)
-        middle = np.concatenate([f for _, f in iter_decoded(part, plan, dtype=np.float32,
-                                                            static_blend="on")])
-    np.testing.assert_allclose(middle, whole[10:20], atol=1e-5)

@@ -118,10 +118,11 @@ def test_strips_equal_one_piece():
     np.testing.assert_allclose(strips, whole, atol=1e-5)
 
 
-def test_groups_are_blended_on_their_own(tmp_path, network):
+@pytest.mark.parametrize("drift", [0.1, 0.4])  # near-static, and drifting (the drift blend)
+def test_groups_are_blended_on_their_own(tmp_path, network, drift):
     """Chunk purity: a slice of the groups (as emcs.distributed decodes them) gives the frames
     the whole container gives."""
-    _, counts = _movie(0.1, 30)
+    _, counts = _movie(drift, 30)
     src = tmp_path / "m.npy"
     np.save(src, counts)
     encode_stack(src, tmp_path / "m.npz", B=10, seed=4, force=True, threads=1)
