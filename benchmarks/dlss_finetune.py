@@ -6,9 +6,12 @@ Scores each model on the same images: the five public crops (``real``,
 crystals of the same generator with other seeds (``own``, seeds 9500+) and, with
 ``--sstem``, serial-section TEM frames 4, 12, 20, 28 of ``../shared/data/isbi2012-sstem``
 (``sstem``: real EM of another kind; training used frames 0, 8, 16, 24). Methods:
-``net`` (``--no-safeguard``), ``net-sg`` (the default mode: safeguard on, measured
-samples exact) and ``bilinear``; targets: the raw and the blurred full scan
-(:func:`bench_dlss.blur`). Only the net passes the default mode needs are run (one
+``net`` (``--no-safeguard --target scan``), ``net-sg`` (``--target scan``: safeguard on,
+measured samples exact), ``net-blur`` / ``net-sg-blur`` (``--target blurred``, the default
+since session 11: DLSS-STEM's blurred scan, without / with the safeguard; a network trained
+on the blurred target is used as it is, a full-scan one is blurred afterwards),
+``bilinear`` and ``bilinear-blur`` (``--method bilinear [--target blurred]``); ratios are
+to plain ``bilinear``. Targets: the raw and the blurred full scan (:func:`bench_dlss.blur`). Only the net passes the default mode needs are run (one
 output pass, one self-check pass), so a model takes a few minutes on one thread.
 
     EMCS_SHARED_DATA=/work/shared/data python benchmarks/dlss_finetune.py \\
@@ -29,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FACTORS = (4, 6, 8, 10)
-METHODS = ("net", "net-sg")
+METHODS = ("net", "net-sg", "net-blur", "net-sg-blur", "bilinear-blur")
 
 
 SSTEM_FRAMES = (4, 12, 20, 28)
@@ -62,11 +65,13 @@ def rows_for(model_path: str, imgs, factors=FACTORS, threads: int = 1) -> list[d
     from emcs.dlss.interp import upsample
     from emcs.dlss.safeguard import blend
     from emcs.dlss.sampling import grid_offset, subsample
-    from emcs.dlss.supersample import check_net, load_default_model, net_estimate
+    from emcs.dlss.smoothing import paper_blur
+    from emcs.dlss.supersample import check_net, load_default_model, net_estimate, output_target
 
     torch.set_num_threads(threads)
     device = torch.device("cpu")
     model, _ = load_default_model(model_path, device)
+    trained_blurred = output_target(model) == "blurred"
     rows = []
     for name, img in imgs:
         targets = {"raw": img, "blurred": blur(img)}
@@ -75,10 +80,16 @@ def rows_for(model_path: str, imgs, factors=FACTORS, threads: int = 1) -> list[d
             sp = subsample(img, s)
             oy, ox = grid_offset(img.shape[0], s), grid_offset(img.shape[1], s)
             net = net_estimate(sp, s, img.shape, model, device)
-            net[oy::s, ox::s] = sp
             bil = upsample(sp, s, img.shape, "bilinear")
+            bil_blur = paper_blur(bil)
             verdict = check_net(sp, s, img.shape, model, device)
-            outs = {"bilinear": bil, "net": net, "net-sg": blend(net, bil, verdict)}
+            if trained_blurred:  # the network's output is the blurred-target estimate (the default mode)
+                outs = {"bilinear": bil, "bilinear-blur": bil_blur, "net-blur": net,
+                        "net-sg-blur": blend(net, bil_blur, verdict)}
+            else:
+                net[oy::s, ox::s] = sp
+                outs = {"bilinear": bil, "bilinear-blur": bil_blur, "net": net, "net-sg": blend(net, bil, verdict)}
+                outs.update({"net-blur": paper_blur(net), "net-sg-blur": paper_blur(outs["net-sg"])})
             for m, o in outs.items():
                 for target, ref in targets.items():
                     rows.append({"image": name, "factor": s, "method": m, "target": target,
@@ -107,7 +118,7 @@ def table(runs: list[dict], factors=FACTORS) -> str:
                       "| model | method | " + " | ".join(f"1/{s * s}" for s in factors) + " | mean |",
                       "|---" * (len(factors) + 3) + "|"]
             for run in runs:
-                for m in METHODS:
+                for m in [m for m in METHODS if any(r["method"] == m for r in run["rows"])]:
                     v = [ratio(run["rows"], group, target, m, s) for s in factors]
                     lines.append(f"| {run['label']} | {m} | " + " | ".join(f"{x:.3f}" for x in v)
                                  + f" | {np.mean(v):.3f} |")

@@ -86,7 +86,7 @@ def test_roundtrip_every_factor(tmp_path, shape):
         assert math.isclose(sinfo.pixel_size, 1.25 * s, rel_tol=1e-6)
         np.testing.assert_array_equal(sdata, subsample(full, s))
         method = "net" if s in (4, 10) and shape == (37, 53) else ("bilinear", "bicubic")[s % 2]
-        r = _run("supersample", sp, "-o", out, "--method", method, "--quiet", "--tile", 64)
+        r = _run("supersample", sp, "-o", out, "--method", method, "--target", "scan", "--quiet", "--tile", 64)
         assert r.exit_code == 0, r.output
         odata, oinfo = read_stack(out)
         assert odata.shape == full.shape and odata.dtype == np.uint16

@@ -96,6 +96,11 @@ def supersample_cmd(
         True, "--safeguard/--no-safeguard",
         help="net only: check the network against bilinear on each frame's own samples and fall back to "
              "bilinear, per tile and blended, where it is not clearly better (a quarter network pass more)."),
+    target: str = typer.Option(
+        None, "--target", metavar="blurred|scan",
+        help="What the output estimates: blurred = the full scan through DLSS-STEM's 5x5, sigma 2.5 px Gaussian "
+             "(the paper's target; noise reduced), scan = the full-resolution scan with the measured samples kept. "
+             "Default: blurred for the network (scan with --denoise-measured or --smooth), scan for interpolators."),
     dataset: str = DATASET_OPTION,
     eer_frames: int = EER_FRAMES_OPTION,
     eer_upsampling: int = EER_UPSAMPLING_OPTION,
@@ -109,7 +114,9 @@ def supersample_cmd(
 ) -> None:
     """Recover the full-resolution scan from a sparse regular-grid scan.
 
-    Measured probe positions are kept exactly (unless --denoise-measured or --smooth); the pixel size is divided by s and
+    The network returns DLSS-STEM's target by default: the full scan blurred by the paper's 5x5, sigma 2.5 px
+    Gaussian (--target scan: full resolution). With --target scan and for the interpolators the measured
+    probe positions are kept exactly (unless --denoise-measured or --smooth); the pixel size is divided by s and
     the dtype kept (integers rounded and clipped). The network covers s = 4 ... 10
     (coverage 1/16 ... 1/100); other pitches fall back to bilinear with a warning.
     Example: emcs supersample sparse.tif -o full.tif
@@ -127,7 +134,7 @@ def supersample_cmd(
         summary = dist.call(rep, "Supersampling", supersample_file, network=method == "net")(
             path, output, factor, coverage, method=method, size=size, model=model,
             device=device, tile=tile, denoise_measured=denoise_measured, ensemble=ensemble,
-            smooth=_smooth_width(smooth), safeguard=safeguard, force=force, progress=progress, on_warning=rep.warn,
+            smooth=_smooth_width(smooth), safeguard=safeguard, target=target, force=force, progress=progress, on_warning=rep.warn,
         )
     with_shape(summary, "frames", "full_shape")["input"] = input
     for note in summary["notes"]:

@@ -132,6 +132,7 @@ def train_dlss_cmd(
     save_every: int = typer.Option(200, "--save-every", help="Checkpoint every N steps."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop (with the learning rate decayed) after this much training time."),
     factors: str = typer.Option("4,5,6,7,8,9,10", "--factors", help="Grid pitches to train on; a pitch given twice is drawn twice as often."),
+    target: str = typer.Option("scan", "--target", help="What the network outputs: scan (full resolution, samples pasted back) or blurred (DLSS-STEM's 5x5, sigma 2.5 px blurred scan)."),
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -178,6 +179,7 @@ def train_dlss_cmd(
             probe_blur=parse_range(probe_blur, "--probe-blur"),
             max_minutes=max_minutes,
             factors=parse_ints(factors, "--factors"),
+            target=target,
             command=command,
             log=log,
             advance=advance,

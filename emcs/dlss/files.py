@@ -133,6 +133,31 @@ def subsample_file(
     }
 
 
+def resolve_target(target: str | None, method: str, denoise_measured: bool = False,
+                   smooth: float | str = 0.0) -> str:
+    """What :func:`supersample_file` outputs: ``target``, or by default the method's own.
+
+    The network's own output is DLSS-STEM's target, the full scan blurred by a 5 x 5,
+    sigma 2.5 px Gaussian (``"blurred"``), unless the measured samples are to be
+    denoised or smoothed (options of the full-resolution ``"scan"`` output); an
+    interpolator's own output is the ``"scan"`` through its samples.
+
+    >>> resolve_target(None, "net"), resolve_target(None, "bilinear"), resolve_target(None, "net", smooth="auto")
+    ('blurred', 'scan', 'scan')
+    """
+    from emcs.dlss.supersample import TARGETS
+
+    if target is None:
+        return "blurred" if method == "net" and not denoise_measured and smooth == 0 else "scan"
+    target = target.strip().lower()
+    if target not in TARGETS:
+        raise EmcsError(f"target must be one of {', '.join(TARGETS)}, got {target!r}", param="target")
+    if target == "blurred" and (denoise_measured or smooth != 0):
+        raise EmcsError("target 'blurred' is DLSS-STEM's fixed smoothing of the whole scan; denoise_measured "
+                        "and smooth apply to target 'scan'", param="target")
+    return target
+
+
 def _check_options(method: str, tile: int, denoise_measured: bool, ensemble: int,
                    smooth: float | str) -> str:
     """Validate the method options of :func:`supersample_file`; returns the method name."""
@@ -176,18 +201,22 @@ def _full_shape(size, meta: dict, sparse: tuple[int, int], s: int) -> tuple[int,
     return default_full_size(h, s), default_full_size(w, s), "default s*n"
 
 
-def _load_network(model, device: str):
-    """(model, torch device, card) of the DLSS network; at most 4 CPU threads."""
+def _load_network(model, device: str, target: str = "scan"):
+    """(model, torch device, card, path) of the DLSS network for ``target``; at most 4 CPU threads."""
     import torch
 
-    from emcs.dlss.supersample import load_default_model
+    from emcs.dlss.supersample import default_model_path, load_default_model, output_target
     from emcs.nn.device import pick_device
 
     dev = pick_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    net, card = load_default_model(model, device=dev)
-    return net, dev, card
+    path = model if model is not None else default_model_path(target)
+    net, card = load_default_model(path, device=dev)
+    if output_target(net) == "blurred" and target != "blurred":
+        raise EmcsError(f"{path} outputs the blurred scan (its card's output_target); it serves target "
+                        "'blurred' only", param="model")
+    return net, dev, card, path
 
 
 def supersample_file(
@@ -205,14 +234,17 @@ def supersample_file(
     ensemble: int = 1,
     smooth: float | str = 0.0,
     safeguard: bool = True,
+    target: str | None = None,
     force: bool = False,
     progress: Progress | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> dict:
     """Recover the full-resolution scan of every frame of a sparse regular-grid scan file.
 
-    Measured probe positions are kept exactly (unless ``denoise_measured`` or
-    ``smooth``); the pixel size is divided by ``s`` and the dtype kept
+    By default the network returns DLSS-STEM's target, the full scan blurred by
+    the paper's 5 x 5, sigma 2.5 px Gaussian (``target``); with ``target='scan'``
+    (and for the interpolators) measured probe positions are kept exactly (unless
+    ``denoise_measured`` or ``smooth``). The pixel size is divided by ``s`` and the dtype kept
     (integers rounded and clipped). The network covers s = 4 ... 10 (coverage
     1/16 ... 1/100); other pitches fall back to bilinear with a warning.
 
@@ -246,6 +278,12 @@ def supersample_file(
         Network only: check the network against bilinear interpolation on each
         frame's own samples and fall back to bilinear, per tile and blended
         smoothly, where it is not clearly better (:mod:`emcs.dlss.safeguard`).
+    target : {None, "blurred", "scan"}
+        What each output frame estimates (:func:`resolve_target`; default: the
+        method's own). ``"blurred"``: the full scan through DLSS-STEM's 5 x 5,
+        sigma 2.5 px Gaussian, the target the paper trains and scores against
+        (noise reduced; lattice periods under ~5 px are suppressed).
+        ``"scan"``: the full-resolution scan, measured samples kept.
     force : bool
         Overwrite an existing output.
     progress : callable, optional
@@ -270,6 +308,7 @@ def supersample_file(
 
     warn = on_warning or (lambda _msg: None)
     method = _check_options(method, tile, denoise_measured, ensemble, smooth)
+    target = resolve_target(target, method, denoise_measured, smooth)
     sigma = smooth if smooth == "auto" else float(smooth)
     check_output(output, force)
     t0 = time.time()
@@ -288,10 +327,11 @@ def supersample_file(
         if method == "net" and not net_supports(s):
             warn(f"the network covers factors 4..10 (coverage 1/16..1/100); using bilinear for factor {s}")
             used = "bilinear"
-        net, dev, card = _load_network(model, device) if used == "net" else (None, None, None)
+        net, dev, card, model_path = (_load_network(model, device, target) if used == "net"
+                                      else (None, None, None, None))
         px = stack.pixel_size / s if stack.pixel_size else None
         oy, ox = grid_offset(H, s), grid_offset(W, s)
-        keep = not (denoise_measured and used == "net") and sigma == 0.0
+        keep = not (denoise_measured and used == "net") and sigma == 0.0 and target == "scan"
         widths: list[float] = []  # smoothing width of each frame
         verdicts: list = []  # the self-check of each frame
         notes: list[str] = []
@@ -305,9 +345,10 @@ def supersample_file(
                     notes += _smoothing_note(i, width, errors)
                 widths.append(width)
                 report: dict = {}
-                full = supersample_frame(sparse, s, (H, W), used, net, dev, tile=tile, keep_measured=keep,
+                full = supersample_frame(sparse, s, (H, W), used, net, dev, tile=tile,
+                                         keep_measured=keep or target == "blurred",
                                          ensemble=ensemble if used == "net" else 1, smooth=width,
-                                         safeguard=safeguard, report=report)
+                                         safeguard=safeguard, report=report, target=target)
                 if "verdict" in report:
                     verdicts.append(report["verdict"])
                 full = cast_like(full, stack.dtype)
@@ -322,8 +363,9 @@ def supersample_file(
         "factor": s,
         "coverage": f"1/{s * s}",
         "method": used,
-        "measured_samples": ("smoothed" if any(widths) else "kept exactly" if keep or used != "net"
-                             else "denoised"),
+        "target": target,
+        "measured_samples": ("blurred with the scan" if target == "blurred" else "smoothed" if any(widths)
+                             else "kept exactly" if keep or used != "net" else "denoised"),
         "smooth_sigma": None if sigma == 0.0 or not widths else widths[0] if len(set(widths)) == 1 else widths,
         "ensemble": ensemble if used == "net" else None,
         "safeguard": _safeguard_summary(verdicts, notes) if verdicts else None,
@@ -334,7 +376,7 @@ def supersample_file(
         "size_from": size_source,
         "dtype": dtype,
         "pixel_size": px,
-        "model": None if card is None else str(model or "models/dlss-unet-s4-10.safetensors"),
+        "model": None if card is None else str(model_path),
         "device": None if dev is None else str(dev),
         "seconds": round(time.time() - t0, 3),
     }
@@ -373,6 +415,7 @@ __all__ = [
     "SUPERSAMPLE_METHODS",
     "read_sparse_metadata",
     "resolve_factor",
+    "resolve_target",
     "subsample_file",
     "supersample_file",
 ]

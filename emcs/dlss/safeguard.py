@@ -155,7 +155,8 @@ def at_samples(frame: np.ndarray, sparse_shape: tuple[int, int], factor: int) ->
 
 
 def check(sparse: np.ndarray, factor: int, full_shape: tuple[int, int], offset: tuple[int, int],
-          predict: Callable[[np.ndarray, tuple[int, int]], np.ndarray]) -> Verdict:
+          predict: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
+          baseline: Callable[[np.ndarray], np.ndarray] | None = None) -> Verdict:
     """Self-check the network on one frame (see the module notes).
 
     Parameters
@@ -172,6 +173,10 @@ def check(sparse: np.ndarray, factor: int, full_shape: tuple[int, int], offset: 
         ``predict(coarse, shape)``: the network's estimate of a frame of ``shape``
         (:func:`virtual_shape`) from ``coarse = sparse[::2, ::2]`` on the grid of
         pitch ``s`` with origin (0, 0) there.
+    baseline : callable, optional
+        Applied to bilinear's estimate of that frame before scoring, so that
+        both are estimates of the same thing (e.g. :func:`emcs.dlss.smoothing.paper_blur`
+        for a network that outputs the blurred scan).
 
     Returns
     -------
@@ -184,7 +189,8 @@ def check(sparse: np.ndarray, factor: int, full_shape: tuple[int, int], offset: 
     coarse = np.ascontiguousarray(sparse[::2, ::2])
     shape = virtual_shape((h, w), factor)
     net = at_samples(predict(coarse, shape), (h, w), factor)
-    bil = at_samples(upsample(coarse, factor, shape, "bilinear", (0, 0)), (h, w), factor)
+    bil = upsample(coarse, factor, shape, "bilinear", (0, 0))
+    bil = at_samples(bil if baseline is None else baseline(bil), (h, w), factor)
     held = np.ones((h, w), bool)
     held[::2, ::2] = False
     tiles = tile_weights((net - sparse) ** 2, (bil - sparse) ** 2, held)

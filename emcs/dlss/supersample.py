@@ -26,6 +26,17 @@ from emcs.dlss.safeguard import Verdict, blend, check
 from emcs.dlss.sampling import NET_FACTORS, grid_offset
 
 DEFAULT_MODEL = "dlss-unet-s4-10"
+#: the network trained on DLSS-STEM's blurred target (None: the default network's output is blurred)
+BLURRED_MODEL: str | None = None
+#: what a supersampled frame estimates: DLSS-STEM's target, the full scan blurred by a
+#: 5 x 5, sigma 2.5 px Gaussian (:func:`emcs.dlss.smoothing.paper_blur`), or the full
+#: scan itself with the measured samples kept exactly
+TARGETS = ("blurred", "scan")
+
+
+def output_target(model) -> str:
+    """What ``model`` was trained to output: ``"blurred"`` or ``"scan"`` (its card's ``output_target``)."""
+    return getattr(model, "output_target", "scan")
 
 
 def features(
@@ -91,13 +102,26 @@ def load_default_model(path=None, device=None):
 
     if path is None:
         path = default_model_path()
-    return load_model(path, BUILDERS, device=device)
+    model, card = load_model(path, BUILDERS, device=device)
+    model.output_target = card.get("output_target", "scan")
+    return model, card
 
 
-def default_model_path():
-    """Path of the default model: ``$EMCS_MODELS`` folders first, then the shipped one."""
+def default_model_path(target: str = "scan"):
+    """Path of the default model for ``target``: ``$EMCS_MODELS`` folders first, then the shipped one.
+
+    Target ``"blurred"`` takes :data:`BLURRED_MODEL` (trained on DLSS-STEM's blurred
+    target) where one is found, else the full-scan model (its output is then blurred).
+    """
     from emcs.nn.weights import find_weights
 
+    if target == "blurred" and BLURRED_MODEL:
+        from emcs.errors import EmcsError
+
+        try:
+            return find_weights(BLURRED_MODEL)
+        except EmcsError:
+            pass
     return find_weights(DEFAULT_MODEL)
 
 
@@ -148,13 +172,17 @@ def net_estimate(
 
 
 def check_net(sparse, factor, full_shape, model, device=None, tile: int = 256, overlap: int = 48) -> Verdict:
-    """Self-check of the network against bilinear on this frame (:func:`emcs.dlss.safeguard.check`)."""
+    """Self-check of the network against bilinear on this frame (:func:`emcs.dlss.safeguard.check`).
+
+    A network that outputs the blurred scan is checked against blurred bilinear.
+    """
     offset = (grid_offset(full_shape[0], factor), grid_offset(full_shape[1], factor))
 
     def predict(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return net_estimate(coarse, factor, shape, model, device, tile, overlap, offset=(0, 0))
 
-    return check(sparse, factor, full_shape, offset, predict)
+    baseline = smoothing.paper_blur if output_target(model) == "blurred" else None
+    return check(sparse, factor, full_shape, offset, predict, baseline)
 
 
 def supersample_frame(
@@ -171,6 +199,7 @@ def supersample_frame(
     smooth: float = 0.0,
     safeguard: bool = True,
     report: dict | None = None,
+    target: str = "scan",
 ) -> np.ndarray:
     """Full-resolution (H, W) float32 frame from a sparse (h, w) frame.
 
@@ -211,25 +240,45 @@ def supersample_frame(
         a quarter of a network pass more). Default on.
     report : dict, optional
         Receives ``"verdict"``: the :class:`~emcs.dlss.safeguard.Verdict` of the check.
+    target : {"scan", "blurred"}
+        What the frame estimates (:data:`TARGETS`). ``"blurred"``: the full scan
+        through DLSS-STEM's 5 x 5, sigma 2.5 px Gaussian, the paper's training and
+        scoring target (Ede and Beanland 2020, eq. 3). Blurring is linear, so the
+        best estimate of the blurred scan is the blurred best estimate of the scan
+        (measured samples kept): a network trained on the blurred target (card
+        ``output_target``) is used as it is, any other method is blurred
+        afterwards, the safeguard's fallback included. Needs ``keep_measured``
+        and no ``smooth``.
 
     Returns
     -------
     ndarray
         (H, W) float32, with the measured samples pasted back exactly unless
-        ``keep_measured`` is False.
+        ``keep_measured`` is False or ``target`` is ``"blurred"``.
     """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if target == "blurred" and (smooth > 0 or not keep_measured):
+        raise ValueError("target 'blurred' is the paper's fixed smoothing of the scan: it takes neither "
+                         "smooth nor keep_measured=False")
     if smooth > 0 and keep_measured:
         raise ValueError("smoothing replaces the measured samples too: pass keep_measured=False")
     sparse = np.asarray(sparse, np.float32)
     sparse = np.nan_to_num(sparse, nan=0.0, posinf=0.0, neginf=0.0)
     H, W = full_shape
     oy, ox = grid_offset(H, factor), grid_offset(W, factor)
+    trained_blurred = method == "net" and model is not None and output_target(model) == "blurred"
+    if trained_blurred and target != "blurred":
+        raise ValueError("this network outputs the blurred scan (its card's output_target): use target='blurred'")
     if method == "net":
         if model is None:
             raise ValueError("method 'net' needs a model")
         out = net_estimate(sparse, factor, full_shape, model, device, tile, overlap, ensemble)
         if safeguard:
             bil = upsample(sparse, factor, full_shape, "bilinear")
+            if trained_blurred:
+                bil[oy::factor, ox::factor] = sparse
+                bil = smoothing.paper_blur(bil)
             verdict = check_net(sparse, factor, full_shape, model, device, tile, overlap)
             out = blend(out, bil, verdict)
             if report is not None:
@@ -238,8 +287,12 @@ def supersample_frame(
         out = upsample(sparse, factor, full_shape, method)
     else:
         raise ValueError(f"unknown method {method!r}")
+    if trained_blurred:
+        return out
     if keep_measured or method != "net":
         out[oy::factor, ox::factor] = sparse  # data consistency
+    if target == "blurred":
+        return smoothing.paper_blur(out)
     return smoothing.smooth(out, smooth)
 
 

@@ -37,6 +37,9 @@ __all__ = ["LOSS_FLOOR", "PROBE_BLUR", "make_batch", "make_example", "masked_los
 
 #: default ``floor`` of :func:`masked_loss` (``--loss-floor``)
 LOSS_FLOOR = 1e-3
+#: what the network is trained to output (``--target``): the full scan, or the full scan
+#: through DLSS-STEM's 5 x 5, sigma 2.5 px Gaussian (:func:`emcs.dlss.smoothing.paper_blur`)
+TARGETS = ("scan", "blurred")
 #: learning-rate schedule: warm-up steps and final fraction of the peak
 WARMUP, LR_FLOOR = 100, 0.01
 
@@ -68,6 +71,7 @@ def make_batch(
     user_noise: bool = False,
     probe_blur: tuple[float, float] = PROBE_BLUR,
     lattice_fraction: float = 0.0,
+    target: str = "scan",
 ):
     """A training batch: features (B, 4, P, P), targets (B, 1, P, P), pitches (B,), recorded (B,).
 
@@ -81,7 +85,14 @@ def make_batch(
     :func:`~emcs.simulate.textures.stem_texture`. The next ``lattice_fraction`` of the
     patches are atomic-resolution scenes recorded with scan artefacts
     (:func:`emcs.simulate.lattices.lattice_pair`); the rest are synthetic textures.
+    ``target="blurred"``: each target is the full scan as DLSS-STEM scores it, through
+    :func:`emcs.dlss.smoothing.paper_blur`; for a synthetic patch the noise-free signal
+    with the measured pixels at their recorded values (the scan's expected value given
+    the samples), so the blurred target is exact where the input knows it.
     """
+    from emcs.dlss.smoothing import paper_blur
+
+    target_kind = target
     xs, ys, ss, rec = [], [], [], []
     n_user = int(round(user_fraction * batch)) if user_crops is not None else 0
     n_lattice = min(batch - n_user, int(round(lattice_fraction * batch)))
@@ -100,6 +111,10 @@ def make_batch(
         k = int(rng.integers(8))  # dihedral augmentation
         noisy, target = dihedral(noisy, k), dihedral(target, k)
         off = (int(rng.integers(s)), int(rng.integers(s)))
+        if target_kind == "blurred":
+            target = noisy if recorded else target.copy()
+            target[off[0]::s, off[1]::s] = noisy[off[0]::s, off[1]::s]
+            target = paper_blur(target)
         f, t = make_example(rng, noisy, target, s, off)
         xs.append(f)
         ys.append(t)
@@ -141,15 +156,17 @@ def masked_loss(pred, target, feats, pitches, floor: float = LOSS_FLOOR, all_pix
     return (per / (per_bl.detach() + floor)).mean(), per
 
 
-def validation_set(seed: int, n: int, patch: int, simulated: bool = False):
+def validation_set(seed: int, n: int, patch: int, simulated: bool = False, target: str = "scan"):
     """A fixed synthetic validation set (never the real held-out crops)."""
     rng = np.random.default_rng(seed + 10_000)
-    return make_batch(rng, n, patch, NET_FACTORS, simulated)[:3]
+    return make_batch(rng, n, patch, NET_FACTORS, simulated, target=target)[:3]
 
 
 def _check(steps, patch, batch, out, factors, loss_floor, probe_blur, data_fraction, data_zoom,
-           lattice_fraction=0.0):
+           lattice_fraction=0.0, target="scan"):
     """Validated (out, factors, probe_blur, data_zoom)."""
+    if target not in TARGETS:
+        raise EmcsError(f"target must be one of {', '.join(TARGETS)}, got {target!r}", param="target")
     if steps < 1:
         raise EmcsError("steps must be >= 1", param="steps")
     if patch < 32 or patch % 8:
@@ -234,6 +251,7 @@ def train_dlss(
     probe_blur: tuple[float, float] = PROBE_BLUR,
     max_minutes: float | None = None,
     factors: tuple[int, ...] = NET_FACTORS,
+    target: str = "scan",
     command: str = "",
     log: Callable[[str], None] = print,
     advance: Callable[[int], None] | None = None,
@@ -292,6 +310,11 @@ def train_dlss(
     factors : tuple of int
         Grid pitches to draw from (each in 4..10); a pitch given twice is drawn
         twice as often. The network still serves the whole range.
+    target : {"scan", "blurred"}
+        What the network learns to output: the full-resolution scan (measured
+        pixels are pasted back at inference), or, as DLSS-STEM trains, the full
+        scan blurred by its 5 x 5, sigma 2.5 px Gaussian (every pixel in the
+        loss; nothing pasted back at inference).
 
     Returns
     -------
@@ -309,7 +332,9 @@ def train_dlss(
     from emcs.train.loop import Budget, Clock, Hooks, Schedule, read_checkpoint, restore, run
 
     out, factors, probe_blur, data_zoom = _check(steps, patch, batch, out, factors, loss_floor, probe_blur,
-                                                 data_fraction, data_zoom, lattice_fraction)
+                                                 data_fraction, data_zoom, lattice_fraction, target)
+    if target == "blurred":
+        all_pixels = True  # every output pixel is an estimate; nothing is pasted back
     torch.set_num_threads(max(1, int(threads)))
     checkpoint = Path(checkpoint) if checkpoint else out.with_suffix(".ckpt")
     user_crops = user_crop_source(data, patch, data_zoom) if data else None
@@ -335,7 +360,7 @@ def train_dlss(
         clock = Clock(state.get("elapsed", 0.0))
         log(f"resumed from {resume} at step {start}")
     rng = np.random.default_rng([seed, start])
-    vx, vy, vs = validation_set(seed, 32, patch, simulated)
+    vx, vy, vs = validation_set(seed, 32, patch, simulated, target)
     vx_t, vy_t = torch.from_numpy(vx), torch.from_numpy(vy)
     t0, ema = time.time(), {"loss": None}
 
@@ -350,11 +375,12 @@ def train_dlss(
 
     def draw(_step: int):
         x, y, s, rec = make_batch(rng, batch, patch, factors, simulated, user_crops, data_fraction, data_noise,
-                                  probe_blur, lattice_fraction)
+                                  probe_blur, lattice_fraction, target)
         return torch.from_numpy(x), torch.from_numpy(y), s, rec
 
     def loss_of(b):
         xt, yt, s, rec = b
+        rec = None if target == "blurred" else rec  # a recorded scan's blurred samples are fair targets
         return masked_loss(run_net(model, xt), yt, xt, s, floor=loss_floor, all_pixels=all_pixels, recorded=rec)[0]
 
     def after_step(done: int, loss: float, lr_now: float) -> None:
@@ -371,7 +397,7 @@ def train_dlss(
 
     options = {"factors": factors, "data": data, "data_fraction": data_fraction, "data_noise": data_noise,
                "data_zoom": data_zoom, "lattice_fraction": lattice_fraction, "simulated": simulated, "probe_blur": probe_blur, "all_pixels": all_pixels,
-               "loss_floor": loss_floor, "init": init, "batch": batch, "patch": patch, "lr": lr, "seed": seed,
+               "loss_floor": loss_floor, "output_target": target, "init": init, "batch": batch, "patch": patch, "lr": lr, "seed": seed,
                "command": command}
     hooks = Hooks(batch=draw, loss=loss_of, card=card, after_step=after_step,
                   state=lambda: {"config": json.dumps(config), "history": json.dumps(history)})
@@ -397,7 +423,10 @@ def _card(o: dict, config: dict, init_card: dict | None, step: int, minutes: flo
         "coverages": [f"1/{s * s}" for s in NET_FACTORS],
         "factor_draw_weights": {str(f): factors.count(f) / len(factors) for f in sorted(set(factors))},
         "inputs": "bilinear, nearest fill, sample mask, s/10; each tile min-max normalised by its samples",
-        "output": "bilinear + predicted residual; measured positions pasted back",
+        "output": ("bilinear + predicted residual; measured positions pasted back" if o["output_target"] == "scan"
+                   else "bilinear + predicted residual = the full scan through DLSS-STEM's 5x5, sigma 2.5 px "
+                        "Gaussian; nothing pasted back"),
+        "output_target": o["output_target"],
         "training_data": (
             "procedural HAADF/ADF-STEM textures (emcs.simulate.textures.stem_texture)"
             + (" + emcs.simulate.sample_stem" if o["simulated"] else "")
@@ -410,7 +439,11 @@ def _card(o: dict, config: dict, init_card: dict | None, step: int, minutes: flo
             + f"; probe blur sigma {blur[0]:g}-{blur[1]:g} px"
             + "; Poisson noise 2-2000 counts/px, read noise, detector lag, scan-line offsets"
         ),
-        "target": ("noise-free signal (synthetic" + (" and --data scans" if data and o["data_noise"] else "")
+        "target": ("DLSS-STEM's blurred full scan (5x5 Gaussian, sigma 2.5 px) of the noise-free signal with the "
+                   "measured pixels at their recorded values (synthetic" + (" and --data scans" if data and o["data_noise"] else "")
+                   + ")" + ("; of the recorded scan (--data)" if data and not o["data_noise"] else "")
+                   if o["output_target"] == "blurred" else
+                   "noise-free signal (synthetic" + (" and --data scans" if data and o["data_noise"] else "")
                    + ")" + ("; recorded scan, measured pixels left out of the loss (--data)"
                             if data and not o["data_noise"] else "")),
         "loss": (f"per-patch MSE over {'all' if o['all_pixels'] else 'unmeasured'} pixels / "
