@@ -31,6 +31,12 @@ that cannot get that small is given 25 % more bytes at a time until it fits
 (:func:`emcs.compare.metrics.score_stack`) against the clean truth and the raw
 noisy frames.
 
+``--lossless-pack``: a table's Q = 0 cases packed losslessly (``emcs encode --pack
+predictive``, key ``q0p``): the plain case's frames, masks and decode, only the measurement bytes
+(the codecs' budget) differ. Each is encoded plain too and must hold the same measurements; the
+decoders' scores of the plain case are copied from ``--reuse`` files, except for ``--verify``
+methods: decoded from both containers, frames checked identical, the copied score kept beside.
+
 Results are cached per case and method in JSON, so runs add methods without
 recomputing others::
 
@@ -40,6 +46,9 @@ recomputing others::
         --json benchmarks/tcs_heldout_shipped.json
     python benchmarks/bench_tcs_heldout.py run --tables main,lowB,density,masks --methods new \\
         --new-model /work/train/tcs/tcs-unfold.safetensors --json benchmarks/tcs_heldout_new.json
+    python benchmarks/bench_tcs_heldout.py run --tables main,static --lossless-pack \\
+        --methods drift,baselines --verify drift,gap-tv --json benchmarks/tcs_heldout_lossless.json \\
+        --reuse benchmarks/tcs_heldout_{before,static,drift_main}.json
     python benchmarks/bench_tcs_heldout.py report benchmarks/tcs_heldout_*.json
 
 Methods: ``gap-tv`` (``emcs decode --method gap-tv``), ``jpeg``, ``jpeg2000``,
@@ -219,21 +228,30 @@ def make_movie(kind: str, m: int, dose: float, size: int, cache: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- cases
-def cases(tables: list[str]) -> list[dict]:
+def cases(tables: list[str], lossless: bool = False) -> list[dict]:
+    """The cases of ``tables``; ``lossless``: their Q = 0 cases only, packed losslessly
+    (``pack`` "predictive", key ``q0p``) instead of the plain container (``pack`` None: the
+    encoder's default, plain for Q = 0, predictive with Q > 0)."""
     out, seen = [], set()
     for table in tables:
         Bs, qs, densities, masks, movies = TABLES[table]
         for B in Bs:
-            for q in qs:
+            for q in qs[:1] if lossless else qs:
                 for d in densities:
                     for mask in masks:
                         for kind, m, dose in movies:
-                            key = f"B{B}-d{d}-{mask}-q{q}-{kind}{m}"
+                            key = f"B{B}-d{d}-{mask}-q{q}{'p' if lossless else ''}-{kind}{m}"
                             if key not in seen:
                                 seen.add(key)
                                 out.append(dict(key=key, B=B, q=q, density=d, mask=mask,
-                                                kind=kind, m=m, dose=dose))
+                                                kind=kind, m=m, dose=dose,
+                                                pack="predictive" if lossless else None))
     return out
+
+
+def plain_key(key: str) -> str:
+    """The key of a losslessly packed case's plain twin."""
+    return key.replace("-q0p-", "-q0-")
 
 
 def encode_case(case: dict, movie: dict, work: Path) -> tuple[Path, dict]:
@@ -255,7 +273,7 @@ def encode_case(case: dict, movie: dict, work: Path) -> tuple[Path, dict]:
     out = work / f"{key}.npz"
     encode_stack(frames, out, B=B, seed=None if masks is not None else seed, density=case["density"],
                  masks=masks, mask_source=None if mask_file is None else str(mask_file), force=True,
-                 pack=None, quantize=case["q"] or None, threads=1)
+                 pack=case["pack"], quantize=case["q"] or None, threads=1)
     with zipfile.ZipFile(out) as zf:
         meas = sum(i.file_size for i in zf.infolist() if i.filename.startswith("measurements"))
     return out, {"measurement_bytes": int(meas), "file_bytes": out.stat().st_size,
@@ -303,7 +321,36 @@ def auto_choice(container: Path) -> str:
     return name if kind == "net" else "gap-tv"
 
 
-def run_case(case: dict, movie: dict, methods: list[str], models: dict, done: dict, work: Path) -> dict:
+def decode_method(container: Path, method: str, models: dict) -> tuple[np.ndarray, dict]:
+    """Frames of a decoder ``method`` (``gap-tv``, a blend or a network) and extra result fields."""
+    if method == "gap-tv":
+        return decode_file(container, method="gap-tv"), {}
+    if method in BLENDS:
+        return decode_file(container, method="auto", static_blend=BLENDS[method]), {}
+    x, covered = decode_net(container, models[method])
+    return x, {"covered": covered}
+
+
+def encode_plain_twin(case: dict, movie: dict, container: Path, work: Path) -> Path:
+    """Encode a losslessly packed case's plain twin; raise unless both containers hold the
+    identical measurements. The twin's container."""
+    from emcs.tcs.container import open_container
+
+    plain, _ = encode_case(dict(case, key=plain_key(case["key"]), pack=None), movie, work)
+    with open_container(container) as a, open_container(plain) as b:
+        stops = range(1, a.n_measurements + 1)
+        same = a.n_measurements == b.n_measurements and all(
+            np.array_equal(ya, yb) for ya, yb in zip(a.blocks(stops), b.blocks(stops), strict=True))
+    if not same:
+        raise SystemExit(f"{case['key']}: the packed measurements differ from the plain ones")
+    return plain
+
+
+def run_case(case: dict, movie: dict, methods: list[str], models: dict, done: dict, work: Path,
+             reuse: dict, verify: list[str]) -> dict:
+    """Score ``methods`` on one case. A losslessly packed case copies the decoders' results of
+    its plain twin from ``reuse`` (its results), except those in ``verify``: decoded from both
+    containers, frames checked identical."""
     from emcs.compare.metrics import score_stack
 
     B = case["B"]
@@ -311,6 +358,7 @@ def run_case(case: dict, movie: dict, methods: list[str], models: dict, done: di
     scale = float(movie["scale"])
     noisy = movie["counts"][:B].astype(np.float32) * scale
     container, nbytes = encode_case(case, movie, work)
+    plain = encode_plain_twin(case, movie, container, work) if case["pack"] else None
     row = dict(done, **{k: v for k, v in case.items() if k != "key"}, **nbytes,
                source=movie["source"], auto_shipped=auto_choice(container),
                raw_psnr_clean=score_stack(noisy, clean)["psnr_mean"])
@@ -319,12 +367,10 @@ def run_case(case: dict, movie: dict, methods: list[str], models: dict, done: di
         if method in res:
             continue
         t = time.perf_counter()
-        if method == "gap-tv":
-            r = score(decode_file(container, method="gap-tv") * scale, clean, noisy)
-        elif method in BLENDS:
-            r = score(decode_file(container, method="auto", static_blend=BLENDS[method]) * scale,
-                      clean, noisy)
-        elif method in CODECS:
+        if plain and method in reuse and method not in verify and method not in CODECS:
+            res[method] = dict(reuse[method], reused=plain_key(case["key"]))
+            continue
+        if method in CODECS:
             got, over = codec_at_budget(movie["counts"][:B], method, nbytes["measurement_bytes"])
             if got.decoded is None:
                 res[method] = {"failed": got.reason}
@@ -333,8 +379,15 @@ def run_case(case: dict, movie: dict, methods: list[str], models: dict, done: di
             if over > 1:
                 r["over_budget"] = round(over, 3)
         else:
-            x, covered = decode_net(container, models[method])
-            r = dict(score(x * scale, clean, noisy), covered=covered)
+            x, extra = decode_method(container, method, models)
+            if plain and method in verify:
+                if not np.array_equal(x, decode_method(plain, method, models)[0]):
+                    raise SystemExit(f"{case['key']}: {method} decodes the packed container "
+                                     "differently from the plain one")
+                extra["same_as_plain"] = True
+                if method in reuse:
+                    extra["plain_cached_psnr_clean"] = reuse[method]["psnr_clean"]
+            r = dict(score(x * scale, clean, noisy), **extra)
         res[method] = dict(r, seconds=round(time.perf_counter() - t, 2))
     return row
 
@@ -354,14 +407,16 @@ def run(args) -> None:
     store["settings"] = dict(size=args.size, seed_base=SEED_BASE, frames=FRAMES,
                              models={k: model_summary(v) for k, v in models.items()})
     args.cache.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in cases(args.tables) if not args.kinds or c["kind"] in args.kinds]
+    todo = [c for c in cases(args.tables, args.lossless_pack) if not args.kinds or c["kind"] in args.kinds]
+    reuse = merge(args.reuse)[0] if args.reuse else {}
     with tempfile.TemporaryDirectory(prefix="tcs_heldout_") as tmp:
         for i, case in enumerate(todo):
             done = store["cases"].get(case["key"], {})
             if all(m in done.get("results", {}) for m in methods):
                 continue
             movie = make_movie(case["kind"], case["m"], case["dose"], args.size, args.cache)
-            row = run_case(case, movie, methods, models, done, Path(tmp))
+            plain = reuse.get(plain_key(case["key"]), {}).get("results", {})
+            row = run_case(case, movie, methods, models, done, Path(tmp), plain, args.verify)
             store["cases"][case["key"]] = row
             write_json(args.json, store)
             line = " ".join(f"{m}={v.get('psnr_clean', float('nan')):.2f}"
@@ -511,8 +566,10 @@ def net_table(cases_: dict, *groupings) -> str:
 
 def report(paths: list[Path]) -> str:
     cases_, models = merge(paths)
-    defined = {c["key"] for c in cases(list(TABLES))}
+    defined = {c["key"] for lossless in (False, True) for c in cases(list(TABLES), lossless)}
     cases_ = {k: r for k, r in cases_.items() if k in defined and "auto_shipped" in r}
+    packed = {k: r for k, r in cases_.items() if r.get("pack")}
+    cases_ = {k: r for k, r in cases_.items() if not r.get("pack")}
     subset = {(k, m) for k, m, _ in SUBSET}
 
     def main(r):
@@ -546,7 +603,40 @@ def report(paths: list[Path]) -> str:
     for new, old in (("blend", "shipped"), ("drift", "blend")):
         if any(new in r["results"] for r in cases_.values()):
             out += blend_report(cases_, models, main, new, old)
+    if packed:
+        out += ["", "## Lossless predictive packing: the Q = 0 cases plain and packed "
+                "(the default decoder, drift)", "", lossless_table(cases_, packed, models)]
     return "\n".join(out) + "\n"
+
+
+def lossless_table(plain: dict, packed: dict, models: dict, state: str = "drift") -> str:
+    """Per table (main / static) and B: the plain cases beside their losslessly packed twins
+    (the same decoded frames; the codecs at the packed container's measurement bytes)."""
+    groups: dict = {}
+    for key, row in packed.items():
+        twin = plain.get(plain_key(key))
+        if twin is not None:
+            table_ = "static" if row["kind"].endswith("-static") else "main"
+            groups.setdefault((table_, row["B"]), []).append((twin, row))
+    lines = ["| table | B | movies | measurement bytes plain | packed | plain / packed |"
+             + " plain: − best codec, min … max (mean) | − JPEG XL | − GAP-TV | loses to a codec |"
+             + " packed: − best codec, min … max (mean) | − JPEG XL | − GAP-TV | loses to a codec |",
+             "|" + "---|" * 14]
+    for (table_, B), pairs in sorted(groups.items()):
+        nbytes = [[r["measurement_bytes"] for r in side] for side in zip(*pairs, strict=True)]
+        ratio = np.mean([a / b for a, b in zip(*nbytes, strict=True)])
+        line = (f"| {table_} | {B} | {len(pairs)} | {min(nbytes[0])}–{max(nbytes[0])} |"
+                f" {min(nbytes[1])}–{max(nbytes[1])} | {ratio:.2f} |")
+        for side in zip(*pairs, strict=True):
+            m = margins(list(side), state, models)
+            if m is None:
+                line += " | | | |"
+                continue
+            over = f" ({m['over']} over budget)" if m["over"] else ""
+            line += (f" {spread(m['codec'])}{over} | {spread(m['jpegxl'])} | {spread(m['gap'])} |"
+                     f" {m['lost']}/{len(m['default'])} |")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def blend_report(cases_: dict, models: dict, main, new: str = "blend", old: str = "shipped") -> list[str]:
@@ -591,6 +681,13 @@ def main() -> None:
                    help="run: baselines (gap-tv and the codecs), gap-tv, jpeg, jpeg2000, jpegxl, "
                         "shipped, new, blend, drift")
     p.add_argument("--kinds", type=lambda s: s.split(","), help="run: only these movie kinds")
+    p.add_argument("--lossless-pack", action="store_true",
+                   help="run: the tables' Q = 0 cases packed losslessly (--pack predictive)")
+    p.add_argument("--reuse", type=Path, nargs="+", default=[],
+                   help="run, --lossless-pack: result files whose plain cases' decoder scores are copied")
+    p.add_argument("--verify", type=lambda s: s.split(","), default=[],
+                   help="run, --lossless-pack: decoders run on the packed and the plain container "
+                        "(frames must be identical) instead of copied")
     p.add_argument("--new-model", type=Path, help="run: the new network's .safetensors (card beside it)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "tcs_heldout_movies")
