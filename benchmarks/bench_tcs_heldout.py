@@ -618,15 +618,18 @@ def lossless_table(plain: dict, packed: dict, models: dict, state: str = "drift"
         if twin is not None:
             table_ = "static" if row["kind"].endswith("-static") else "main"
             groups.setdefault((table_, row["B"]), []).append((twin, row))
-    lines = ["| table | B | movies | measurement bytes plain | packed | plain / packed |"
-             + " plain: − best codec, min … max (mean) | − JPEG XL | − GAP-TV | loses to a codec |"
-             + " packed: − best codec, min … max (mean) | − JPEG XL | − GAP-TV | loses to a codec |",
-             "|" + "---|" * 14]
+    lines = ["| table | B | movies | measurement bytes plain | packed | plain / packed | default |"
+             + " best codec plain | packed | plain: − best codec, min … max (mean) | − JPEG XL |"
+             + " − GAP-TV | loses to a codec | packed: − best codec, min … max (mean) | − JPEG XL |"
+             + " − GAP-TV | loses to a codec |", "|" + "---|" * 17]
     for (table_, B), pairs in sorted(groups.items()):
         nbytes = [[r["measurement_bytes"] for r in side] for side in zip(*pairs, strict=True)]
         ratio = np.mean([a / b for a, b in zip(*nbytes, strict=True)])
+        default = np.mean([default_psnr(r, state, models)[0] or np.nan for r, _ in pairs])
+        codec = [np.mean([best_codec(r)[0] or np.nan for r in side]) for side in zip(*pairs, strict=True)]
         line = (f"| {table_} | {B} | {len(pairs)} | {min(nbytes[0])}–{max(nbytes[0])} |"
-                f" {min(nbytes[1])}–{max(nbytes[1])} | {ratio:.2f} |")
+                f" {min(nbytes[1])}–{max(nbytes[1])} | {ratio:.2f} | {default:.2f} |"
+                f" {codec[0]:.2f} | {codec[1]:.2f} |")
         for side in zip(*pairs, strict=True):
             m = margins(list(side), state, models)
             if m is None:
