@@ -38,8 +38,11 @@ METHODS = ("net", "net-sg", "net-blur", "net-sg-blur", "bilinear-blur")
 SSTEM_FRAMES = (4, 12, 20, 28)
 
 
-def images(n_held: int, n_own: int, sstem: bool = False, real: bool = True) -> list[tuple[str, np.ndarray]]:
-    """The evaluation images: public crops, held-out crystals, own held-out crystals, sstem frames."""
+def images(n_held: int, n_own: int, sstem: bool = False, real: bool = True,
+           n_tune: int = 0) -> list[tuple[str, np.ndarray]]:
+    """The evaluation images: public crops, held-out crystals, own held-out crystals, sstem frames,
+    and the tuning scans (``tune``, :func:`dlss_heldout.tuning`: for choosing between candidates,
+    never the held-out sets)."""
     import dlss_heldout
     from bench_dlss import SHARED_DATA, _norm, held_out
 
@@ -49,6 +52,7 @@ def images(n_held: int, n_own: int, sstem: bool = False, real: bool = True) -> l
         rng = np.random.default_rng(9500 + i)
         clean, _ = dlss_heldout.crystal(rng, 512)
         out.append((f"own:{i}", dlss_heldout.scan(rng, clean)[0]))
+    out += [(name, img) for name, img, _ in dlss_heldout.tuning(n_tune)]
     if sstem:
         import tifffile
 
@@ -110,14 +114,19 @@ def ratio(rows, group: str, target: str, method: str, s: int) -> float:
 def table(runs: list[dict], factors=FACTORS) -> str:
     """Markdown: one table per (group, target), one row per (model, method)."""
     lines = []
-    groups = [g for g in ("real", "held", "own", "sstem")
-              if all(any(r["image"].startswith(g + ":") for r in run["rows"]) for run in runs)]
-    for group in groups:
+
+    def has(run, g):
+        return any(r["image"].startswith(g + ":") for r in run["rows"])
+
+    for group in ("real", "held", "own", "sstem", "tune"):
+        scored = [run for run in runs if has(run, group)]
+        if not scored:
+            continue
         for target in ("blurred", "raw"):
             lines += [f"\n**{group}, target = {target} full scan** (mean RMSE / mean bilinear RMSE)\n",
                       "| model | method | " + " | ".join(f"1/{s * s}" for s in factors) + " | mean |",
                       "|---" * (len(factors) + 3) + "|"]
-            for run in runs:
+            for run in scored:
                 for m in [m for m in METHODS if any(r["method"] == m for r in run["rows"])]:
                     v = [ratio(run["rows"], group, target, m, s) for s in factors]
                     lines.append(f"| {run['label']} | {m} | " + " | ".join(f"{x:.3f}" for x in v)
@@ -133,6 +142,7 @@ def main() -> None:
     ap.add_argument("--n-own", type=int, default=0)
     ap.add_argument("--sstem", action="store_true", help="also score four unused ISBI serial-section frames")
     ap.add_argument("--no-real", action="store_true", help="leave out the public crops")
+    ap.add_argument("--n-tune", type=int, default=0, help="tuning scans (dlss_heldout.tuning) to add")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="write the rows as JSON")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="only print the tables of these runs")
@@ -144,7 +154,8 @@ def main() -> None:
             runs.setdefault(run["label"], {"label": run["label"], "rows": []})["rows"] += run["rows"]
         print(table(list(runs.values())))
         return
-    rows = rows_for(args.model, images(args.n_held, args.n_own, args.sstem, not args.no_real), threads=args.threads)
+    imgs = images(args.n_held, args.n_own, args.sstem, not args.no_real, args.n_tune)
+    rows = rows_for(args.model, imgs, threads=args.threads)
     run = {"label": args.label, "model": args.model, "command": " ".join(["python", *sys.argv]), "rows": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(run, indent=1) + "\n")

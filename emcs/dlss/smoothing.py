@@ -43,7 +43,7 @@ PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 #: DLSS-STEM's target blur: a 5 x 5 symmetric Gaussian kernel of 2.5 px standard deviation
-#: (Ede and Beanland 2020, eq. 3), as two 5-tap passes
+#: (Ede, arXiv:1910.10467, 2019, eq. 3), as two 5-tap passes
 PAPER_TAPS = np.exp(-np.arange(-2, 3) ** 2 / (2 * 2.5**2)) / np.exp(-np.arange(-2, 3) ** 2 / (2 * 2.5**2)).sum()
 
 

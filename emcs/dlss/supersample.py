@@ -243,7 +243,7 @@ def supersample_frame(
     target : {"scan", "blurred"}
         What the frame estimates (:data:`TARGETS`). ``"blurred"``: the full scan
         through DLSS-STEM's 5 x 5, sigma 2.5 px Gaussian, the paper's training and
-        scoring target (Ede and Beanland 2020, eq. 3). Blurring is linear, so the
+        scoring target (Ede, arXiv:1910.10467, 2019, eq. 3). Blurring is linear, so the
         best estimate of the blurred scan is the blurred best estimate of the scan
         (measured samples kept): a network trained on the blurred target (card
         ``output_target``) is used as it is, any other method is blurred
