@@ -8,11 +8,12 @@
 - :mod:`emcs.dlss.supersample`: tiled inference with data consistency;
 - :mod:`emcs.dlss.safeguard`: the self-check of the network against bilinear
   on the frame's own samples, and the per-tile fallback;
-- :mod:`emcs.dlss.smoothing`: the self-calibrated smoothing (``--smooth auto``);
+- :mod:`emcs.dlss.smoothing`: the self-calibrated smoothing (``--smooth auto``) and
+  :func:`~emcs.dlss.smoothing.paper_blur`, DLSS-STEM's blurred target (the network's
+  default output, ``--target blurred``);
 - :mod:`emcs.dlss.files`: :func:`~emcs.dlss.files.subsample_file` and
   :func:`~emcs.dlss.files.supersample_file`, the file-level functions behind
   ``emcs subsample`` / ``emcs supersample``;
-- :mod:`emcs.dlss.train`: synthetic training data and the training loop.
 
 Reference: J. M. Ede, "Deep Learning Supersampled Scanning Transmission
 Electron Microscopy", arXiv 1910.10467.
@@ -35,13 +36,16 @@ from emcs.dlss.sampling import (
     sparse_shape,
     subsample,
 )
-from emcs.dlss.supersample import supersample_frame
+from emcs.dlss.smoothing import paper_blur
+from emcs.dlss.supersample import TARGETS, supersample_frame
 
 __all__ = [
     "METHODS",
     "NET_FACTORS",
+    "TARGETS",
     "grid_offset",
     "grid_positions",
+    "paper_blur",
     "parse_coverage",
     "sample_mask",
     "sparse_shape",
