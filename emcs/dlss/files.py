@@ -202,7 +202,10 @@ def _full_shape(size, meta: dict, sparse: tuple[int, int], s: int) -> tuple[int,
 
 
 def _load_network(model, device: str, target: str = "scan"):
-    """(model, torch device, card, path) of the DLSS network for ``target``; at most 4 CPU threads."""
+    """(model, torch device, card, path) of the DLSS network; at most 4 CPU threads.
+
+    A network trained on the blurred target (card ``output_target``) serves only that target.
+    """
     import torch
 
     from emcs.dlss.supersample import default_model_path, load_default_model, output_target
@@ -211,7 +214,7 @@ def _load_network(model, device: str, target: str = "scan"):
     dev = pick_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    path = model if model is not None else default_model_path(target)
+    path = model if model is not None else default_model_path()
     net, card = load_default_model(path, device=dev)
     if output_target(net) == "blurred" and target != "blurred":
         raise EmcsError(f"{path} outputs the blurred scan (its card's output_target); it serves target "

@@ -26,8 +26,6 @@ from emcs.dlss.safeguard import Verdict, blend, check
 from emcs.dlss.sampling import NET_FACTORS, grid_offset
 
 DEFAULT_MODEL = "dlss-unet-s4-10"
-#: the network trained on DLSS-STEM's blurred target (None: the default network's output is blurred)
-BLURRED_MODEL: str | None = None
 #: what a supersampled frame estimates: DLSS-STEM's target, the full scan blurred by a
 #: 5 x 5, sigma 2.5 px Gaussian (:func:`emcs.dlss.smoothing.paper_blur`), or the full
 #: scan itself with the measured samples kept exactly
@@ -107,21 +105,13 @@ def load_default_model(path=None, device=None):
     return model, card
 
 
-def default_model_path(target: str = "scan"):
-    """Path of the default model for ``target``: ``$EMCS_MODELS`` folders first, then the shipped one.
+def default_model_path():
+    """Path of the default model: ``$EMCS_MODELS`` folders first, then the shipped one.
 
-    Target ``"blurred"`` takes :data:`BLURRED_MODEL` (trained on DLSS-STEM's blurred
-    target) where one is found, else the full-scan model (its output is then blurred).
+    It outputs the full scan; for ``target="blurred"`` its output is blurred afterwards.
     """
     from emcs.nn.weights import find_weights
 
-    if target == "blurred" and BLURRED_MODEL:
-        from emcs.errors import EmcsError
-
-        try:
-            return find_weights(BLURRED_MODEL)
-        except EmcsError:
-            pass
     return find_weights(DEFAULT_MODEL)
 
 
