@@ -334,7 +334,7 @@ def supersample_file(
                                       else (None, None, None, None))
         px = stack.pixel_size / s if stack.pixel_size else None
         oy, ox = grid_offset(H, s), grid_offset(W, s)
-        keep = not (denoise_measured and used == "net") and sigma == 0.0 and target == "scan"
+        keep = not (denoise_measured and used == "net") and sigma == 0.0
         widths: list[float] = []  # smoothing width of each frame
         verdicts: list = []  # the self-check of each frame
         notes: list[str] = []
@@ -349,13 +349,13 @@ def supersample_file(
                 widths.append(width)
                 report: dict = {}
                 full = supersample_frame(sparse, s, (H, W), used, net, dev, tile=tile,
-                                         keep_measured=keep or target == "blurred",
+                                         keep_measured=keep,
                                          ensemble=ensemble if used == "net" else 1, smooth=width,
                                          safeguard=safeguard, report=report, target=target)
                 if "verdict" in report:
                     verdicts.append(report["verdict"])
                 full = cast_like(full, stack.dtype)
-                if keep:
+                if keep and target == "scan":
                     full[oy::s, ox::s] = sparse  # exact, in the stored dtype
                 wr.write(full)
                 advance(1)

@@ -44,7 +44,8 @@ PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 #: DLSS-STEM's target blur: a 5 x 5 symmetric Gaussian kernel of 2.5 px standard deviation
 #: (Ede, arXiv:1910.10467, 2019, eq. 3), as two 5-tap passes
-PAPER_TAPS = np.exp(-np.arange(-2, 3) ** 2 / (2 * 2.5**2)) / np.exp(-np.arange(-2, 3) ** 2 / (2 * 2.5**2)).sum()
+_GAUSS5 = np.exp(-np.arange(-2, 3) ** 2 / (2 * 2.5**2))
+PAPER_TAPS = (_GAUSS5 / _GAUSS5.sum()).astype(np.float32)
 
 
 def paper_blur(frame: np.ndarray) -> np.ndarray:
@@ -65,8 +66,8 @@ def paper_blur(frame: np.ndarray) -> np.ndarray:
     pad = [(0, 0)] * (x.ndim - 2) + [(2, 2), (2, 2)]
     p = np.pad(x.astype(np.float32, copy=False), pad, mode="symmetric")
     H, W = x.shape[-2:]
-    rows = sum(PAPER_TAPS[k].astype(np.float32) * p[..., k : k + H, :] for k in range(5))
-    out = sum(PAPER_TAPS[k].astype(np.float32) * rows[..., k : k + W] for k in range(5))
+    rows = sum(PAPER_TAPS[k] * p[..., k : k + H, :] for k in range(5))
+    out = sum(PAPER_TAPS[k] * rows[..., k : k + W] for k in range(5))
     return out.astype(dt, copy=False)
 
 

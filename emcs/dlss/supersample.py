@@ -266,8 +266,7 @@ def supersample_frame(
         out = net_estimate(sparse, factor, full_shape, model, device, tile, overlap, ensemble)
         if safeguard:
             bil = upsample(sparse, factor, full_shape, "bilinear")
-            if trained_blurred:
-                bil[oy::factor, ox::factor] = sparse
+            if trained_blurred:  # bilinear passes through the samples: blur it like the network's output
                 bil = smoothing.paper_blur(bil)
             verdict = check_net(sparse, factor, full_shape, model, device, tile, overlap)
             out = blend(out, bil, verdict)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from emcs.dlss.sampling import NET_FACTORS
+from emcs.dlss.supersample import TARGETS
 from emcs.errors import EmcsError
 from emcs.nn.ensemble import dihedral
 from emcs.simulate.lattices import lattice_pair
@@ -37,9 +38,6 @@ __all__ = ["LOSS_FLOOR", "PROBE_BLUR", "make_batch", "make_example", "masked_los
 
 #: default ``floor`` of :func:`masked_loss` (``--loss-floor``)
 LOSS_FLOOR = 1e-3
-#: what the network is trained to output (``--target``): the full scan, or the full scan
-#: through DLSS-STEM's 5 x 5, sigma 2.5 px Gaussian (:func:`emcs.dlss.smoothing.paper_blur`)
-TARGETS = ("scan", "blurred")
 #: learning-rate schedule: warm-up steps and final fraction of the peak
 WARMUP, LR_FLOOR = 100, 0.01
 
@@ -92,7 +90,6 @@ def make_batch(
     """
     from emcs.dlss.smoothing import paper_blur
 
-    target_kind = target
     xs, ys, ss, rec = [], [], [], []
     n_user = int(round(user_fraction * batch)) if user_crops is not None else 0
     n_lattice = min(batch - n_user, int(round(lattice_fraction * batch)))
@@ -100,22 +97,22 @@ def make_batch(
         s = int(rng.choice(factors))
         recorded = False
         if i < n_user and user_noise:
-            noisy, target = degrade(rng, user_crops(rng, patch))
+            noisy, truth = degrade(rng, user_crops(rng, patch))
         elif i < n_user:
             noisy = user_crops(rng, patch)
-            target, recorded = noisy, True
+            truth, recorded = noisy, True
         elif i < n_user + n_lattice:
-            noisy, target = lattice_pair(rng, patch)
+            noisy, truth = lattice_pair(rng, patch)
         else:
-            noisy, target = degrade(rng, clean_image(rng, patch, simulated, probe_blur))
+            noisy, truth = degrade(rng, clean_image(rng, patch, simulated, probe_blur))
         k = int(rng.integers(8))  # dihedral augmentation
-        noisy, target = dihedral(noisy, k), dihedral(target, k)
+        noisy, truth = dihedral(noisy, k), dihedral(truth, k)
         off = (int(rng.integers(s)), int(rng.integers(s)))
-        if target_kind == "blurred":
-            target = noisy if recorded else target.copy()
-            target[off[0]::s, off[1]::s] = noisy[off[0]::s, off[1]::s]
-            target = paper_blur(target)
-        f, t = make_example(rng, noisy, target, s, off)
+        if target == "blurred":
+            truth = noisy if recorded else truth.copy()
+            truth[off[0]::s, off[1]::s] = noisy[off[0]::s, off[1]::s]
+            truth = paper_blur(truth)
+        f, t = make_example(rng, noisy, truth, s, off)
         xs.append(f)
         ys.append(t)
         ss.append(s)
@@ -409,6 +406,16 @@ def train_dlss(
     return written
 
 
+def _target_text(output_target: str, data: bool, data_noise: bool) -> str:
+    """The card's description of the training target."""
+    clean = "noise-free signal (synthetic" + (" and --data scans" if data and data_noise else "") + ")"
+    if output_target == "blurred":
+        return ("DLSS-STEM's blurred full scan (5x5 Gaussian, sigma 2.5 px) of the " + clean
+                + " with the measured pixels at their recorded values"
+                + ("; of the recorded scan (--data)" if data and not data_noise else ""))
+    return clean + ("; recorded scan, measured pixels left out of the loss (--data)" if data and not data_noise else "")
+
+
 def _card(o: dict, config: dict, init_card: dict | None, step: int, minutes: float, rmse: float,
           rmse_bl: float) -> dict:
     """The model card of the DLSS network at ``step``; ``o``: the options of :func:`train_dlss`."""
@@ -439,13 +446,7 @@ def _card(o: dict, config: dict, init_card: dict | None, step: int, minutes: flo
             + f"; probe blur sigma {blur[0]:g}-{blur[1]:g} px"
             + "; Poisson noise 2-2000 counts/px, read noise, detector lag, scan-line offsets"
         ),
-        "target": ("DLSS-STEM's blurred full scan (5x5 Gaussian, sigma 2.5 px) of the noise-free signal with the "
-                   "measured pixels at their recorded values (synthetic" + (" and --data scans" if data and o["data_noise"] else "")
-                   + ")" + ("; of the recorded scan (--data)" if data and not o["data_noise"] else "")
-                   if o["output_target"] == "blurred" else
-                   "noise-free signal (synthetic" + (" and --data scans" if data and o["data_noise"] else "")
-                   + ")" + ("; recorded scan, measured pixels left out of the loss (--data)"
-                            if data and not o["data_noise"] else "")),
+        "target": _target_text(o["output_target"], bool(data), o["data_noise"]),
         "loss": (f"per-patch MSE over {'all' if o['all_pixels'] else 'unmeasured'} pixels / "
                  f"(bilinear MSE + {o['loss_floor']:g})"),
         "fine_tuned_from": (None if not o["init"] else
