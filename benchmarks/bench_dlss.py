@@ -272,12 +272,21 @@ def safeguard_table(rows, group: str, target: str = "blurred", factors=SAFEGUARD
 
 
 TUNE_GRID = ((-2.0, 1.0), (-1.0, 2.0), (0.0, 2.0), (1.0, 3.0), (2.0, 4.0))
+#: thresholds replayed for the blurred-target output (``--tune-target blurred``)
+TUNE_GRID_BLURRED = tuple((z0, z1) for z0 in (-8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0)
+                          for z1 in (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0) if z1 > z0)
 
 
-def tune(images, model, device, factors=SAFEGUARD_FACTORS, tiles=(12, 16, 32)) -> str:
+def tune(images, model, device, factors=SAFEGUARD_FACTORS, tiles=(12, 16, 32), target="scan",
+         fallback="blurred") -> str:
     """Markdown: the self-check's thresholds (Z_DOUBT, Z_TRUST) and tile size replayed on the
     tuning scans; the default mode (net-sg) / bilinear RMSE against the blurred scan per coverage,
-    then mean and worst over all cases against the blurred and the raw scan."""
+    then mean and worst over all cases against the blurred and the raw scan.
+
+    ``target="blurred"`` replays the output of ``--target blurred`` instead (the blend, its
+    samples pasted back, through the paper's kernel) over :data:`TUNE_GRID_BLURRED`; the ratios
+    stay against plain bilinear. With ``fallback="plain"`` that output falls back to plain
+    bilinear instead (the network's estimate blurred, then blended with unblurred bilinear)."""
     from emcs.dlss import safeguard
     from emcs.dlss.supersample import net_estimate
 
@@ -305,17 +314,28 @@ def tune(images, model, device, factors=SAFEGUARD_FACTORS, tiles=(12, 16, 32)) -
         return (f"| {label} | " + " | ".join(f"{v:.3f}" for v in per) + f" | {r[:, 0].mean():.3f} / "
                 f"{r[:, 0].max():.3f} | {r[:, 1].mean():.3f} / {r[:, 1].max():.3f} | {fallback:.2f} |")
 
+    def output(c, verdict):
+        if target == "blurred" and fallback == "plain":
+            out = smoothing.paper_blur(c[4])  # c[4] holds the samples already
+            return out if verdict is None else safeguard.blend(out, c[5], verdict)
+        out = c[4] if verdict is None else safeguard.blend(c[4], c[5], verdict)
+        if target == "blurred":
+            out = out.copy()
+            out[c[2][0]::c[0], c[2][1]::c[0]] = c[1]  # as supersample_frame: samples, then the kernel
+            return smoothing.paper_blur(out)
+        return out
+
     saved = safeguard.TILE_SAMPLES, safeguard.Z_DOUBT, safeguard.Z_TRUST
     try:
         for t in tiles:
-            for z0, z1 in TUNE_GRID:
+            for z0, z1 in (TUNE_GRID_BLURRED if target == "blurred" else TUNE_GRID):
                 safeguard.TILE_SAMPLES, safeguard.Z_DOUBT, safeguard.Z_TRUST = t, z0, z1
                 verdicts = [safeguard.check(c[1], c[0], c[3].shape, c[2], lambda a, b, v=c[6]: v) for c in cases]
-                outs = [safeguard.blend(c[4], c[5], v) for c, v in zip(cases, verdicts, strict=True)]
+                outs = [output(c, v) for c, v in zip(cases, verdicts, strict=True)]
                 lines.append(row(f"{t} | {z0:g} | {z1:g}", outs, np.mean([v.fallback_fraction for v in verdicts])))
     finally:
         safeguard.TILE_SAMPLES, safeguard.Z_DOUBT, safeguard.Z_TRUST = saved
-    lines.append(row("(no safeguard) | |", [c[4] for c in cases], 0.0))
+    lines.append(row("(no safeguard) | |", [output(c, None) for c in cases], 0.0))
     return "\n".join(lines)
 
 
@@ -358,6 +378,11 @@ def main() -> None:
     ap.add_argument("--n-held", type=int, default=8, help="held-out scans for --safeguard-table")
     ap.add_argument("--tune", type=int, default=0, metavar="N",
                     help="only replay the self-check's thresholds on N tuning scans (not the held-out ones)")
+    ap.add_argument("--tune-target", default="scan", choices=("scan", "blurred"),
+                    help="--tune: replay the output of --target scan (net-sg) or --target blurred")
+    ap.add_argument("--tune-fallback", default="blurred", choices=("blurred", "plain"),
+                    help="--tune-target blurred: fall back to blurred (as shipped) or plain bilinear")
+    ap.add_argument("--tiles", default="12,16,32", help="--tune: self-check tile sizes (samples) to replay")
     ap.add_argument("--update-card", action="store_true",
                     help="add the mean held-out RMSEs to the model card (.json next to the weights)")
     args = ap.parse_args()
@@ -367,7 +392,10 @@ def main() -> None:
     if args.tune:
         import dlss_heldout
 
-        print(tune([(n, im) for n, im, _ in dlss_heldout.tuning(args.tune)], model, device))
+        factors = tuple(int(f) for f in args.factors.split(","))
+        tiles = tuple(int(t) for t in args.tiles.split(","))
+        print(tune([(n, im) for n, im, _ in dlss_heldout.tuning(args.tune)], model, device, factors, tiles,
+                   args.tune_target, args.tune_fallback))
         return
     if args.safeguard_table:
         safeguard_main(args, model, device)
