@@ -24,7 +24,8 @@ DLSS-STEM).
 default) and the lattice-safe ``--smooth auto`` on the public crops and on held-out
 HAADF scans of crystals the network never saw (``benchmarks/dlss_heldout.py``);
 ``--tune N`` replays the self-check's thresholds on N tuning scans (never the
-held-out ones).
+held-out ones); ``--tune-target blurred`` replays the default (blurred) output
+instead of ``--target scan``, ``--tune-fallback plain`` with a plain-bilinear fallback.
 
 Usage::
 
