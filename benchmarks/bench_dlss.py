@@ -309,22 +309,20 @@ def tune(images, model, device, factors=SAFEGUARD_FACTORS, tiles=(12, 16, 32), t
     lines = [f"| tile (samples) | Z_DOUBT | Z_TRUST | {head} | blurred: mean / worst | raw: mean / worst "
              "| fallback |", "|---" * (len(factors) + 6) + "|"]
 
-    def row(label, outs, fallback):
+    def row(label, outs, fraction):
         r = np.array([ratios(o, c) for o, c in zip(outs, cases, strict=True)])
         per = [np.mean([r[k, 0] for k, c in enumerate(cases) if c[0] == s]) for s in factors]
         return (f"| {label} | " + " | ".join(f"{v:.3f}" for v in per) + f" | {r[:, 0].mean():.3f} / "
-                f"{r[:, 0].max():.3f} | {r[:, 1].mean():.3f} / {r[:, 1].max():.3f} | {fallback:.2f} |")
+                f"{r[:, 0].max():.3f} | {r[:, 1].mean():.3f} / {r[:, 1].max():.3f} | {fraction:.2f} |")
 
     def output(c, verdict):
+        # the network (c[4], samples pasted) and bilinear (c[5]) both hold the samples exactly, so
+        # any blend of them does too: blurring it is what supersample_frame's blurred target does
         if target == "blurred" and fallback == "plain":
-            out = smoothing.paper_blur(c[4])  # c[4] holds the samples already
+            out = smoothing.paper_blur(c[4])
             return out if verdict is None else safeguard.blend(out, c[5], verdict)
         out = c[4] if verdict is None else safeguard.blend(c[4], c[5], verdict)
-        if target == "blurred":
-            out = out.copy()
-            out[c[2][0]::c[0], c[2][1]::c[0]] = c[1]  # as supersample_frame: samples, then the kernel
-            return smoothing.paper_blur(out)
-        return out
+        return smoothing.paper_blur(out) if target == "blurred" else out
 
     saved = safeguard.TILE_SAMPLES, safeguard.Z_DOUBT, safeguard.Z_TRUST
     try:
@@ -390,25 +388,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     model, card = load_default_model(args.model, device)
+    factors = tuple(int(f) for f in args.factors.split(","))
     if args.tune:
         import dlss_heldout
 
-        factors = tuple(int(f) for f in args.factors.split(","))
         tiles = tuple(int(t) for t in args.tiles.split(","))
         print(tune([(n, im) for n, im, _ in dlss_heldout.tuning(args.tune)], model, device, factors, tiles,
                    args.tune_target, args.tune_fallback))
         return
     if args.safeguard_table:
-        safeguard_main(args, model, device)
+        safeguard_main(args, model, device, factors)
         return
     if args.blur_diagnostic:
         print(blur_diagnostic(held_out(0), model, device))
         return
     if args.smooth_diagnostic:
-        print(smooth_diagnostic(held_out(0), model, device, tuple(int(f) for f in args.factors.split(","))))
+        print(smooth_diagnostic(held_out(0), model, device, factors))
         return
     images = held_out(args.n_sim)
-    factors = tuple(int(f) for f in args.factors.split(","))
     methods = methods_for(args.ensemble, args.auto)
     rows = score(images, model, device, factors, methods)
     print(f"model: {card.get('architecture')} {card.get('config')} steps {card.get('steps')}, "
@@ -427,10 +424,9 @@ def main() -> None:
         update_card(args.model, rows, factors, args.n_sim, methods)
 
 
-def safeguard_main(args, model, device) -> None:
+def safeguard_main(args, model, device, factors) -> None:
     import dlss_heldout
 
-    factors = tuple(int(f) for f in args.factors.split(","))
     held = dlss_heldout.heldout(args.n_held)
     images = held_out(0) + [(n, im) for n, im, _ in held]
     rows = safeguard_rows(images, model, device, factors)

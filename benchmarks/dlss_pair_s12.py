@@ -50,15 +50,12 @@ def main() -> None:
             outs = {k: supersample_frame(sp, s, img.shape, "net", m, dev, target="blurred") for k, m in nets.items()}
             outs["pair"] = 0.5 * (outs["shipped"] + outs["second"])
             outs["bilinear"] = upsample(sp, s, img.shape, "bilinear")
-            rows.append({"image": name, "factor": s,
-                         **{k: float(np.sqrt(np.mean((o - ref) ** 2))) for k, o in outs.items()}})
-            print(rows[-1], flush=True)
+            rows += [{"image": name, "factor": s, "method": k, "target": "blurred",
+                      "rmse": float(np.sqrt(np.mean((o - ref) ** 2)))} for k, o in outs.items()]
+            print(name, s, {r["method"]: round(r["rmse"], 5) for r in rows[-len(outs):]}, flush=True)
     for group in sorted({r["image"].split(":")[0] for r in rows}):
-        sel = [r for r in rows if r["image"].startswith(group + ":")]
         for m in ("shipped", "second", "pair"):
-            v = [np.mean([r[m] for r in sel if r["factor"] == s]) / np.mean([r["bilinear"] for r in sel
-                                                                            if r["factor"] == s])
-                 for s in (4, 6, 8, 10)]
+            v = [dlss_finetune.ratio(rows, group, "blurred", m, s) for s in (4, 6, 8, 10)]
             print(f"{group} {m}: " + " / ".join(f"{x:.3f}" for x in v) + f" (mean {np.mean(v):.3f})")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
