@@ -111,9 +111,10 @@ def ratio(rows, group: str, target: str, method: str, s: int) -> float:
     return mean(method) / mean("bilinear")
 
 
-def table(runs: list[dict], factors=FACTORS) -> str:
-    """Markdown: one table per (group, target), one row per (model, method)."""
+def table(runs: list[dict]) -> str:
+    """Markdown: one table per (group, target), one row per (model, method), a column per factor scored."""
     lines = []
+    factors = sorted({r["factor"] for run in runs for r in run["rows"]})
 
     def has(run, g):
         return any(r["image"].startswith(g + ":") for r in run["rows"])
@@ -143,6 +144,8 @@ def main() -> None:
     ap.add_argument("--sstem", action="store_true", help="also score four unused ISBI serial-section frames")
     ap.add_argument("--no-real", action="store_true", help="leave out the public crops")
     ap.add_argument("--n-tune", type=int, default=0, help="tuning scans (dlss_heldout.tuning) to add")
+    ap.add_argument("--factors", default=",".join(map(str, FACTORS)),
+                    help="grid pitches to score (comma-separated; coverage 1/s^2)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="write the rows as JSON")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="only print the tables of these runs")
@@ -155,7 +158,8 @@ def main() -> None:
         print(table(list(runs.values())))
         return
     imgs = images(args.n_held, args.n_own, args.sstem, not args.no_real, args.n_tune)
-    rows = rows_for(args.model, imgs, threads=args.threads)
+    factors = tuple(int(s) for s in args.factors.split(","))
+    rows = rows_for(args.model, imgs, factors, threads=args.threads)
     run = {"label": args.label, "model": args.model, "command": " ".join(["python", *sys.argv]), "rows": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(run, indent=1) + "\n")

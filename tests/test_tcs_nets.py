@@ -80,12 +80,12 @@ def test_tiled_decode_matches_untiled(default_model):
     clean, y, masks = _movie(10, size=160, seed=5)
     whole = decode_measurements(y, masks, default_model, device="cpu", tile=512, precision="float32")
     calls = []
-    tiled = decode_measurements(y, masks, default_model, device="cpu", tile=96, overlap=48,
+    tiled = decode_measurements(y, masks, default_model, device="cpu", tile=96,  # the shipped overlap
                                 progress=calls.append, precision="float32")
     assert calls == [1]
     diff = np.abs(whole - tiled)
     assert diff.mean() < 2e-3 * clean.mean() + 1e-4
-    assert _psnr(tiled, whole) > 40
+    assert _psnr(tiled, whole) > 60  # seams ~1e-4 of the range r.m.s. (benchmarks/tcs_speed.md)
 
 
 def test_self_ensemble_averages_transformed_decodes(default_model):

@@ -29,13 +29,15 @@ from emcs.tcs.nets import BUILDERS
 from emcs.tcs.operator import TcsOperator
 
 #: largest tile edge and overlap (pixels) for frames larger than one tile; tiles are
-#: shrunk to the fewest that cover the frame (:func:`emcs.nn.tiling.fitted_tile`: 498 px for
-#: 4096 px, 1.20x the frame's area computed instead of 1.27x). 48 px of overlap covers the
-#: receptive field of tcs-unfold's learned stages (measured: tiled and untiled results agree
-#: to ~1e-5, tests/test_tcs_nets.py). 768-px tiles would compute 1.12x, but one tile's
-#: activations (~600 MiB at 723 px) take a 4096 x 4096 decode over 2 GiB.
+#: shrunk to the fewest that cover the frame (:func:`emcs.nn.tiling.fitted_tile`). 768-px
+#: tiles would compute less overlap, but one tile's activations (~600 MiB at 723 px) take a
+#: 4096 x 4096 decode over 2 GiB. Overlap: at 24 px the seams of a float32 decode differ from
+#: the whole-frame decode by ~1e-4 of the range r.m.s. (max ~3e-3), a tenth of what int8's
+#: per-tile activation ranges already move (~1e-3, max ~1e-2); held-out PSNR within 0.01 dB of
+#: 48 px (benchmarks/tcs_speed.md, session 13). At 4096 x 4096 with two side-by-side 338-px
+#: tiles this computes 1.15x the frame's area instead of 1.30x; 16 px gave 4x the seam error.
 TILE = 512
-OVERLAP = 48
+OVERLAP = 24
 #: precisions of :func:`decode_measurements`: autocast float types or ``int8`` (tcs-unfold on
 #: the CPU, :mod:`emcs.tcs.nets.int8`); ``auto``: float16 on CUDA, int8 where it serves, else float32
 PRECISIONS = ("auto", "float32", "float16", "bfloat16", "int8")

@@ -1,0 +1,84 @@
+"""Tile overlap of the tcs-unfold decode: seam error and held-out PSNR against the overlap (issue 17).
+
+    python benchmarks/bench_tcs_overlap.py heldout SIZE TILE OVERLAPS PRECISIONS
+    python benchmarks/bench_tcs_overlap.py source STACK.tif SIZE TILE OVERLAPS PRECISIONS
+
+``heldout``: the held-out movies of ``bench_tcs_int8_quality.py`` (B = 10, density-0.5
+generated masks; simulated kinds with data seeds never used in training and three movies
+animated from the real images in ../shared/data), SIZE^2, decoded whole (one tile) and in
+tiles of TILE px with each overlap; PSNR against the clean truth, its change against the
+first overlap, and the largest and r.m.s. difference from the whole-frame decode (relative
+to its range). A small TILE puts many seams in a small frame (a harsher test than the
+362-512 px tiles ``emcs decode`` uses). ``source``: the first 10 frames of a SIZE^2 crop of
+STACK encoded (B = 10, seed 1) and decoded the same way (no truth: differences only).
+One JSON line per movie and precision; one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_tcs_int8_quality import MOVIES, cpu_seconds, movie  # noqa: E402
+
+
+def source_movie(path: str, size: int):
+    import tifffile
+
+    from emcs.tcs.operator import TcsOperator
+
+    frames = np.asarray(tifffile.memmap(path)[:10, :size, :size], np.float32)
+    op = TcsOperator.generated(1, 10, (size, size), 0.5)
+    return None, op.encode(frames)[None].astype(np.float32), op
+
+
+def compare(clean, y, op, info, tile: int, overlaps: list[int], precision: str, label: str) -> dict:
+    from emcs.compare.metrics import score_stack
+    from emcs.tcs.nets.api import decode_measurements
+
+    t0 = cpu_seconds()
+    whole = decode_measurements(y, op, info, "cpu", tile=4096, precision=precision)[0]
+    row = {"movie": label, "precision": precision, "whole_cpu_s": round(cpu_seconds() - t0, 2)}
+    span = float(whole.max() - whole.min())
+    if clean is not None:
+        row["whole_psnr"] = round(float(score_stack(whole, clean)["psnr_mean"]), 4)
+    for ov in overlaps:
+        t0 = cpu_seconds()
+        out = decode_measurements(y, op, info, "cpu", tile=tile, overlap=ov, precision=precision)[0]
+        d = out - whole
+        r = {"cpu_s": round(cpu_seconds() - t0, 2), "max_rel": float(np.abs(d).max() / span),
+             "rms_rel": float(np.sqrt(np.mean(d * d)) / span)}
+        if clean is not None:
+            r["psnr"] = round(float(score_stack(out, clean)["psnr_mean"]), 4)
+            r["dpsnr"] = round(r["psnr"] - row[f"ov{overlaps[0]}"]["psnr"], 4) if f"ov{overlaps[0]}" in row else 0.0
+        row[f"ov{ov}"] = r
+    return row
+
+
+def main() -> None:
+    import torch
+
+    from emcs.tcs.nets.api import list_models
+
+    torch.set_num_threads(1)
+    args = sys.argv[1:]
+    mode = args.pop(0)
+    path = args.pop(0) if mode == "source" else None
+    size, tile = int(args[0]), int(args[1])
+    overlaps = [int(v) for v in args[2].split(",")]
+    precisions = args[3].split(",")
+    info = next(i for i in list_models() if i.name == "tcs-unfold")
+    items = ([(path, lambda: source_movie(path, size))] if mode == "source"
+             else [(MOVIES[k][0], lambda k=k: movie(k, size)) for k in range(len(MOVIES))])
+    for label, make in items:
+        clean, y, op = make()
+        for precision in precisions:
+            print(json.dumps(compare(clean, y, op, info, tile, overlaps, precision, label)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
