@@ -315,9 +315,19 @@ def test_train_resume_and_finetune(tmp_path):
     assert r.exit_code == 0, r.output
     card2 = json.loads(out2.with_suffix(".json").read_text())
     assert card2["config"]["width"] == 6
-    assert card2["factors"] == list(range(4, 11))  # the network still serves every pitch
+    assert card2["factors"] == list(range(4, 11))  # a fine-tune keeps the pitches its start was trained on
     assert card2["factor_draw_weights"] == {"9": 1 / 3, "10": 2 / 3}
     assert "magnified 0.8-1.25x" in card2["training_data"]
+    out4 = tmp_path / "s10.safetensors"  # a new network names only the pitches it was trained on
+    r = _run("train", "dlss", "--steps", 1, "--patch", 32, "--batch", 1, "--width", 6, "--factors", "10",
+             "--out", out4, "-q")
+    assert r.exit_code == 0, r.output
+    card4 = json.loads(out4.with_suffix(".json").read_text())
+    assert card4["factors"] == [10] and card4["coverages"] == ["1/100"]
+    x = np.random.default_rng(1).random((1, 40, 40)).astype(np.float32)
+    write_stack(tmp_path / "sp.tif", x[:, ::4, ::4])
+    r = _run("supersample", tmp_path / "sp.tif", "-s", 4, "-o", tmp_path / "o.tif", "--model", out4, "--tile", 40)
+    assert r.exit_code == 0 and "trained for factors [10], not 4" in r.output, r.output
     out3 = tmp_path / "new.safetensors"
     _assert_user_error(_run("train", "dlss", "--steps", 1, "--data", tmp_path / "nope", "--out", out3))
     _assert_user_error(_run("train", "dlss", "--steps", 1, "--factors", "3,4", "--out", out3))

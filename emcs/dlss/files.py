@@ -332,6 +332,8 @@ def supersample_file(
             used = "bilinear"
         net, dev, card, model_path = (_load_network(model, device, target) if used == "net"
                                       else (None, None, None, None))
+        if card is not None and s not in card.get("factors", (s,)):
+            warn(f"{model_path} was trained for factors {card['factors']}, not {s}; its output there is untested")
         px = stack.pixel_size / s if stack.pixel_size else None
         oy, ox = grid_offset(H, s), grid_offset(W, s)
         keep = not (denoise_measured and used == "net") and sigma == 0.0

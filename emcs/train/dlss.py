@@ -422,12 +422,14 @@ def _card(o: dict, config: dict, init_card: dict | None, step: int, minutes: flo
     from emcs.dlss.net import ARCHITECTURE
 
     data, zoom, blur, factors = o["data"], o["data_zoom"], o["probe_blur"], o["factors"]
+    # the pitches the network has been trained on: this run's and, for a fine-tune, its start's
+    served = sorted(set(factors) | set((init_card or {}).get("factors", ())))
     return {
         "architecture": ARCHITECTURE,
         "config": config,
         "task": "DLSS-STEM supersampling of regular sparse scans (one unified network)",
-        "factors": list(NET_FACTORS),
-        "coverages": [f"1/{s * s}" for s in NET_FACTORS],
+        "factors": served,
+        "coverages": [f"1/{s * s}" for s in served],
         "factor_draw_weights": {str(f): factors.count(f) / len(factors) for f in sorted(set(factors))},
         "inputs": "bilinear, nearest fill, sample mask, s/10; each tile min-max normalised by its samples",
         "output": ("bilinear + predicted residual; measured positions pasted back" if o["output_target"] == "scan"
