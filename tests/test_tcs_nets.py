@@ -88,6 +88,17 @@ def test_tiled_decode_matches_untiled(default_model):
     assert _psnr(tiled, whole) > 60  # seams ~1e-4 of the range r.m.s. (benchmarks/tcs_speed.md)
 
 
+def test_odd_sized_frames_and_tiles_decode_to_their_last_row_and_column(default_model):
+    """The row / column added to reach even sizes is a consistent copy of the last one: no bright edge."""
+    clean, y, masks = _movie(10, size=81, seed=6)
+    for tile in (4096, 60):  # the whole odd frame; odd tiles of 81 px in 60-px tiles with overlap 24: 57
+        x = decode_measurements(y, masks, default_model, device="cpu", tile=tile, precision="float32")[0]
+        err = np.abs(x - clean)
+        inner = err[:, 8:-8, 8:-8].mean()
+        for edge in (err[:, -1], err[:, :, -1], err[:, -2], err[:, :, -2]):
+            assert edge.mean() < 2 * inner, (tile, edge.mean(), inner)
+
+
 def test_self_ensemble_averages_transformed_decodes(default_model):
     from emcs.nn.ensemble import dihedral
 

@@ -35,13 +35,16 @@ def pad_even(y: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.
     """Pad y (n, H, W) and masks (n or 1, B, H, W) to even H, W; expand masks to n.
 
     Both decoders halve the resolution once; callers crop their output back
-    to the original (H, W).
+    to the original (H, W). The added row / column repeats the last one in y
+    *and* in the masks, so it is a consistent measurement (zero masks there
+    made ``y / mask_sum`` about B/2 times too bright, which spoiled the last two
+    rows and columns of every odd-sized frame or tile).
     """
     n, H, W = y.shape
     ph, pw = H % 2, W % 2
     if ph or pw:
         y = F.pad(y[:, None], (0, pw, 0, ph), mode="replicate")[:, 0]
-        masks = F.pad(masks, (0, pw, 0, ph))
+        masks = F.pad(masks.to(y.dtype), (0, pw, 0, ph), mode="replicate")
     return y, masks.expand(n, -1, -1, -1)
 
 
