@@ -2,6 +2,7 @@
 
     python benchmarks/bench_tcs_overlap.py heldout SIZE TILE OVERLAPS PRECISIONS
     python benchmarks/bench_tcs_overlap.py source STACK.tif SIZE TILE OVERLAPS PRECISIONS
+    python benchmarks/bench_tcs_overlap.py speed STACK.tif SIZE OVERLAPS REPEATS
 
 ``heldout``: the held-out movies of ``bench_tcs_int8_quality.py`` (B = 10, density-0.5
 generated masks; simulated kinds with data seeds never used in training and three movies
@@ -11,7 +12,9 @@ first overlap, and the largest and r.m.s. difference from the whole-frame decode
 to its range). A small TILE puts many seams in a small frame (a harsher test than the
 362-512 px tiles ``emcs decode`` uses). ``source``: the first 10 frames of a SIZE^2 crop of
 STACK encoded (B = 10, seed 1) and decoded the same way (no truth: differences only).
-One JSON line per movie and precision; one thread.
+One JSON line per movie and precision; one thread. ``speed``: the same crop decoded as ``emcs decode``
+decodes it (two torch threads: side-by-side tiles, default precision), the overlaps alternated
+REPEATS times; one JSON line per decode (wall and CPU seconds, tiles).
 """
 
 from __future__ import annotations
@@ -59,14 +62,38 @@ def compare(clean, y, op, info, tile: int, overlaps: list[int], precision: str, 
     return row
 
 
+def speed(path: str, size: int, overlaps: list[int], repeats: int) -> None:
+    import time
+
+    import torch
+
+    from emcs.nn.tiling import fitted_tile
+    from emcs.tcs.nets.api import TILE, decode_measurements, list_models
+
+    torch.set_num_threads(2)
+    info = next(i for i in list_models() if i.name == "tcs-unfold")
+    _, y, op = source_movie(path, size)
+    for k in range(repeats):
+        for ov in overlaps:
+            tile = fitted_tile(size, max(int(TILE / 2**0.5), 2 * ov), ov)
+            t0, c0 = time.time(), cpu_seconds()
+            decode_measurements(y, op, info, "cpu", overlap=ov)
+            print(json.dumps({"size": size, "overlap": ov, "repeat": k, "tile": tile,
+                              "wall_s": round(time.time() - t0, 2), "cpu_s": round(cpu_seconds() - c0, 2)}),
+                  flush=True)
+
+
 def main() -> None:
     import torch
 
     from emcs.tcs.nets.api import list_models
 
-    torch.set_num_threads(1)
     args = sys.argv[1:]
     mode = args.pop(0)
+    if mode == "speed":
+        speed(args[0], int(args[1]), [int(v) for v in args[2].split(",")], int(args[3]))
+        return
+    torch.set_num_threads(1)
     path = args.pop(0) if mode == "source" else None
     size, tile = int(args[0]), int(args[1])
     overlaps = [int(v) for v in args[2].split(",")]
