@@ -67,10 +67,12 @@ def speed(path: str, size: int, overlaps: list[int], repeats: int) -> None:
 
     import torch
 
+    from emcs.nn.device import keep_freed_memory
     from emcs.nn.tiling import fitted_tile
     from emcs.tcs.nets.api import TILE, decode_measurements, list_models
 
     torch.set_num_threads(2)
+    keep_freed_memory()  # the malloc setup emcs decode makes (pick_device), or every tile page-faults
     info = next(i for i in list_models() if i.name == "tcs-unfold")
     _, y, op = source_movie(path, size)
     for k in range(repeats):
