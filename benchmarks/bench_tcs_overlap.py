@@ -12,9 +12,10 @@ first overlap, and the largest and r.m.s. difference from the whole-frame decode
 to its range). A small TILE puts many seams in a small frame (a harsher test than the
 362-512 px tiles ``emcs decode`` uses). ``source``: the first 10 frames of a SIZE^2 crop of
 STACK encoded (B = 10, seed 1) and decoded the same way (no truth: differences only).
-One JSON line per movie and precision; one thread. ``speed``: the same crop decoded as ``emcs decode``
-decodes it (two torch threads: side-by-side tiles, default precision), the overlaps alternated
-REPEATS times; one JSON line per decode (wall and CPU seconds, tiles).
+One JSON line per movie and precision; one thread. ``speed``: the same crop decoded as
+``emcs decode`` decodes it (the device it picks; on the CPU two torch threads: side-by-side
+tiles, default precision), the overlaps alternated REPEATS times; one JSON line per decode
+(wall and CPU seconds, tiles).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tcs_int8_quality import MOVIES, cpu_seconds, movie  # noqa: E402
+
+
+def shipped():
+    from emcs.tcs.nets.api import list_models
+
+    return next(i for i in list_models() if i.name == "tcs-unfold")
 
 
 def source_movie(path: str, size: int):
@@ -49,6 +56,7 @@ def compare(clean, y, op, info, tile: int, overlaps: list[int], precision: str, 
     span = float(whole.max() - whole.min())
     if clean is not None:
         row["whole_psnr"] = round(float(score_stack(whole, clean)["psnr_mean"]), 4)
+    first = None  # PSNR at the first overlap
     for ov in overlaps:
         t0 = cpu_seconds()
         out = decode_measurements(y, op, info, "cpu", tile=tile, overlap=ov, precision=precision)[0]
@@ -57,7 +65,8 @@ def compare(clean, y, op, info, tile: int, overlaps: list[int], precision: str, 
              "rms_rel": float(np.sqrt(np.mean(d * d)) / span)}
         if clean is not None:
             r["psnr"] = round(float(score_stack(out, clean)["psnr_mean"]), 4)
-            r["dpsnr"] = round(r["psnr"] - row[f"ov{overlaps[0]}"]["psnr"], 4) if f"ov{overlaps[0]}" in row else 0.0
+            first = r["psnr"] if first is None else first
+            r["dpsnr"] = round(r["psnr"] - first, 4)
         row[f"ov{ov}"] = r
     return row
 
@@ -67,19 +76,18 @@ def speed(path: str, size: int, overlaps: list[int], repeats: int) -> None:
 
     import torch
 
-    from emcs.nn.device import keep_freed_memory
     from emcs.nn.tiling import fitted_tile
-    from emcs.tcs.nets.api import TILE, decode_measurements, list_models
+    from emcs.tcs.nets.api import TILE, decode_measurements
 
     torch.set_num_threads(2)
-    keep_freed_memory()  # the malloc setup emcs decode makes (pick_device), or every tile page-faults
-    info = next(i for i in list_models() if i.name == "tcs-unfold")
+    info = shipped()
     _, y, op = source_movie(path, size)
     for k in range(repeats):
         for ov in overlaps:
             tile = fitted_tile(size, max(int(TILE / 2**0.5), 2 * ov), ov)
             t0, c0 = time.time(), cpu_seconds()
-            decode_measurements(y, op, info, "cpu", overlap=ov)
+            # device None: chosen as emcs decode chooses it (pick_device), with its malloc setup
+            decode_measurements(y, op, info, overlap=ov)
             print(json.dumps({"size": size, "overlap": ov, "repeat": k, "tile": tile,
                               "wall_s": round(time.time() - t0, 2), "cpu_s": round(cpu_seconds() - c0, 2)}),
                   flush=True)
@@ -87,8 +95,6 @@ def speed(path: str, size: int, overlaps: list[int], repeats: int) -> None:
 
 def main() -> None:
     import torch
-
-    from emcs.tcs.nets.api import list_models
 
     args = sys.argv[1:]
     mode = args.pop(0)
@@ -100,7 +106,7 @@ def main() -> None:
     size, tile = int(args[0]), int(args[1])
     overlaps = [int(v) for v in args[2].split(",")]
     precisions = args[3].split(",")
-    info = next(i for i in list_models() if i.name == "tcs-unfold")
+    info = shipped()
     items = ([(path, lambda: source_movie(path, size))] if mode == "source"
              else [(MOVIES[k][0], lambda k=k: movie(k, size)) for k in range(len(MOVIES))])
     for label, make in items:

@@ -4,13 +4,10 @@ merged, margins per table, kind and dose, the network-only table, the blend and 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tcs_heldout_movies import BLENDS, CODECS, REAL_KINDS, SUBSET, TABLES, cases, plain_key  # noqa: E402
+from tcs_heldout_movies import BLENDS, CODECS, REAL_KINDS, SUBSET, TABLES, cases, plain_key
 
 
 def merge(paths: list[Path]) -> tuple[dict, dict]:

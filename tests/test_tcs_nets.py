@@ -91,7 +91,7 @@ def test_tiled_decode_matches_untiled(default_model):
 def test_odd_sized_frames_and_tiles_decode_to_their_last_row_and_column(default_model):
     """The row / column added to reach even sizes is a consistent copy of the last one: no bright edge."""
     clean, y, masks = _movie(10, size=81, seed=6)
-    for tile in (4096, 60):  # the whole odd frame; odd tiles of 81 px in 60-px tiles with overlap 24: 57
+    for tile in (4096, 60):  # the whole odd frame; 81 px in odd 53-px tiles (tile 60, overlap 24)
         x = decode_measurements(y, masks, default_model, device="cpu", tile=tile, precision="float32")[0]
         err = np.abs(x - clean)
         inner = err[:, 8:-8, 8:-8].mean()
