@@ -61,8 +61,9 @@ def images(n_held: int, n_own: int, sstem: bool = False, real: bool = True,
     return out
 
 
-def rows_for(model_path: str, imgs, factors=FACTORS, threads: int = 1) -> list[dict]:
-    """RMSE rows ``{image, factor, method, target, rmse}`` of one model."""
+def rows_for(model_path: str, imgs, factors=FACTORS, threads: int = 1, ensemble: int = 1) -> list[dict]:
+    """RMSE rows ``{image, factor, method, target, rmse}`` of one model (network output averaged
+    over ``ensemble`` flips/rotations; the self-check is single-pass as in ``emcs supersample``)."""
     import torch
     from bench_dlss import blur
 
@@ -83,7 +84,7 @@ def rows_for(model_path: str, imgs, factors=FACTORS, threads: int = 1) -> list[d
             t0 = time.time()
             sp = subsample(img, s)
             oy, ox = grid_offset(img.shape[0], s), grid_offset(img.shape[1], s)
-            net = net_estimate(sp, s, img.shape, model, device)
+            net = net_estimate(sp, s, img.shape, model, device, ensemble=ensemble)
             bil = upsample(sp, s, img.shape, "bilinear")
             bil_blur = paper_blur(bil)
             verdict = check_net(sp, s, img.shape, model, device)
@@ -147,20 +148,22 @@ def main() -> None:
     ap.add_argument("--factors", default=",".join(map(str, FACTORS)),
                     help="grid pitches to score (comma-separated; coverage 1/s^2)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ensemble", type=int, default=1, help="average the network over this many flips/rotations")
     ap.add_argument("--out", help="write the rows as JSON")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="only print the tables of these runs")
     args = ap.parse_args()
     if args.table:
         runs = {}
         for p in args.table:  # runs with the same label are merged (e.g. a later --sstem run)
-            run = json.loads(Path(p).read_text())
-            runs.setdefault(run["label"], {"label": run["label"], "rows": []})["rows"] += run["rows"]
+            data = json.loads(Path(p).read_text())
+            for run in data if isinstance(data, list) else [data]:  # a file may hold a list of runs
+                runs.setdefault(run["label"], {"label": run["label"], "rows": []})["rows"] += run["rows"]
         print(table(list(runs.values())))
         return
     imgs = images(args.n_held, args.n_own, args.sstem, not args.no_real, args.n_tune)
     factors = tuple(int(s) for s in args.factors.split(","))
-    rows = rows_for(args.model, imgs, factors, threads=args.threads)
-    run = {"label": args.label, "model": args.model, "command": " ".join(["python", *sys.argv]), "rows": rows}
+    rows = rows_for(args.model, imgs, factors, threads=args.threads, ensemble=args.ensemble)
+    run = {"label": args.label, "model": args.model, "ensemble": args.ensemble, "command": " ".join(["python", *sys.argv]), "rows": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(run, indent=1) + "\n")
     print(table([run]))
