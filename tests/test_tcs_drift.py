@@ -1,6 +1,6 @@
 """The drift blend (emcs.tcs.drift): a rigidly drifting scene gains over the static blend, a local
 change is not hurt, the output stays consistent with the measurement, strips and slices of groups
-give the frames of one piece, the shifts are exact adjoints and the path is found."""
+give the frames of one piece (also computed side by side in threads), the shifts are exact adjoints and the path is found."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from test_tcs_static import DOSE, SIZE, _decode, _movie, _psnr, _scene
 
 from emcs.tcs.drift import DEFAULT_DRIFT, blend_drifting, frame_path, shift_from, shift_to
 from emcs.tcs.operator import TcsOperator
-from emcs.tcs.static import consistency
+from emcs.tcs.static import blend_measurement, consistency
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,10 @@ def test_strips_equal_one_piece():
     strips, _ = blend_drifting(x.copy(), y, op, 0.05, rows=16)
     assert stats["mode"] == "drift"
     np.testing.assert_allclose(strips, whole, atol=1e-4)
+    # strips side by side in threads: the same numbers, in both the drift and the static path
+    threaded, tstats = blend_drifting(x.copy(), y, op, 0.05, rows=16, workers=2)
+    assert tstats == _ and np.array_equal(threaded, strips)
+    still = x[:1].repeat(B, 0)
+    one, s1 = blend_measurement(still.copy(), y, op, 0.05, rows=16)
+    two, s2 = blend_measurement(still.copy(), y, op, 0.05, rows=16, workers=2)
+    assert s1 == s2 and np.array_equal(one, two)

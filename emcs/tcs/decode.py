@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -242,9 +243,17 @@ def static_blender(container: Container, static_blend: str = "on") -> Callable |
     blend_one = blend_measurement if static_blend == "static" else blend_drifting
 
     def blend(x, y, operator, out=None):
-        return blend_one(x, y, operator, sigma, offset=offset, quantize=float(step), out=out)[0]
+        return blend_one(x, y, operator, sigma, offset=offset, quantize=float(step), out=out,
+                         workers=blend_workers())[0]
 
     return blend
+
+
+def blend_workers() -> int:
+    """Strips the blend computes at once: torch's intra-op thread count (the CPU budget the
+    decode was given) when a network has run in this process (torch loaded), else 1."""
+    torch = sys.modules.get("torch")
+    return max(1, torch.get_num_threads()) if torch is not None else 1
 
 
 def network_arithmetic(plan: dict[int, tuple[str, object]], precision: str, device) -> str | None:

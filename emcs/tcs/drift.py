@@ -215,35 +215,38 @@ def frame_path(x: np.ndarray, g: np.ndarray, settings: DriftSettings = DEFAULT_D
 def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset: float = 0.0,
                    quantize: float = 0.0, settings: BlendSettings = DEFAULT_SETTINGS,
                    drift: DriftSettings = DEFAULT_DRIFT, rows: int = static.STRIP_ROWS,
-                   out: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+                   out: np.ndarray | None = None, workers: int = 1) -> tuple[np.ndarray, dict]:
     """The drift blend of one measurement's decoded frames (parameters and results as
     :func:`emcs.tcs.static.blend_measurement`, plus the :class:`DriftSettings`; ``stats`` adds
     ``shift_px``, the largest displacement from the reference, and ``mode``)."""
     B, H, W = x.shape
-    g, _, ref = static.gains_and_mean(x, settings.window, offset)
+    g, _, ref = gm = static.gains_and_mean(x, settings.window, offset)
     d = frame_path(x, g, drift)
     largest = float(np.hypot(d[:, 0], d[:, 1]).max())
+    blend_kw = dict(offset=offset, quantize=quantize, settings=settings, rows=rows, out=out,
+                    workers=workers, stats=gm)
     if not drift.min_shift <= largest <= drift.max_shift or min(H, W) < MIN_SIDE:
-        frames, stats = static.blend_measurement(x, y, masks, sigma, offset=offset, quantize=quantize,
-                                                 settings=settings, rows=rows, out=out)
+        frames, stats = static.blend_measurement(x, y, masks, sigma, **blend_kw)
         return frames, dict(stats, shift_px=largest, mode="static")
     pad = int(np.ceil(np.abs(d).max())) + 3
     halo = 3 * pad + 2 * max(settings.window, settings.drift_window) + 4
     alpha = np.empty((H, W), np.float32)
     leftover = []
-    for r0 in range(0, H, rows):
-        r1 = min(H, r0 + rows)
+
+    def strip(r0, r1):
         a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
         C = masks[:, a0:a1] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(a0, a1))
         a, dev = _strip_weight(x[:, a0:a1], y[a0:a1], np.asarray(C, bool), g, d, pad, sigma, offset,
                                ref, settings, drift)
         keep = slice(r0 - a0, r1 - a0)
-        alpha[r0:r1] = a[keep]
-        leftover.append(np.median(dev[keep]))
+        return a[keep], np.median(dev[keep])
+
+    for r0, r1, (a, dev) in static.map_strips(strip, H, rows, min(workers, static.MAX_WORKERS)):
+        alpha[r0:r1] = a
+        leftover.append(dev)
     # the network's frames are read before here only: the static blend may write over them; the
     # drifting still image is made of its frames (which hold its still image's detail)
-    frames, stats = static.blend_measurement(x, y, masks, sigma, offset=offset, quantize=quantize,
-                                             settings=settings, rows=rows, out=out)
+    frames, stats = static.blend_measurement(x, y, masks, sigma, **blend_kw)
     canvas = _still(frames, g, d, pad)
     for b in range(B):  # out_b = alpha static_b + (1 - alpha) g_b T_b s, a frame at a time
         frames[b] = alpha * frames[b] + (1 - alpha) * (np.float32(g[b]) * shift_from(canvas, d[b], pad, (H, W)))
