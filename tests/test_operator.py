@@ -118,6 +118,16 @@ def test_row_block_mask_sums_equal_full_ones(monkeypatch, n):
     assert op.open_count(n) is counts  # cached
 
 
+def test_mask_blocks_are_the_same_made_alone_or_cut_from_the_kept_full_masks():
+    op = TcsOperator.generated(3, 10, (20, 17), 0.6)
+    alone = op.masks(4, rows=(5, 12), cols=(2, 9))
+    assert op._full is None  # a block alone does not build the full masks
+    full = op.masks()
+    cut = op.masks(4, rows=(5, 12), cols=(2, 9))
+    np.testing.assert_array_equal(cut, alone)
+    assert np.shares_memory(cut, full)  # cut from the kept masks, not made again
+
+
 def test_mask_sum_is_division_safe_and_open_count_keeps_zeros():
     masks = np.zeros((3, 2, 2), bool)
     masks[:, 0, 0] = True

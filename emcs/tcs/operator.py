@@ -241,11 +241,12 @@ class TcsOperator:
         """The first ``n`` (default B) boolean masks, (n, H, W), or a spatial block of them.
 
         The full masks are made once and kept; a block (``rows``/``cols``) of
-        generated masks is made on its own (bounded memory).
+        generated masks is made on its own (bounded memory) unless the full
+        masks are already kept.
         """
         n = self._n(n)
         H, W = self.frame_shape
-        if self.kind == "generated" and (rows is not None or cols is not None):
+        if self._full is None and self.kind == "generated" and (rows is not None or cols is not None):
             return make_masks(self.seed, self.B, H, W, self.density, frames=range(n),
                               rows=rows, cols=cols)
         if self._full is None:
