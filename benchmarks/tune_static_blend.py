@@ -23,6 +23,7 @@ Seeds ``18_000_000 + i`` (the held-out table uses 17 000 000+, training 0-5)::
     python benchmarks/tune_static_blend.py score      # the blend's variants on the cache
     python benchmarks/tune_static_blend.py score --drift --grid "" "/rate_noise=1"
                                        # the drift blend against the static one
+    python benchmarks/tune_static_blend.py paths      # drift paths: network / GAP-TV frames vs clean
 """
 
 from __future__ import annotations
@@ -230,9 +231,35 @@ def score(args) -> None:
         print(f"{spec or 'default'}:\n  {summary(rows)}", flush=True)
 
 
+def paths(args) -> None:
+    """The drift path (:func:`emcs.tcs.drift.frame_path`) from the network's and from GAP-TV's
+    frames against the path from the clean frames, on the drifting movies (Q = 0)."""
+    from emcs.tcs import decoders
+    from emcs.tcs.drift import frame_path
+    from emcs.tcs.operator import TcsOperator
+    from emcs.tcs.static import gains_and_mean
+
+    def path(x):
+        return frame_path(x, gains_and_mean(x, 4, 0.0)[0])
+
+    gap = decoders.get_decoder(decoders.GAP_TV)
+    errors = []
+    for i, B, q, movie, c in load(args):
+        if kind_of(i) != "drift" or q:
+            continue
+        op = TcsOperator.generated(seed=SEED + i, B=B, frame_shape=c["y"].shape[-2:], density=0.5)
+        truth = path(movie["clean"][:B].astype(np.float32))
+        net = np.abs(path(c["x"][0]) - truth).max()
+        gaptv = np.abs(path(np.asarray(gap(c["y"], op), np.float32)[0]) - truth).max()
+        errors.append((net, gaptv))
+        print(f"  {i:2d} {TUNING[i][0][:16]:16s} B{B}: path span {np.abs(truth).max():5.2f} px, largest error "
+              f"network {net:.2f}, GAP-TV {gaptv:.2f}", flush=True)
+    print("median largest error: network {:.2f} px, GAP-TV {:.2f} px".format(*np.median(errors, axis=0)))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["decode", "score"])
+    p.add_argument("what", choices=["decode", "score", "paths"])
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "static_tune")
     p.add_argument("--grid", nargs="*", default=[""],
@@ -244,6 +271,8 @@ def main() -> None:
     args = p.parse_args()
     if args.what == "decode":
         decode(args)
+    elif args.what == "paths":
+        paths(args)
     else:
         score(args)
 
