@@ -97,7 +97,7 @@ DEFAULT_SETTINGS = BlendSettings()
 #: rows of a frame blended at once (bounded memory for large frames)
 STRIP_ROWS = 256
 #: most strips blended at once, in threads (numpy releases the GIL): each adds one strip's
-#: temporaries (~0.3 GB for a 4096-pixel-wide, B = 10 strip)
+#: temporaries (the blend of a 4096 x 4096, B = 10 measurement peaked 0.19 GB higher with 2)
 MAX_WORKERS = 2
 
 
