@@ -1,0 +1,77 @@
+"""The static / drift blend alone (what `emcs decode` runs after the network), timed on one
+measurement whose network frames are cached, so that two code trees can be compared on the same
+input without the network's time and drift in between.
+
+    python benchmarks/bench_tcs_blend.py CONTAINER FRAMES.npy [--threads 2]
+
+FRAMES.npy is made on the first call (the default network's frames of the first measurement,
+float32, scaled as the decoder returns them). Run it with PYTHONPATH set to each tree (e.g.
+`git archive REV emcs | tar -x -C DIR`), alternating; one JSON line per run: wall and CPU seconds,
+peak RSS, the blend's mode, and a hash of the frames (equal hashes: the same output). The malloc
+setup of `emcs decode` (`emcs.nn.device.keep_freed_memory`) is made first, as there. A tree
+whose blend has no ``workers`` argument (before session 14) runs it one strip at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("container")
+    p.add_argument("frames", type=Path)
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the decode (blend workers)")
+    args = p.parse_args()
+
+    import emcs
+    from emcs.nn.device import keep_freed_memory
+    from emcs.tcs.container import open_container
+    from emcs.tcs.decode import choose_noise_level
+
+    keep_freed_memory()
+    with open_container(args.container) as c:
+        op = c.operator
+        y = op.scale_measurements(next(iter(c.blocks([1]))), c.value_range, c.B)
+        if not args.frames.exists():
+            import torch
+
+            from emcs.tcs import decoders
+
+            torch.set_num_threads(args.threads)
+            net = decoders.get_decoder(decoders.select_decoder("auto", c.B, c.density)[0])
+            np.save(args.frames, np.asarray(net(y, op), np.float32))
+        x = np.load(args.frames)[0]
+        op.masks()  # as after the network: the full masks are kept
+        import torch
+
+        torch.set_num_threads(args.threads)  # blend_workers() reads it
+        _, sigma = choose_noise_level(c)
+        from emcs.tcs.drift import blend_drifting
+
+        kw = {}
+        if "workers" in inspect.signature(blend_drifting).parameters:
+            from emcs.tcs.decode import blend_workers
+
+            kw["workers"] = blend_workers()
+        lo, hi = c.value_range
+        t, cpu = time.perf_counter(), time.process_time()
+        out, stats = blend_drifting(x, y[0], op.group(c.B), sigma, offset=lo / (hi - lo), out=x, **kw)
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    print(json.dumps({"tree": str(Path(emcs.__file__).parent.parent), "shape": list(x.shape),
+                      "workers": kw.get("workers", 1), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                      "mode": stats["mode"], "frames_sha256": hashlib.sha256(out.tobytes()).hexdigest()[:16]}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
