@@ -30,6 +30,9 @@ def main() -> None:
     p.add_argument("container")
     p.add_argument("frames", type=Path)
     p.add_argument("--threads", type=int, default=2, help="torch threads of the decode (blend workers)")
+    p.add_argument("--drift-px", type=int, default=0,
+                   help="roll frame b by drift_px * b columns (the drift path's cost; the frames no "
+                        "longer fit the measurement, so only time and memory mean anything)")
     args = p.parse_args()
 
     import emcs
@@ -50,6 +53,9 @@ def main() -> None:
             net = decoders.get_decoder(decoders.select_decoder("auto", c.B, c.density)[0])
             np.save(args.frames, np.asarray(net(y, op), np.float32))
         x = np.load(args.frames)[0]
+        if args.drift_px:
+            for b in range(x.shape[0]):
+                x[b] = np.roll(x[b], args.drift_px * (b - x.shape[0] // 2), axis=1)
         op.masks()  # as after the network: the full masks are kept
         import torch
 
@@ -69,7 +75,7 @@ def main() -> None:
     print(json.dumps({"tree": str(Path(emcs.__file__).parent.parent), "shape": list(x.shape),
                       "workers": kw.get("workers", 1), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                      "mode": stats["mode"], "frames_sha256": hashlib.sha256(out.tobytes()).hexdigest()[:16]}),
+                      "mode": stats["mode"], "drift_px": args.drift_px, "frames_sha256": hashlib.sha256(out.tobytes()).hexdigest()[:16]}),
           flush=True)
 
 
