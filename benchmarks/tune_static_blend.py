@@ -237,10 +237,10 @@ def paths(args) -> None:
     from emcs.tcs import decoders
     from emcs.tcs.drift import frame_path
     from emcs.tcs.operator import TcsOperator
-    from emcs.tcs.static import gains_and_mean
+    from emcs.tcs.static import DEFAULT_SETTINGS, gains_and_mean
 
     def path(x):
-        return frame_path(x, gains_and_mean(x, 4, 0.0)[0])
+        return frame_path(x, gains_and_mean(x, DEFAULT_SETTINGS.window, 0.0)[0])
 
     gap = decoders.get_decoder(decoders.GAP_TV)
     errors = []
