@@ -132,3 +132,72 @@ def test_failed_self_test_decodes_in_float32(monkeypatch, fresh_self_test, name,
     assert np.array_equal(auto, ref)
     with pytest.raises(EmcsError, match="int8"):
         decode_measurements(y, masks, info, device="cpu", precision="int8")
+
+
+@pytest.fixture
+def fresh_checks(monkeypatch):
+    """An empty per-geometry int8 check table for the test (the real one is process-wide)."""
+    monkeypatch.setattr(int8, "_CHECKED", {})
+
+
+def _conv(cin, cout, kernel, padding, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    conv = torch.nn.Conv2d(cin, cout, kernel, padding=padding)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.1)
+    return conv
+
+
+@needs_int8
+def test_a_wrong_int8_convolution_falls_back_to_float32_for_that_shape(fresh_checks, monkeypatch):
+    conv = _conv(8, 8, (3, 1), (1, 0))
+    q = int8.Int8Conv2d(conv.weight, conv.bias, (1, 0))
+    x = (torch.rand(1, 8, 10, 300) - 0.3).contiguous(memory_format=torch.channels_last)
+    right = q(x)  # the int8 kernel as this machine runs it
+    assert int8.fallbacks() == [] or int8.fallbacks()[0][2] == tuple(x.shape)
+    monkeypatch.setattr(int8, "_CHECKED", {})
+    calls = []
+    real = int8.Int8Conv2d._int8
+    monkeypatch.setattr(int8.Int8Conv2d, "_int8", lambda self, x: calls.append(1) or real(self, x) * 1.5)
+    with torch.no_grad():
+        want = conv(x)
+        got = q(x)  # int8 off by half of every value: caught, the float32 result returned
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        assert int8.fallbacks() == [((8, 8, 3, 1), (1, 0), (1, 8, 10, 300))]
+        torch.testing.assert_close(q(x + 0.1), conv(x + 0.1), rtol=1e-5, atol=1e-6)
+        assert len(calls) == 1  # once found wrong, that shape no longer runs int8 at all
+        other = (torch.rand(1, 8, 4, 300) - 0.3).contiguous(memory_format=torch.channels_last)
+        q(other)  # another shape is checked on its own
+        assert len(int8.fallbacks()) == 2
+    assert float((right - want).abs().max()) <= int8.INT8_TOLERANCE * float(want.abs().max())
+
+
+@needs_int8
+def test_a_constant_input_does_not_settle_the_int8_check(fresh_checks):
+    conv = _conv(8, 8, 3, 1)
+    q = int8.Int8Conv2d.from_conv(conv)
+    q(torch.zeros(1, 8, 16, 16).contiguous(memory_format=torch.channels_last))
+    assert int8._CHECKED == {}
+    q((torch.rand(1, 8, 16, 16) - 0.3).contiguous(memory_format=torch.channels_last))
+    assert list(int8._CHECKED.values()) == [True]
+
+
+@needs_int8
+def test_the_decode_says_when_int8_convolutions_ran_in_float32(fresh_checks, monkeypatch, tmp_path):
+    from emcs.tcs.decode import decode_container
+    from emcs.tcs.encode import encode_stack
+
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "s.npy", (rng.random((10, 48, 40)) * 200).astype(np.uint16))
+    encode_stack(tmp_path / "s.npy", tmp_path / "m.npz", B=10, seed=1, force=True, threads=1)
+    ref = decode_container(tmp_path / "m.npz", tmp_path / "f.npy", device="cpu", precision="float32",
+                           static_blend="off")
+    assert not any("int8" in n for n in ref["notes"])
+    real = int8.Int8Conv2d._int8
+    monkeypatch.setattr(int8.Int8Conv2d, "_int8", lambda self, x: real(self, x) + 1.0)
+    res = decode_container(tmp_path / "m.npz", tmp_path / "q.npy", device="cpu", precision="int8",
+                           static_blend="off")
+    assert res["precision"] == "int8"
+    assert any("ran in float32" in n for n in res["notes"]), res["notes"]
+    f, q = np.load(tmp_path / "f.npy"), np.load(tmp_path / "q.npy")
+    assert np.abs(q - f).max() < 1e-3 * (f.max() - f.min())  # every int8 convolution fell back

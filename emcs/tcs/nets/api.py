@@ -16,6 +16,7 @@ call :func:`decode_measurements`.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,19 @@ def decode_measurements(
             if progress is not None:
                 progress(1)
     return out
+
+
+def int8_fallback_note() -> str | None:
+    """A note when int8 convolutions of this process were found wrong and ran in float32
+    (:func:`emcs.tcs.nets.int8.fallbacks`), else None. Imports nothing new."""
+    int8 = sys.modules.get("emcs.tcs.nets.int8")
+    wrong = int8.fallbacks() if int8 is not None else []
+    if not wrong:
+        return None
+    shapes = sorted({"x".join(map(str, w[2:])) for w, _, _ in wrong})
+    return (f"int8 convolutions ({', '.join(shapes)} kernels) gave wrong results on this CPU's oneDNN "
+            f"and ran in float32 ({len(wrong)} input shape{'s' if len(wrong) > 1 else ''}); the frames are "
+            "right, the decode is slower (--precision float32 skips int8 and this check)")
 
 
 def resolve_precision(precision: str, info: ModelInfo, device) -> str:
