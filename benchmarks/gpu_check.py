@@ -153,8 +153,23 @@ def check_sim_raw():
         report("sim-recon (raw network, patterns given)", "float32", out, psnr, err, ok, dt, 1, 4 * big * big)
 
 
-#: runs the CLI in a child process and prints its peak RSS (and GPU memory) on stderr at exit
-CLI = ("import atexit, resource, sys\n"
+#: runs the CLI in a child process and prints its peak RSS (and GPU memory) on stderr at exit; with
+#: GPU_CHECK_PHASES=1 also the time spent in the decode's phases (cProfile, main thread; the blend's
+#: worker threads count as the blend's wall time): start = pick_device (torch and CUDA start-up),
+#: network = decode_measurements, blend, write = the output writer
+CLI = ("import atexit, cProfile, os, pstats, resource, sys\n"
+       "PHASES = {'pick_device': 'start', 'decode_measurements': 'network', 'blend': 'blend', 'write': 'write'}\n"
+       "prof = cProfile.Profile() if os.environ.get('GPU_CHECK_PHASES') else None\n"
+       "def _phases():\n"
+       "    if prof is None:\n"
+       "        return\n"
+       "    prof.disable()\n"
+       "    acc = {}\n"
+       "    for (f, _, name), v in pstats.Stats(prof).stats.items():\n"
+       "        if name in PHASES and os.sep + 'emcs' + os.sep in f:\n"
+       "            acc[PHASES[name]] = acc.get(PHASES[name], 0.0) + v[3]\n"
+       "    sys.stderr.write('PHASES ' + ' '.join(f'{k}={v:.1f}s' for k, v in sorted(acc.items())) + '\\n')\n"
+       "atexit.register(_phases)\n"
        "def _peak():\n"
        "    t = sys.modules.get('torch')\n"
        "    g = t.cuda.max_memory_allocated() / 2**20 if t is not None and t.cuda.is_initialized() else 0\n"
@@ -162,20 +177,25 @@ CLI = ("import atexit, resource, sys\n"
        "                     f'gpu_MiB={g:.0f}\\n')\n"
        "atexit.register(_peak)\n"
        "sys.argv[0] = 'emcs'\n"
+       "if prof is not None:\n"
+       "    prof.enable()\n"
        "from emcs.cli import main\n"
        "main()\n")
 
 
-def emcs(*args):
-    """(seconds, peak line) of one `emcs ...` run in a child process; raises on a non-zero exit."""
+def emcs(*args, phases: bool = False):
+    """(seconds, peak and phase lines) of one `emcs ...` run in a child process; raises on a
+    non-zero exit."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    if phases:
+        env["GPU_CHECK_PHASES"] = "1"
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", CLI, *map(str, args)], capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"emcs {' '.join(map(str, args))}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
-    peak = [ln for ln in proc.stderr.splitlines() if ln.startswith("PEAK")]
-    return dt, (peak[-1][5:] if peak else "")
+    lines = [ln.split(" ", 1)[1] for ln in proc.stderr.splitlines() if ln.startswith(("PEAK ", "PHASES "))]
+    return dt, "; ".join(lines)
 
 
 def check_decode_cli():
@@ -205,7 +225,7 @@ def check_decode_cli():
         device = "cpu" if DRY else "cuda"
         emcs("decode", tmp / f"m{small}.npz", "-o", tmp / "warm.tif", "--device", device, "--force", "-q")
         dt, peak = emcs("decode", tmp / f"m{big}.npz", "-o", tmp / "big.tif", "--device", device, "--force",
-                        "-q")
+                        "-q", phases=True)
         report(f"emcs decode, default, whole process ({peak})", "auto", f"{B}x{big}x{big}", psnr, err, ok,
                dt, B, B * big * big)
 

@@ -21,3 +21,4 @@ def test_gpu_check_dry_run_passes_every_check():
         assert check in names, proc.stdout
     assert all("| ok |" in r for r in rows), proc.stdout
     assert "all within tolerance" in proc.stdout
+    assert "network=" in proc.stdout and "blend=" in proc.stdout  # the end-to-end decode's phases
