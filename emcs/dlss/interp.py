@@ -2,7 +2,9 @@
 
 Every method is separable: the full image is ``Wy @ sparse @ Wx.T`` where the
 1-D weight matrices hold the kernel evaluated at the distance (in grid pitches)
-between each full-resolution pixel and each sample. All kernels are
+between each full-resolution pixel and each sample. The matrices are banded (2 to 6
+samples per pixel), so :func:`upsample` applies them as a few gathers and weighted sums
+per axis (:func:`taps`) rather than as dense products. All kernels are
 interpolating (1 at 0, 0 at the other integers), so the measured positions
 are reproduced exactly; outside the sampled range the edge samples are
 extended (clamped).
@@ -44,6 +46,28 @@ def _kernel(method: str, t: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown interpolation method {method!r}; choose from {METHODS}")
 
 
+def taps(
+    n_full: int, n_sparse: int, factor: int, method: str, offset: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The non-zero band of :func:`weight_matrix`: sample indices and weights, each (n_full, K).
+
+    Row ``i`` of the weight matrix is ``sum_k weights[i, k] * e[indices[i, k]]`` (taps beyond
+    the sampled range reuse the edge sample, so an index may repeat); K = 2, 2, 4, 6 for
+    nearest, bilinear, bicubic and Lanczos-3.
+    """
+    o = grid_offset(n_full, factor) if offset is None else int(offset)
+    u = (np.arange(n_full) - o) / float(factor)  # position in sample units
+    u = np.clip(u, 0.0, n_sparse - 1)
+    support = {"nearest": 1, "bilinear": 1, "bicubic": 2, "lanczos": 3}[method]
+    base = np.floor(u).astype(np.int64)
+    ks = range(-support + 1, support + 1)
+    idx = np.stack([np.clip(base + k, 0, n_sparse - 1) for k in ks], axis=1)
+    val = np.stack([_kernel(method, u - (base + k)) for k in ks], axis=1)
+    # normalise (Lanczos/bicubic weights do not sum exactly to 1 near clamped edges)
+    val /= val.sum(axis=1, keepdims=True)
+    return idx, val.astype(np.float32)
+
+
 def weight_matrix(
     n_full: int, n_sparse: int, factor: int, method: str, offset: int | None = None
 ) -> np.ndarray:
@@ -53,21 +77,41 @@ def weight_matrix(
     ``offset``, by default :func:`~emcs.dlss.sampling.grid_offset`); indices
     outside the sampled range are clamped to the nearest edge sample.
     """
-    o = grid_offset(n_full, factor) if offset is None else int(offset)
-    u = (np.arange(n_full) - o) / float(factor)  # position in sample units
-    u = np.clip(u, 0.0, n_sparse - 1)
-    support = {"nearest": 1, "bilinear": 1, "bicubic": 2, "lanczos": 3}[method]
-    base = np.floor(u).astype(np.int64)
-    w = np.zeros((n_full, n_sparse), np.float64)
-    rows = np.arange(n_full)
-    for k in range(-support + 1, support + 1):
-        j = base + k
-        val = _kernel(method, u - j)
-        jc = np.clip(j, 0, n_sparse - 1)  # taps beyond the edge reuse the edge sample
-        np.add.at(w, (rows, jc), val)
-    # normalise (Lanczos/bicubic weights do not sum exactly to 1 near clamped edges)
-    w /= w.sum(axis=1, keepdims=True)
-    return w.astype(np.float32)
+    idx, val = taps(n_full, n_sparse, factor, method, offset)
+    w = np.zeros((n_full, n_sparse), np.float32)
+    np.add.at(w, (np.repeat(np.arange(n_full), idx.shape[1]), idx.ravel()), val.ravel())
+    return w
+
+
+#: rows per block of the last-axis pass: small reused buffers instead of frame-sized temporaries
+_ROWS = 64
+
+
+def _apply_rows(x: np.ndarray, idx: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """``W @ x`` along the second-to-last axis for the banded W of (idx, val), float32."""
+    shape = [1] * x.ndim
+    shape[-2] = len(idx)
+    out = np.take(x, idx[:, 0], axis=-2) * val[:, 0].reshape(shape)
+    for k in range(1, idx.shape[1]):
+        out += np.take(x, idx[:, k], axis=-2) * val[:, k].reshape(shape)
+    return out
+
+
+def _apply_cols(x: np.ndarray, idx: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """``x @ W.T`` along the last axis for the banded W of (idx, val), float32, in blocks of rows."""
+    rows = x.reshape(-1, x.shape[-1])
+    out = np.empty((rows.shape[0], len(idx)), np.float32)
+    buf = np.empty((min(_ROWS, rows.shape[0]), len(idx)), np.float32)
+    for r0 in range(0, rows.shape[0], _ROWS):
+        block, o = rows[r0:r0 + _ROWS], out[r0:r0 + _ROWS]
+        b = buf[:len(block)]
+        np.take(block, idx[:, 0], axis=1, out=o)
+        o *= val[:, 0]
+        for k in range(1, idx.shape[1]):
+            np.take(block, idx[:, k], axis=1, out=b)
+            b *= val[:, k]
+            o += b
+    return out.reshape(*x.shape[:-1], len(idx))
 
 
 def upsample(
@@ -96,7 +140,6 @@ def upsample(
     if method not in METHODS:
         raise ValueError(f"unknown interpolation method {method!r}; choose from {METHODS}")
     h, w = sparse.shape[-2:]
-    wy = weight_matrix(full_shape[0], h, factor, method, oy)
-    wx = weight_matrix(full_shape[1], w, factor, method, ox)
     x = np.asarray(sparse, np.float32)
-    return np.matmul(np.matmul(wy, x), wx.T)
+    x = _apply_rows(x, *taps(full_shape[0], h, factor, method, oy))
+    return _apply_cols(x, *taps(full_shape[1], w, factor, method, ox))
