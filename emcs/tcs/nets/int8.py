@@ -19,9 +19,10 @@ The int8 kernels are checked where they run: the first time a convolution geomet
 with the float32 convolution of the same input, and a geometry whose int8 result is off by
 more than :data:`INT8_TOLERANCE` runs in float32 from then on (:func:`fallbacks` lists them).
 On a Xeon with AMX (oneDNN in PyTorch 2.13) the (3, 1) temporal convolution came out wrong
-at the decoder's shapes (up to 0.3 of the output's range, at the first and last frame and,
-on larger inputs, everywhere), while the 12 x 12 probe of :func:`available` passed: the
-held-out B = 8 decode lost 6 dB before this check.
+at the decoder's shapes (errors of 0.2-0.6 of the largest output value, at the first and last
+frame and, on larger inputs, everywhere), while the 12 x 12 probe of :func:`available` passed:
+before this check the default CPU decode of held-out B = 8 movies lost up to 8.5 dB
+(benchmarks/tcs_speed.md).
 """
 
 from __future__ import annotations
