@@ -431,3 +431,21 @@ def test_one_camera_for_every_generator():
     np.testing.assert_array_equal(a, ref)
     b = camera_counts(lam, np.random.default_rng(1), readout_noise=1.5, offset=100.0, dtype=np.uint16)
     np.testing.assert_array_equal(a, b)
+
+
+def test_stem_probe_without_the_cache_says_so(monkeypatch):
+    """Without the abTEM probe cache the STEM probes come from numpy: the scans differ, so it warns."""
+    from emcs.simulate import stem
+
+    monkeypatch.setattr(stem, "_cached_profiles", lambda: None)
+    with pytest.warns(UserWarning, match="no abTEM probe cache"):
+        params, profile = stem.random_probe(np.random.default_rng(0))
+    assert params["probe"] == "numpy" and profile.ndim == 1
+    prof = np.linspace(1.0, 0.0, 8)
+    monkeypatch.setattr(stem, "_cached_profiles", lambda: (np.array([[300.0, 25.0, 0.0, 0.0, 0.5]]), [prof]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        params, profile = stem.random_probe(np.random.default_rng(0))
+    assert params["probe"] == "abtem" and np.array_equal(profile, prof)
