@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-__all__ = ["cache_dir", "cache_status", "load_cache", "CACHE_VERSION", "MAX_APERTURE", "PROBE_DR"]
+__all__ = ["cache_dir", "cache_status", "load_cache", "warn_missing", "CACHE_VERSION", "MAX_APERTURE", "PROBE_DR"]
 
 CACHE_VERSION = 2
 MAX_APERTURE = 30.0  # mrad: spectra are stored up to this scattering angle
@@ -60,6 +60,15 @@ def cache_status(path: str | os.PathLike | None = None) -> dict:
         os.path.exists(os.path.join(folder, f)) for f in info.get("files", [])
     )
     return {"path": folder, "ready": bool(ok), **info}
+
+
+def warn_missing(what: str, instead: str, stacklevel: int = 3) -> None:
+    """Warn that the cache lacks ``what`` and the simulation does ``instead`` (which changes its
+    output), naming the folder and the one-time fix."""
+    import warnings
+
+    warnings.warn(f"emcs.simulate: no {what} in {cache_dir()}; {instead} (run emcs.simulate.build_cache() "
+                  "once, ~2 minutes)", stacklevel=stacklevel)
 
 
 def load_cache(path: str | os.PathLike | None = None) -> dict | None:

@@ -105,12 +105,9 @@ def sample_movie(rng: np.random.Generator, frames: int, size: tuple[int, int], k
         cache = load_cache()
         if cache is not None:
             return hrtem_from_cache(rng, frames, (h, w), cache, sintering=kind == "hrtem-sintering")
-        import warnings
+        from emcs.simulate.cache import warn_missing
 
-        from emcs.simulate.cache import cache_dir
-
-        warnings.warn(f"emcs.simulate: no exit-wave cache in {cache_dir()}; HRTEM kinds are replaced by "
-                      "procedural ones (run emcs.simulate.build_cache() once, ~2 minutes)", stacklevel=3)
+        warn_missing("exit-wave cache", "HRTEM kinds are replaced by procedural ones", stacklevel=4)
         fallback = [k for k in kinds if k in _PROCEDURAL] or list(_PROCEDURAL)
         kind = fallback[int(rng.integers(len(fallback)))]
     if kind in _PROCEDURAL:

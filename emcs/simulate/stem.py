@@ -363,13 +363,10 @@ def random_probe(rng: np.random.Generator):
         kv, conv, df, cs, src = (float(x) for x in params[k])
         return {"kv": kv, "convergence": conv, "defocus": df, "cs": cs, "source": src, "probe": "abtem"}, \
             np.asarray(profiles[k])
-    import warnings
+    from emcs.simulate.cache import warn_missing
 
-    from emcs.simulate.cache import cache_dir
-
-    warnings.warn(f"emcs.simulate: no abTEM probe cache in {cache_dir()}; STEM probes are computed with "
-                  "numpy instead, so the scans differ from those made with the cache (run "
-                  "emcs.simulate.build_cache() once, ~2 minutes)", stacklevel=2)
+    warn_missing("abTEM probe cache", "STEM probes are computed with numpy instead, so the scans differ "
+                 "from those made with the cache")
     kv = float(rng.choice([200.0, 300.0]))
     conv = float(rng.choice([18.0, 22.0, 25.0, 30.0]))
     df = float(rng.choice([-40.0, 0.0, 40.0]))

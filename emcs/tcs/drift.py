@@ -241,7 +241,7 @@ def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset:
         keep = slice(r0 - a0, r1 - a0)
         return a[keep], np.median(dev[keep])
 
-    for r0, r1, (a, dev) in static.map_strips(strip, H, rows, min(workers, static.MAX_WORKERS)):
+    for r0, r1, (a, dev) in static.map_strips(strip, H, rows, workers):
         alpha[r0:r1] = a
         leftover.append(dev)
     # the network's frames are read before here only: the static blend may write over them; the

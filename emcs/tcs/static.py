@@ -103,13 +103,14 @@ MAX_WORKERS = 2
 
 def map_strips(fn, H: int, rows: int, workers: int = 1):
     """Yield ``(r0, r1, fn(r0, r1))`` for the strips ``[r0, r1)`` of ``rows`` rows of ``H``, in
-    order; with ``workers`` > 1 that many strips are computed at once in threads, and no more
-    are started than are consumed (bounded memory).
+    order; with ``workers`` > 1 that many strips (at most :data:`MAX_WORKERS`) are computed at
+    once in threads, and no more are started than are consumed (bounded memory).
 
     >>> [(r0, r1, v) for r0, r1, v in map_strips(lambda a, b: b - a, 5, 2, workers=2)]
     [(0, 2, 2), (2, 4, 2), (4, 5, 1)]
     """
     spans = [(r0, min(H, r0 + rows)) for r0 in range(0, H, rows)]
+    workers = min(workers, MAX_WORKERS)
     if workers <= 1 or len(spans) <= 1:
         for r0, r1 in spans:
             yield r0, r1, fn(r0, r1)
@@ -232,7 +233,7 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
         keep = slice(r0 - a0, r1 - a0)
         return s[keep], a[keep], np.median(drift[keep])
 
-    for r0, r1, (s, a, drift) in map_strips(strip, H, rows, min(workers, MAX_WORKERS)):
+    for r0, r1, (s, a, drift) in map_strips(strip, H, rows, workers):
         still[r0:r1], alpha[r0:r1] = s, a
         drifts.append(drift)
     out = np.empty(x.shape, np.float32) if out is None else out
