@@ -179,8 +179,9 @@ def test_io_imports_no_torch_and_no_capability():
 
 
 def test_nothing_imports_cli():
-    bad = _violations(lambda a, b: b == "cli" and a != "cli")
-    assert not bad, "only emcs.cli imports emcs.cli:\n" + "\n".join(bad)
+    # emcs/__main__.py (``python -m emcs``) is the command's entry point, as the console script is
+    bad = _violations(lambda a, b: b == "cli" and a not in ("cli", "__main__"))
+    assert not bad, "only emcs.cli and the entry point emcs.__main__ import emcs.cli:\n" + "\n".join(bad)
 
 
 def test_capabilities_import_neither_each_other_nor_what_composes_them():

@@ -514,3 +514,53 @@ def test_train_sim_bad_pairs(tmp_path):
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "does not pair" in lines[0]
+
+
+def test_prefetch_workers_give_the_same_run(tmp_path):
+    """--workers draws the batches in other processes: the same batches, so the same weights."""
+    outs = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"tcs-w{workers}.safetensors"
+        res = _train_tiny(out, "--B", "4,6", "--steps", "3", "--workers", workers)
+        assert res.exit_code == 0, res.output
+        outs.append(out)
+    from safetensors.numpy import load_file
+
+    a, b = (load_file(str(o)) for o in outs)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    card = json.loads(outs[1].with_suffix(".json").read_text())
+    assert card["training"]["options"]["workers"] == 2 and card["training"]["steps"] == 3
+
+
+def test_prefetch_follows_a_jump_in_steps():
+    from functools import partial
+
+    from emcs.train.loop import Prefetch
+
+    with Prefetch(partial(pow, 3), start=0, workers=1, ahead=2) as fetch:
+        assert [fetch(0), fetch(1), fetch(5), fetch(6)] == [1, 3, 243, 729]
+
+
+def test_fine_tune_grows_unfold_stages(tmp_path):
+    base = tmp_path / "tcs-base.safetensors"
+    assert _train_tiny(base, "--B", "4", "--steps", "2").exit_code == 0
+    grown = tmp_path / "tcs-grown.safetensors"
+    res = _train_tiny(grown, "--B", "4", "--steps", "1", "--stages", "3", "--resume", base, "--lr", "1e-12")
+    assert res.exit_code == 0, res.output
+    card = json.loads(grown.with_suffix(".json").read_text())
+    assert card["config"]["stages"] == 3 and card["training"]["fine_tuned_from"]["stages"] == 1
+    from emcs.nn.weights import load_model
+    from emcs.tcs.nets import BUILDERS
+
+    a, _ = load_model(base, BUILDERS)
+    b, _ = load_model(grown, BUILDERS)
+    y = torch.rand(1, 32, 32) * 2
+    C = (torch.rand(1, 4, 32, 32) > 0.5).float()
+    with torch.no_grad():
+        xa, xb = a(y, C), b(y, C)
+    # the added stages start as small GAP steps with a zero residual: close to the network grown from
+    assert float((xa - xb).abs().max()) < 0.15 * float(xa.abs().max())
+    shrink = _train_tiny(tmp_path / "tcs-s.safetensors", "--B", "4", "--steps", "1", "--stages", "1",
+                         "--resume", grown)
+    _assert_user_error(shrink)
+    assert "stages can only grow" in shrink.stderr

@@ -69,6 +69,9 @@ def train_tcs(
         "STEP` does, STEP uniform in LO..HI (for decoding quantized containers)."),
     seed: int = typer.Option(0, "--seed", help="Data seed."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="Processes that draw batches ahead of the optimiser (0: none; the batches are "
+        "the same either way). Use them when a GPU trains faster than one core simulates."),
     mask_kinds: str = typer.Option(None, "--mask-kinds", help="Mask kinds to draw, comma-separated (bernoulli, shifted, blocks2, blocks4, rows, cols, xor); default: the encoder's masks."),
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
@@ -93,7 +96,7 @@ def train_tcs(
         resume=str(resume) if resume else None, checkpoint_every=checkpoint_every,
         max_minutes=max_minutes, max_cpu_minutes=max_cpu_minutes, density_range=parse_range(density, "--density"),
         dose_range=parse_range(dose, "--dose"), model_config=model_config, threads=threads,
-        quantize_range=_quantize_range(quantize_steps), mask_kinds=_mask_kinds(mask_kinds),
+        quantize_range=_quantize_range(quantize_steps), mask_kinds=_mask_kinds(mask_kinds), workers=workers,
     )
     rep = Reporter(quiet, as_json)
     with rep.progress(f"Training {model}", steps, unit="steps") as advance:

@@ -34,7 +34,7 @@ from typing import Any
 
 from emcs.errors import EmcsError
 
-__all__ = ["Budget", "Clock", "Hooks", "Schedule", "read_checkpoint", "restore", "run", "save_checkpoint"]
+__all__ = ["Budget", "Clock", "Hooks", "Prefetch", "Schedule", "read_checkpoint", "restore", "run", "save_checkpoint"]
 
 #: optimiser-state keys a checkpoint may use: the current one, then that of earlier releases
 OPTIMIZER_KEYS = ("optimizer", "opt")
@@ -129,6 +129,62 @@ class Hooks:
     card: Callable[[int], dict]
     state: Callable[[], dict] = dict
     after_step: Callable[[int, float, float], None] | None = None
+
+
+def _one_thread() -> None:
+    """Worker start-up: one thread for the numerical libraries (set before torch or BLAS start)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+class Prefetch:
+    """The batches of steps ``start``, ``start + 1``, ... drawn ahead in worker processes.
+
+    ``draw`` (step -> batch) must be picklable (a module-level function or a
+    ``functools.partial`` of one) and depend on the step alone, as every recipe's seeded
+    batches do: the batches, and so the run, are then the same with any number of
+    workers. Batches come back in step order; at most ``ahead`` are in flight. Use it as
+    a context manager (or call :meth:`close`) so the workers stop with the run.
+
+    Examples
+    --------
+    >>> from functools import partial
+    >>> with Prefetch(partial(pow, 2), start=3, workers=1) as fetch:
+    ...     [fetch(s) for s in (3, 4, 5)]
+    [8, 16, 32]
+    """
+
+    def __init__(self, draw: Callable[[int], Any], start: int, workers: int, ahead: int | None = None):
+        import concurrent.futures
+        import multiprocessing
+
+        self.draw = draw
+        self.ahead = max(1, ahead or 2 * workers)
+        self.next = start
+        self.pending: dict[int, Any] = {}
+        # spawn: the parent holds torch's thread pools (and maybe CUDA), which a fork would copy half-alive
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+
+    def __call__(self, step: int):
+        if step not in self.pending:  # the first call, or a step out of order: start over from it
+            for fut in self.pending.values():
+                fut.cancel()
+            self.pending.clear()
+            self.next = step
+        while self.next < step + self.ahead:
+            self.pending[self.next] = self.pool.submit(self.draw, self.next)
+            self.next += 1
+        return self.pending.pop(step).result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def save_checkpoint(path: str | os.PathLike, model, opt, step: int, clock: Clock, **extra) -> None:

@@ -14,7 +14,9 @@ work folder.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import math
 import shlex
 import sys
@@ -28,8 +30,8 @@ from emcs.errors import EmcsError
 from emcs.simulate.clips import HELDOUT_KINDS, STANDIN_FRACTION, TRAIN_KINDS, available_kinds
 from emcs.tcs.nets import ARCHITECTURES, BUILDERS, build_network
 
-__all__ = ["DESCRIPTIONS", "LR_FLOOR", "MODEL_NAMES", "Batch", "TcsConfig", "batch_size_for", "make_batch",
-           "make_card", "model_loss", "quantize_counts", "train"]
+__all__ = ["DESCRIPTIONS", "LR_FLOOR", "MODEL_NAMES", "Batch", "TcsConfig", "batch_size_for", "draw_batch",
+           "make_batch", "make_card", "model_loss", "quantize_counts", "train"]
 
 #: short model names (``--model``), from the one network map :data:`emcs.tcs.nets.ARCHITECTURES`
 MODEL_NAMES = tuple(ARCHITECTURES)
@@ -84,6 +86,8 @@ class TcsConfig:
     quantize_range: tuple[float, float] | None = None
     #: mask kinds drawn per sample (:data:`emcs.simulate.masks.MASK_KINDS`); empty: the encoder's masks
     mask_kinds: tuple[str, ...] = ()
+    #: processes drawing batches ahead of the optimiser (0: in the training process); same batches either way
+    workers: int = 0
 
 
 # --------------------------------------------------------------------------- batches
@@ -168,6 +172,24 @@ def make_batch(
 
 
 # --------------------------------------------------------------------------- training
+#: the user-movie folders opened in this process (one per ``--data``; workers open their own)
+_FOLDERS: dict[str, object] = {}
+
+
+def draw_batch(cfg: TcsConfig, kinds: tuple[str, ...], at: int) -> tuple[int, Batch]:
+    """(B, batch) of step ``at``: a function of ``(cfg.seed, at)`` alone, in any process."""
+    folder = None
+    if cfg.data:
+        from emcs.train.folders import FolderClips
+
+        folder = _FOLDERS.get(cfg.data) or _FOLDERS.setdefault(cfg.data, FolderClips(cfg.data))
+    rng = np.random.default_rng([cfg.seed, at])
+    B = int(rng.choice(cfg.Bs))
+    return B, make_batch(rng, B, cfg.patch, batch_size_for(B, cfg.batch), density_range=cfg.density_range,
+                         dose_range=cfg.dose_range, folder=folder, quantize_range=cfg.quantize_range,
+                         kinds=kinds, mask_kinds=tuple(cfg.mask_kinds))
+
+
 def model_loss(model, y, masks, target):
     """The training loss of a model: its own ``loss`` method if any, else MSE."""
     import torch.nn.functional as F
@@ -186,6 +208,8 @@ def _check(cfg: TcsConfig) -> Path:
     for B in cfg.Bs:
         if not 2 <= B <= 64:
             raise EmcsError(f"B values must be between 2 and 64, got {B}", param="B")
+    if cfg.workers < 0:
+        raise EmcsError(f"workers must be 0 or more, got {cfg.workers}", param="workers")
     if cfg.patch < 16 or cfg.patch % 4:
         raise EmcsError(f"patch must be a multiple of 4 and at least 16, got {cfg.patch}", param="patch")
     out = Path(cfg.out)
@@ -205,7 +229,16 @@ def train(cfg: TcsConfig, progress: Callable[[int], None] | None = None, log=pri
     from emcs.nn.device import pick_device
     from emcs.tcs.operator import measurement_scale
     from emcs.train.folders import FolderClips
-    from emcs.train.loop import Budget, Clock, Hooks, Schedule, read_checkpoint, restore, run
+    from emcs.train.loop import (
+        Budget,
+        Clock,
+        Hooks,
+        Prefetch,
+        Schedule,
+        read_checkpoint,
+        restore,
+        run,
+    )
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -226,12 +259,15 @@ def train(cfg: TcsConfig, progress: Callable[[int], None] | None = None, log=pri
         model_config.setdefault("b_max", max(cfg.Bs))
     if cfg.model not in MODEL_NAMES:
         raise EmcsError(f"model must be one of {', '.join(MODEL_NAMES)}, got {cfg.model!r}", param="model")
+    torch.manual_seed(cfg.seed)  # the initial weights too are a function of the seed
     model = build_network(cfg.model, **model_config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, clock = 0, Clock()
     init_from: dict | None = None  # the shipped weights a fine-tune started from
     counts: dict[str, int] = {}  # training clips per source
     first_step: dict[str, int] = {}  # first step that used each source
+    if folder is not None:
+        _FOLDERS[cfg.data] = folder
     if cfg.resume and Path(cfg.resume).suffix == ".safetensors":
         model, init_from = _fine_tune_start(cfg, device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -246,13 +282,12 @@ def train(cfg: TcsConfig, progress: Callable[[int], None] | None = None, log=pri
     drawn = {"B": 0}
     recent: list[float] = []
 
+    draw = functools.partial(draw_batch, cfg, kinds)
+    fetch = Prefetch(draw, step, cfg.workers) if cfg.workers > 0 else contextlib.nullcontext(draw)
+
     def batch(at: int):
-        rng = np.random.default_rng([cfg.seed, at])
-        B = int(rng.choice(cfg.Bs))
+        B, b = fetcher(at)
         drawn["B"] = B
-        b = make_batch(rng, B, cfg.patch, batch_size_for(B, cfg.batch), density_range=cfg.density_range,
-                       dose_range=cfg.dose_range, folder=folder, quantize_range=cfg.quantize_range, kinds=kinds,
-                       mask_kinds=tuple(cfg.mask_kinds))
         for src, k in b.sources.items():
             counts[src] = counts.get(src, 0) + k
             first_step.setdefault(src, at)
@@ -260,7 +295,7 @@ def train(cfg: TcsConfig, progress: Callable[[int], None] | None = None, log=pri
         s = measurement_scale(y, m)  # as decode_measurements does
         return y / s[:, None, None], m, t / s[:, None, None, None]
 
-    with open(log_path, "w" if new_log else "a", newline="") as logf:
+    with fetch as fetcher, open(log_path, "w" if new_log else "a", newline="") as logf:
         writer = csv.writer(logf)
         if new_log:
             writer.writerow(["step", "elapsed_s", "B", "loss", "psnr_db", "lr"])
@@ -292,17 +327,26 @@ def train(cfg: TcsConfig, progress: Callable[[int], None] | None = None, log=pri
 
 
 def _fine_tune_start(cfg: TcsConfig, device):
-    """The shipped network of ``cfg.resume`` (with its own config) and where it came from."""
+    """The shipped network of ``cfg.resume`` (with its own config) and where it came from.
+
+    Its config is kept, except that an unfold network grows to ``stages`` stages when
+    more are asked for (:meth:`emcs.tcs.nets.unfold.UnfoldNet.grown`)."""
     from emcs.nn.weights import load_model
 
     rpath = Path(cfg.resume)
     loaded, card = load_model(rpath, BUILDERS)
     if card["architecture"] != ARCHITECTURES[cfg.model]:
         raise EmcsError(f"these weights are {card['architecture']!r}, not model {cfg.model}", rpath)
+    stages = cfg.model_config.get("stages")
+    if cfg.model == "unfold" and stages and stages != loaded.config["stages"]:
+        if stages < loaded.config["stages"]:
+            raise EmcsError(f"stages can only grow in a fine-tune: these weights have {loaded.config['stages']}, "
+                            f"got {stages}", rpath, param="stages")
+        loaded = loaded.grown(stages)
     prev = card.get("training", {})
     return loaded.to(device), {"name": card.get("name"), "steps": prev.get("steps"),
                                "wall_clock_s": prev.get("wall_clock_s"), "cpu_s": prev.get("cpu_s"),
-                               "command": prev.get("command")}
+                               "command": prev.get("command"), "stages": card.get("config", {}).get("stages")}
 
 
 # --------------------------------------------------------------------------- model card

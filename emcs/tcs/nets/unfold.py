@@ -29,6 +29,8 @@ from emcs.tcs.operator import forward as tcs_forward
 ARCHITECTURE = ARCHITECTURES["unfold"]
 #: negative slope of every leaky ReLU in the denoisers
 LEAKY_SLOPE = 0.1
+#: initial ``step`` of a stage added by :meth:`UnfoldNet.grown` (sigmoid(-3) ~ 0.05)
+ADDED_STEP = -3.0
 
 
 def pad_even(y: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,6 +190,29 @@ class UnfoldNet(nn.Module):
         self.config = {"stages": stages, "width": width, "depth": depth}
         self.denoisers = nn.ModuleList(Denoiser(width, depth) for _ in range(stages))
         self.step = nn.Parameter(torch.full((stages,), 2.0))  # sigmoid(2) ~ 0.88
+
+    def grown(self, stages: int) -> UnfoldNet:
+        """This network with ``stages`` stages, for a fine-tune with more capacity.
+
+        The first stages are copies of this network's. Each added stage starts as a
+        small GAP step (``step`` = :data:`ADDED_STEP`, lambda ~ 0.05) followed by a
+        zero residual (the tail convolution is zero), so the grown network starts
+        within a small data-consistency step of this one.
+
+        >>> net = UnfoldNet(stages=2, width=8)
+        >>> net.grown(3).config["stages"], bool((net.grown(3).denoisers[1].head.weight == net.denoisers[1].head.weight).all())
+        (3, True)
+        """
+        k = self.config["stages"]
+        if stages < k:
+            raise ValueError(f"a network can only grow: {stages} stages < {k}")
+        new = UnfoldNet(**{**self.config, "stages": stages}).to(self.step.device)
+        for src, dst in zip(self.denoisers, new.denoisers, strict=False):  # the added stages stay new
+            dst.load_state_dict(src.state_dict())
+        with torch.no_grad():
+            new.step[:k] = self.step
+            new.step[k:] = ADDED_STEP
+        return new
 
     def forward(self, y: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Reconstruct (n, B, H, W) from y (n, H, W) and masks (n or 1, B, H, W) (0/1 floats)."""
