@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Training on a lent GPU: three `emcs train tcs` runs side by side on one card, each with
 # --workers processes simulating its batches (the batches, and so the runs, are those that
-# --workers 0 would draw). Weights, cards, loss logs and checkpoints go to $OUT (default
-# gpu-train/). Session 16 ran it once on an NVIDIA H200 (benchmarks/tcs_heldout.md):
+# --workers 0 would draw). Weights, cards, loss logs and checkpoints go to $WORK (default
+# gpu-train/), and with ARCHIVE=file.tgz also into one archive (the device tool returns at most
+# 8 files per call: session 16 lost two runs' weights to that). Session 16 ran it on an NVIDIA
+# H200 (benchmarks/tcs_heldout.md, benchmarks/gpu.md):
 #
-#   MINUTES=7 WORKERS=4 bash benchmarks/gpu_train.sh
+#   MINUTES=7 WORKERS=4 WORK=/tmp/gt ARCHIVE=$OUT/gpu-train.tgz bash benchmarks/gpu_train.sh
+#   MINUTES=4.5 WORKERS=7 RUNS="a2 c" ...                      # only some of the runs
 #   DEVICE=cpu MINUTES=0.2 WORKERS=1 bash benchmarks/gpu_train.sh   # the same logic on a CPU
 #
 # The runs (fine-tunes of the shipped weights, batch 8 clips at B = 10, 64 x 64 patches):
@@ -13,7 +16,7 @@
 #   c:  tcs-unfold-any, session 15's recipe (B 2-30, densities 0.2-0.8, hardware-like masks)
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-gpu-train}
+OUT=${WORK:-gpu-train}
 MIN=${MINUTES:-7}
 W=${WORKERS:-4}
 DEV=${DEVICE:-cuda}
@@ -49,4 +52,5 @@ for r in $RUNS; do
     if [ -f "$OUT/$r/$(ls "$OUT/$r" 2>/dev/null | grep -m1 '\.json$')" ]; then echo "$r: done"; else
         echo "$r: FAILED"; tail -n 20 "$OUT/$r.log"; status=1; fi
 done
+if [ -n "${ARCHIVE:-}" ]; then tar czf "$ARCHIVE" -C "$OUT" . && echo "archive: $ARCHIVE"; fi
 exit $status

@@ -354,7 +354,8 @@ def make_card(cfg: TcsConfig, model, out: Path, step: int, seconds: float, count
               first_step: dict, cpu_seconds: float | None = None, init_from: dict | None = None,
               kinds: tuple[str, ...] = TRAIN_KINDS) -> dict:
     """The model card of a (finished or snapshot) training run; metrics are added by evaluation."""
-    argv = [Path(sys.argv[0]).name, *sys.argv[1:]]
+    prog = Path(sys.argv[0]).name
+    argv = ["emcs" if prog == "__main__.py" else prog, *sys.argv[1:]]  # python -m emcs is the emcs command
     trained = sorted(set(cfg.Bs))  # a B given twice in --B is drawn twice as often
     card = {
         "architecture": ARCHITECTURES[cfg.model],
