@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from test_tcs_static import DOSE, SIZE, _decode, _movie, _psnr, _scene
 
-from emcs.tcs.drift import DEFAULT_DRIFT, blend_drifting, frame_path, shift_from, shift_to
+from emcs.tcs.drift import (
+    DEFAULT_DRIFT,
+    DriftSettings,
+    blend_drifting,
+    frame_path,
+    path_scale,
+    shift_from,
+    shift_to,
+)
 from emcs.tcs.operator import TcsOperator
 from emcs.tcs.static import blend_measurement, consistency
 
@@ -84,6 +92,22 @@ def test_path_of_a_rigid_drift():
     want = 0.7 * (np.arange(B) - (B - 1) / 2)
     np.testing.assert_allclose(d[:, 0], want, atol=0.15)
     np.testing.assert_allclose(d[:, 1], 0, atol=0.15)
+
+
+@pytest.mark.parametrize("found", [1.0, 0.5, 0.4])
+def test_path_scale_lengthens_a_short_path_from_the_measurement(found):
+    """A path found at a fraction of the true motion (the network's frames lag it) is scaled back
+    to the motion that predicts the measurement; a path found right is kept."""
+    rng = np.random.default_rng(4)
+    B = 10
+    x = _drifting(_scene(rng), B, 0.6).astype(np.float32)
+    C = TcsOperator.generated(seed=2, B=B, frame_shape=(SIZE, SIZE)).masks(B)
+    y = (C * x).sum(0)
+    true = np.stack([0.6 * (np.arange(B) - (B - 1) / 2), np.zeros(B)], axis=1)
+    g = np.ones(B)
+    c = path_scale(x, y, C, g, true * found, DriftSettings(max_path_scale=3.0))
+    assert abs(c * found - 1.0) <= 0.25 * found + 1e-6
+    assert path_scale(x, y, C, g, true * found, DriftSettings(max_path_scale=1.0)) == 1.0
 
 
 @pytest.mark.parametrize("d", [(0.0, 0.0), (0.3, -1.7), (-2.5, 0.5)])

@@ -18,6 +18,9 @@ Per measurement, with the decoder's frames ``x_b`` (scaled to [0, 1]):
    Society 1975; half-whitened, parabolic sub-pixel peak, central crop) against the middle frame,
    then three times against the mean of the frames moved back by their shifts; a polynomial of
    degree 2 in time fitted to the shifts (a drift is smooth; the fit averages the errors);
+   the network's frames lag the motion (the path found is 0.2-0.7 of the true one on small
+   rigidly drifting scenes), so the path is then scaled by the factor in 1 .. 2 that best
+   predicts the measurement (:func:`path_scale`; chosen on the tuning set, session 16);
 2. the weight ``alpha`` of the static blend's frames, from the network's frames and the
    measurement, local over windows, where the scene does not follow the drift:
 
@@ -73,6 +76,10 @@ class DriftSettings:
     rate_noise : float
         Frame-noise variances of the change over the group that the measurement shows (the
         local fit of the residual on the pixels' mean time ``t``) at which alpha = 1/2.
+    max_path_scale : float
+        The path found on the network's frames is tried scaled by 1 .. ``max_path_scale`` (steps
+        of :data:`PATH_SCALE_STEP`) and the scale that best predicts the measurement is kept
+        (:func:`path_scale`; the network's frames lag the motion). 1: the path as found.
     """
 
     min_shift: float = 0.1
@@ -81,9 +88,12 @@ class DriftSettings:
     crop: int = 256
     change_noise: float = 2.0
     rate_noise: float = 0.5
+    max_path_scale: float = 2.0
 
 
 DEFAULT_DRIFT = DriftSettings()
+#: step of the path scales tried by :func:`path_scale`
+PATH_SCALE_STEP = 0.25
 #: frames narrower than this (pixels) get the static blend as it is
 MIN_SIDE = 8
 
@@ -211,6 +221,41 @@ def frame_path(x: np.ndarray, g: np.ndarray, settings: DriftSettings = DEFAULT_D
     return fit - fit.mean(axis=0)
 
 
+def path_scale(x: np.ndarray, y: np.ndarray, masks, g: np.ndarray, d: np.ndarray,
+               settings: DriftSettings = DEFAULT_DRIFT) -> float:
+    """The factor c in 1 .. ``settings.max_path_scale`` for which the measurement is best
+    predicted by a still scene moving along ``c d``.
+
+    A network's frames of a drifting scene lag the motion (part of each frame stays at the
+    group's mean), so the path found on them is short. On the central crop, the middle frame
+    moved back to the reference position, ``s``, predicts ``Y ~ sum_b C_b g_b T_{c d_b} s``;
+    the c of the least mean squared residual (over the crop less a margin that the largest shift
+    cannot reach) is returned."""
+    if settings.max_path_scale <= 1.0:
+        return 1.0
+    B, H, W = x.shape
+    rows, cols = _crop_window(H, settings.crop), _crop_window(W, settings.crop)
+    C = masks[:, rows] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(rows.start, rows.stop))
+    C = np.asarray(C, bool)[:, :, cols]
+    xc, yc = x[:, rows, cols], np.asarray(y[rows, cols], np.float32)
+    margin = int(np.ceil(np.abs(d).max() * settings.max_path_scale)) + 3
+    h, w = yc.shape
+    if min(h, w) <= 2 * margin + 8:
+        return 1.0
+    mid = B // 2
+    inner = np.s_[margin:h - margin, margin:w - margin]
+    n = int(round((settings.max_path_scale - 1.0) / PATH_SCALE_STEP)) + 1
+    best, best_c = np.inf, 1.0
+    for c in np.linspace(1.0, settings.max_path_scale, n):
+        dc = c * d
+        s = _moved(xc[mid] / np.float32(g[mid]), -dc[mid])
+        pred = sum(np.where(C[b], np.float32(g[b]) * _moved(s, dc[b]), 0) for b in range(B))
+        err = float(np.mean(np.square(yc - pred)[inner]))
+        if err < best:
+            best, best_c = err, float(c)
+    return best_c
+
+
 # --------------------------------------------------------------------------- the blend
 def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset: float = 0.0,
                    quantize: float = 0.0, settings: BlendSettings = DEFAULT_SETTINGS,
@@ -223,6 +268,8 @@ def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset:
     g, _, ref = gm = static.gains_and_mean(x, settings.window, offset)
     d = frame_path(x, g, drift)
     largest = float(np.hypot(d[:, 0], d[:, 1]).max())
+    scale = path_scale(x, y, masks, g, d, drift) if drift.min_shift <= largest <= drift.max_shift else 1.0
+    d = d * scale
     blend_kw = dict(offset=offset, quantize=quantize, settings=settings, rows=rows, out=out,
                     workers=workers, stats=gm)
     if not drift.min_shift <= largest <= drift.max_shift or min(H, W) < MIN_SIDE:
@@ -251,7 +298,7 @@ def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset:
     for b in range(B):  # out_b = alpha static_b + (1 - alpha) g_b T_b s, a frame at a time
         frames[b] = alpha * frames[b] + (1 - alpha) * (np.float32(g[b]) * shift_from(canvas, d[b], pad, (H, W)))
     stats.update(alpha=float(alpha.mean(dtype=np.float64)), drift_px=float(np.median(leftover)),
-                 shift_px=largest, mode="drift")
+                 shift_px=largest, mode="drift", path_scale=scale)
     return frames, stats
 
 
@@ -289,4 +336,5 @@ def _strip_weight(x, y, C, g, d, pad, sigma, offset, ref, settings: BlendSetting
     return alpha.astype(np.float32), dev
 
 
-__all__ = ["DEFAULT_DRIFT", "DriftSettings", "blend_drifting", "frame_path", "shift_from", "shift_to"]
+__all__ = ["DEFAULT_DRIFT", "PATH_SCALE_STEP", "DriftSettings", "blend_drifting", "frame_path", "path_scale",
+           "shift_from", "shift_to"]
