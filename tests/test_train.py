@@ -177,6 +177,12 @@ def test_train_cli_runs_resumes_and_fine_tunes_on_a_folder(tmp_path):
     assert "user movies" in card2["training"]["data"]
     assert card2["training"]["fine_tuned_from"]["steps"] == 3  # the lineage of a fine-tune is kept
     assert card2["training"]["cpu_s"] >= 0
+    # the same fine-tune with its batches drawn in a worker process (which opens the folder itself)
+    out3 = tmp_path / "tcs-mine-w.safetensors"
+    res = runner.invoke(app, [*base, "--steps", "1", "--out", str(out3), "--data", str(movies),
+                              "--resume", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out3.with_suffix(".json").read_text())["training"]["clips_by_source"] == {"folder": 5}
 
 
 def test_quantized_training_measurements():
