@@ -63,7 +63,7 @@ def train_tcs(
     density: str = typer.Option("0.35,0.65", "--density", help="Mask density range LO,HI."),
     dose: str = typer.Option("1,1000", "--dose", help="Mean counts/pixel range LO,HI for simulated shot noise."),
     width: int = typer.Option(None, "--width", help="unfold: denoiser channels (default 32)."),
-    stages: int = typer.Option(None, "--stages", help="unfold: GAP + denoiser stages (default 5)."),
+    stages: int = typer.Option(None, "--stages", help="unfold: GAP + denoiser stages (default 5). With --resume WEIGHTS.safetensors: grow those weights to this many stages (the added ones start near identity)."),
     quantize_steps: str = typer.Option(
         None, "--quantize-steps", help="LO,HI: quantize half the simulated measurements as `emcs encode --quantize "
         "STEP` does, STEP uniform in LO..HI (for decoding quantized containers)."),
