@@ -100,12 +100,9 @@ def tuning_movie(i: int, size: int, cache: Path) -> dict:
     return movie
 
 
-def network_case(i: int, B: int, q: int, movie: dict, work: Path) -> dict:
-    """Encode the first B frames as ``emcs encode``, decode with the default network; the
-    scaled measurement, the network's scaled frames and what is needed to score them."""
-    from emcs.tcs import decoders
-    from emcs.tcs.container import open_container
-    from emcs.tcs.decode import choose_noise_level
+def encode_case(i: int, B: int, q: int, movie: dict, work: Path) -> Path:
+    """The container of tuning movie ``i``'s first B frames, encoded as ``emcs encode`` does
+    (seed ``SEED + i``, density 0.5, ``--quantize q``)."""
     from emcs.tcs.encode import encode_stack
 
     frames = work / "frames.npy"
@@ -113,6 +110,17 @@ def network_case(i: int, B: int, q: int, movie: dict, work: Path) -> dict:
     out = work / f"tune-{i}-B{B}-q{q}.npz"
     encode_stack(frames, out, B=B, seed=SEED + i, density=0.5, force=True, pack=None, quantize=q or None,
                  threads=1)
+    return out
+
+
+def network_case(i: int, B: int, q: int, movie: dict, work: Path) -> dict:
+    """Encode the first B frames as ``emcs encode``, decode with the default network; the
+    scaled measurement, the network's scaled frames and what is needed to score them."""
+    from emcs.tcs import decoders
+    from emcs.tcs.container import open_container
+    from emcs.tcs.decode import choose_noise_level
+
+    out = encode_case(i, B, q, movie, work)
     with open_container(out) as c:
         y = next(iter(c.blocks([1])))
         op = c.operator

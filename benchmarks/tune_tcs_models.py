@@ -34,7 +34,6 @@ def score(out: Path, Bs: tuple[int, ...], cache: Path) -> None:
     import torch
 
     from emcs.compare.metrics import score_stack
-    from emcs.tcs.encode import encode_stack
 
     torch.set_num_threads(1)
     cache.mkdir(parents=True, exist_ok=True)
@@ -44,11 +43,7 @@ def score(out: Path, Bs: tuple[int, ...], cache: Path) -> None:
         for i in range(len(tsb.TUNING)):
             movie = tsb.tuning_movie(i, 128, cache)
             for B in Bs:
-                frames = work / "frames.npy"
-                np.save(frames, movie["counts"][:B])
-                container = work / f"t{i}-B{B}.npz"
-                encode_stack(frames, container, B=B, seed=tsb.SEED + i, density=0.5, force=True, pack=None,
-                             quantize=None, threads=1)
+                container = tsb.encode_case(i, B, 0, movie, work)
                 t = time.perf_counter()
                 x = decode_file(container, method="auto")
                 row = {"i": i, "B": B, "source": tsb.TUNING[i][0], "dose": tsb.TUNING[i][2],

@@ -235,8 +235,7 @@ def path_scale(x: np.ndarray, y: np.ndarray, masks, g: np.ndarray, d: np.ndarray
         return 1.0
     B, H, W = x.shape
     rows, cols = _crop_window(H, settings.crop), _crop_window(W, settings.crop)
-    C = masks[:, rows] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(rows.start, rows.stop))
-    C = np.asarray(C, bool)[:, :, cols]
+    C = np.asarray(static.mask_rows(masks, B, rows.start, rows.stop), bool)[:, :, cols]
     xc, yc = x[:, rows, cols], np.asarray(y[rows, cols], np.float32)
     margin = int(np.ceil(np.abs(d).max() * settings.max_path_scale)) + 3
     h, w = yc.shape
@@ -282,8 +281,8 @@ def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset:
 
     def strip(r0, r1):
         a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
-        C = masks[:, a0:a1] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(a0, a1))
-        a, dev = _strip_weight(x[:, a0:a1], y[a0:a1], np.asarray(C, bool), g, d, pad, sigma, offset,
+        C = np.asarray(static.mask_rows(masks, B, a0, a1), bool)
+        a, dev = _strip_weight(x[:, a0:a1], y[a0:a1], C, g, d, pad, sigma, offset,
                                ref, settings, drift)
         keep = slice(r0 - a0, r1 - a0)
         return a[keep], np.median(dev[keep])

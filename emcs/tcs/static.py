@@ -131,6 +131,12 @@ def map_strips(fn, H: int, rows: int, workers: int = 1):
             yield r0, r1, result
 
 
+def mask_rows(masks, B: int, r0: int, r1: int):
+    """Rows ``[r0, r1)`` of the B masks: of an array (B, H, W), or drawn by an operator
+    (``masks.masks(B, rows=...)``, without the whole frame's masks)."""
+    return masks[:, r0:r1] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(r0, r1))
+
+
 def check_static_blend(static_blend: str) -> None:
     """Raise :class:`EmcsError` naming ``static_blend`` unless it is one of :data:`STATIC_BLEND`."""
     if static_blend not in STATIC_BLEND:
@@ -227,8 +233,7 @@ def blend_measurement(x: np.ndarray, y: np.ndarray, masks, sigma: float, *,
 
     def strip(r0, r1):
         a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
-        C = masks[:, a0:a1] if isinstance(masks, np.ndarray) else masks.masks(B, rows=(a0, a1))
-        s, a, drift = _still_and_weight(x[:, a0:a1], y[a0:a1], C, g, m[a0:a1], sigma,
+        s, a, drift = _still_and_weight(x[:, a0:a1], y[a0:a1], mask_rows(masks, B, a0, a1), g, m[a0:a1], sigma,
                                         offset, ref, quantize, settings)
         keep = slice(r0 - a0, r1 - a0)
         return s[keep], a[keep], np.median(drift[keep])
@@ -346,4 +351,4 @@ def with_settings(**changes) -> BlendSettings:
 
 __all__ = ["DEFAULT_SETTINGS", "DEFAULT_STATIC_BLEND", "MAX_WORKERS", "STATIC_BLEND", "BlendSettings",
            "blend_measurement", "box", "check_static_blend", "consistency", "gains_and_mean", "map_strips",
-           "with_settings"]
+           "mask_rows", "with_settings"]
