@@ -123,6 +123,9 @@ def _raise(*args, **kwargs):
     ("quantize_activation", _raise),  # the int8 convolution fails
 ])
 def test_failed_self_test_decodes_in_float32(monkeypatch, fresh_self_test, name, fake):
+    from emcs.tcs.nets import bf16
+
+    monkeypatch.setattr(bf16, "native", lambda: False)  # else auto is the bfloat16 copy
     monkeypatch.setattr(int8, name, fake)
     assert not int8.available()
     y, masks = _measurement(6, (40, 36))

@@ -114,24 +114,30 @@ def load_model_info(model: str | os.PathLike, folder: str | os.PathLike | None =
 _CACHE: dict = {}
 
 
-def load(info: ModelInfo, device, int8: bool = False):
+def load(info: ModelInfo, device, copy: str | None = None):
     """The network of ``info`` on ``device`` (verified by :func:`emcs.nn.weights.load_model`; cached).
 
-    ``int8``: its int8 inference copy (:func:`emcs.tcs.nets.int8.quantize_unfold`, CPU only).
+    ``copy``: an inference copy of a tcs-unfold network on the CPU: ``"int8"``
+    (:func:`emcs.tcs.nets.int8.quantize_unfold`) or ``"bfloat16"``
+    (:func:`emcs.tcs.nets.bf16.to_bfloat16`).
     """
     from emcs.nn.weights import load_model
 
-    key = (str(Path(info.path).resolve()), str(device), int8)
+    key = (str(Path(info.path).resolve()), str(device), copy)
     stat = Path(info.path).stat()
     stamp = (stat.st_mtime_ns, stat.st_size)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
     model, _ = load_model(info.path, BUILDERS, device=device)
-    if int8:
+    if copy == "int8":
         from emcs.tcs.nets.int8 import quantize_unfold
 
         model = quantize_unfold(model)
+    elif copy == "bfloat16":
+        from emcs.tcs.nets.bf16 import to_bfloat16
+
+        model = to_bfloat16(model)
     _CACHE.clear()
     _CACHE[key] = (stamp, model)
     return model
@@ -178,10 +184,13 @@ def decode_measurements(
         or ``int8``: tcs-unfold's 32-channel convolutions in int8 on the CPU
         (:mod:`emcs.tcs.nets.int8`, needs oneDNN; ~1.2x faster than float32,
         outputs within ~1 % of the range of float32's, held-out PSNR within
-        0.02 dB, benchmarks/tcs_speed.md). ``auto`` is float16 on CUDA, int8 on
-        the CPU where it serves the model, float32 otherwise. On a CPU without
-        native bfloat16 (AVX512-BF16 or AMX) bfloat16 is emulated and slower
-        than float32.
+        0.02 dB, benchmarks/tcs_speed.md). ``bfloat16`` for tcs-unfold on the
+        CPU is its bfloat16 inference copy (:mod:`emcs.tcs.nets.bf16`; ~2x
+        faster than float32 where bfloat16 is native, held-out PSNR within
+        0.01 dB). ``auto`` is float16 on CUDA; on the CPU, for tcs-unfold,
+        bfloat16 where the CPU has it natively (AMX or AVX512-BF16), else int8;
+        float32 otherwise. On a CPU without native bfloat16 it is emulated and
+        slower than float32.
 
     Returns
     -------
@@ -220,15 +229,15 @@ def decode_measurements(
             del res
         return acc / np.float32(ensemble)
     precision = resolve_precision(precision, model_info, dev)
-    int8 = precision == "int8"
-    model = load(model_info, dev, int8)
+    copy = precision if precision == "int8" or (precision == "bfloat16" and _bf16_copy(model_info, dev)) else None
+    model = load(model_info, dev, copy)
     B, (H, W) = operator.B, operator.frame_shape
     b_max = model_info.card.get("config", {}).get("b_max")
     if b_max is not None and B > b_max:
         raise EmcsError(f"model {model_info.name} handles at most B={b_max} frames, got {B}", param="model")
     out = np.zeros((y.shape[0], B, H, W), dtype=np.float32)
     cuda = dev.type == "cuda"
-    dtype = torch.float32 if int8 else getattr(torch, precision)
+    dtype = torch.float32 if copy else getattr(torch, precision)  # the copies run their own types
 
     def run(t):
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -250,22 +259,49 @@ def decode_measurements(
 
 
 def int8_fallback_note() -> str | None:
-    """A note when int8 convolutions of this process were found wrong and ran in float32
-    (:func:`emcs.tcs.nets.int8.fallbacks`), else None. Imports nothing new."""
+    """A note when int8 convolutions or bfloat16 denoisers of this process were found wrong
+    and ran in float32 (:func:`emcs.tcs.nets.int8.fallbacks`, :func:`emcs.tcs.nets.bf16.fallbacks`),
+    else None. Imports nothing new."""
+    notes = []
     int8 = sys.modules.get("emcs.tcs.nets.int8")
     wrong = int8.fallbacks() if int8 is not None else []
-    if not wrong:
+    if wrong:
+        shapes = sorted({"x".join(map(str, w[2:])) for w, _, _ in wrong})
+        notes.append(f"int8 convolutions ({', '.join(shapes)} kernels) gave wrong results on this CPU's "
+                     f"oneDNN and ran in float32 ({_shapes(len(wrong))})")
+    bf16 = sys.modules.get("emcs.tcs.nets.bf16")
+    wrong = bf16.fallbacks() if bf16 is not None else []
+    if wrong:
+        notes.append(f"bfloat16 denoisers gave wrong results on this CPU's oneDNN and ran in float32 "
+                     f"({_shapes(len(wrong))})")
+    if not notes:
         return None
-    shapes = sorted({"x".join(map(str, w[2:])) for w, _, _ in wrong})
-    return (f"int8 convolutions ({', '.join(shapes)} kernels) gave wrong results on this CPU's oneDNN "
-            f"and ran in float32 ({len(wrong)} input shape{'s' if len(wrong) > 1 else ''}); the frames are "
-            "right, the decode is slower (--precision float32 skips int8 and this check)")
+    return ("; ".join(notes) + "; the frames are right, the decode is slower "
+            "(--precision float32 skips this check)")
+
+
+def _shapes(n: int) -> str:
+    return f"{n} input shape{'s' if n > 1 else ''}"
+
+
+def _bf16_copy(info: ModelInfo, device) -> bool:
+    """Whether the bfloat16 inference copy (:mod:`emcs.tcs.nets.bf16`) serves ``info`` on ``device``
+    (else ``bfloat16`` is PyTorch's autocast)."""
+    from emcs.tcs.nets import ARCHITECTURES
+    from emcs.tcs.nets.bf16 import available
+
+    return info.card.get("architecture") == ARCHITECTURES["unfold"] and device.type == "cpu" and available()
 
 
 def resolve_precision(precision: str, info: ModelInfo, device) -> str:
     """The arithmetic the network of ``info`` runs in on ``device`` for ``precision``
-    (``auto`` resolved); EmcsError if ``int8`` cannot serve."""
+    (``auto`` resolved); EmcsError if ``int8`` cannot serve.
+
+    ``auto``: float16 on CUDA; on the CPU, for tcs-unfold, bfloat16 where the CPU has it
+    natively (:func:`emcs.tcs.nets.bf16.native`), else int8, else float32.
+    """
     from emcs.tcs.nets import ARCHITECTURES
+    from emcs.tcs.nets.bf16 import native
     from emcs.tcs.nets.int8 import available
 
     problem = None
@@ -274,7 +310,11 @@ def resolve_precision(precision: str, info: ModelInfo, device) -> str:
     elif device.type != "cpu" or not available():
         problem = "precision int8 needs the CPU and PyTorch's oneDNN (mkldnn) int8 convolution"
     if precision == "auto":
-        return "float16" if device.type == "cuda" else "float32" if problem else "int8"
+        if device.type == "cuda":
+            return "float16"
+        if native() and _bf16_copy(info, device):
+            return "bfloat16"
+        return "float32" if problem else "int8"
     if precision == "int8" and problem:
         raise EmcsError(problem, param="precision")
     return precision

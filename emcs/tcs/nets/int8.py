@@ -198,7 +198,7 @@ class FastDenoiser(Denoiser):
     """
 
     @classmethod
-    def from_denoiser(cls, den: Denoiser, int8: bool) -> FastDenoiser:
+    def from_denoiser(cls, den: Denoiser, int8: bool = False) -> FastDenoiser:
         fast = cls(den.head.out_channels, len(den.body) + 1)
         fast.load_state_dict(den.state_dict())
         fast.register_buffer("head_weight", _head_weight(fast.head).detach().contiguous(),
