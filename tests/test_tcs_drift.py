@@ -110,10 +110,11 @@ def test_path_scale_lengthens_a_short_path_from_the_measurement(found):
     assert path_scale(x, y, C, g, true * found, DriftSettings(max_path_scale=1.0)) == 1.0
 
 
+@pytest.mark.parametrize("shape", [(12, 9), (75, 40)])  # 75 rows: three blocks of SHIFT_BLOCK
 @pytest.mark.parametrize("d", [(0.0, 0.0), (0.3, -1.7), (-2.5, 0.5)])
-def test_shift_to_is_the_adjoint_of_shift_from(d):
+def test_shift_to_is_the_adjoint_of_shift_from(d, shape):
     rng = np.random.default_rng(3)
-    pad, shape = 5, (12, 9)
+    pad = 5
     canvas = rng.normal(size=(shape[0] + 2 * pad, shape[1] + 2 * pad)).astype(np.float32)
     frame = rng.normal(size=shape).astype(np.float32)
     lhs = float(np.sum(shift_from(canvas, d, pad, shape) * frame, dtype=np.float64))

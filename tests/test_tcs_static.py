@@ -147,9 +147,11 @@ def test_bad_static_blend_names_the_parameter(tmp_path):
     assert err.value.param == "static_blend" and str(err.value).startswith("static_blend")
 
 
-@pytest.mark.parametrize("shape, radius", [((9, 9), 1), ((32, 24), 16), ((40, 3), 4), ((5, 7), 12)])
+@pytest.mark.parametrize("shape, radius", [((9, 9), 1), ((32, 24), 16), ((40, 3), 4), ((5, 7), 12),
+                                           ((70, 300), 4), ((3, 290), 16)])
 def test_box_is_a_local_mean(shape, radius):
-    """Windows cut by the edges (also windows wider than the frame) average what is inside."""
+    """Windows cut by the edges (also windows wider than the frame) average what is inside; rows of
+    256 or more take the row-by-row and blocked paths of ``_box1d`` (70 rows: three blocks)."""
     a = np.random.default_rng(0).normal(size=shape)
     want = a
     for axis in (0, 1):

@@ -113,36 +113,67 @@ def _taps(d: float, pad: int) -> tuple[int, np.ndarray]:
     return i - 1, _cubic_weights(u - i).astype(np.float32)
 
 
+#: rows of a shift computed at once (both axes), so that its intermediates stay in cache
+SHIFT_BLOCK = 32
+
+
+def _interp_rows(src: np.ndarray, i0: int, w: np.ndarray, n: int, out: np.ndarray, tmp: np.ndarray) -> None:
+    """``out = sum_j w[j] src[:, i0 + j : i0 + j + n]`` along the last axis, terms added in order."""
+    np.multiply(src[:, i0:i0 + n], w[0], out=out)
+    for j in range(1, len(w)):
+        np.multiply(src[:, i0 + j:i0 + j + n], w[j], out=tmp)
+        out += tmp
+
+
 def shift_from(canvas: np.ndarray, d, pad: int, shape: tuple[int, int]) -> np.ndarray:
-    """Frame ``out(p) = canvas(p + pad - d)`` of ``shape`` (cubic interpolation, separable)."""
-    a = canvas
-    for axis, n in enumerate(shape):
-        i0, w = _taps(float(d[axis]), pad)
-        idx = [slice(None)] * 2
-        out = None
-        for j, wj in enumerate(w):
-            idx[axis] = slice(i0 + j, i0 + j + n)
-            term = wj * a[tuple(idx)]
-            out = term if out is None else out + term
-        a = out
-    return a
+    """Frame ``out(p) = canvas(p + pad - d)`` of ``shape`` (cubic interpolation, separable).
+
+    Made in blocks of :data:`SHIFT_BLOCK` rows, each through both axes before the next, with the
+    same products and sums per pixel as the two whole-frame passes (bitwise the same output).
+    """
+    (iy, wy), (ix, wx) = _taps(float(d[0]), pad), _taps(float(d[1]), pad)
+    H, W = shape
+    dtype = np.result_type(canvas.dtype, wy.dtype)
+    out = np.empty((H, W), dtype)
+    rows = np.empty((SHIFT_BLOCK, canvas.shape[1]), dtype)
+    tmp_r, tmp = np.empty_like(rows), np.empty((SHIFT_BLOCK, W), dtype)
+    for r0 in range(0, H, SHIFT_BLOCK):
+        k = min(SHIFT_BLOCK, H - r0)
+        acc, t = rows[:k], tmp_r[:k]
+        np.multiply(canvas[iy + r0:iy + r0 + k], wy[0], out=acc)  # along the first axis
+        for j in range(1, 4):
+            np.multiply(canvas[iy + j + r0:iy + j + r0 + k], wy[j], out=t)
+            acc += t
+        _interp_rows(acc, ix, wx, W, out[r0:r0 + k], tmp[:k])  # along the last axis
+    return out
 
 
 def shift_to(frame: np.ndarray, d, pad: int, canvas_shape: tuple[int, int]) -> np.ndarray:
-    """The exact adjoint of :func:`shift_from`: ``frame`` spread back onto a zero canvas."""
-    a = frame
-    for axis in (1, 0):
-        i0, w = _taps(float(d[axis]), pad)
-        shape = list(a.shape)
-        shape[axis] = canvas_shape[axis]
-        out = np.zeros(shape, np.float32)
-        idx = [slice(None)] * 2
-        n = a.shape[axis]
-        for j, wj in enumerate(w):
-            idx[axis] = slice(i0 + j, i0 + j + n)
-            out[tuple(idx)] += wj * a
-        a = out
-    return a
+    """The exact adjoint of :func:`shift_from`: ``frame`` spread back onto a zero canvas.
+
+    Canvas rows are made in blocks of :data:`SHIFT_BLOCK`, each summing its terms in the order of
+    the two whole-frame passes (the last axis, then the first; each from zero in the order of the
+    taps): bitwise the same canvas.
+    """
+    (iy, wy), (ix, wx) = _taps(float(d[0]), pad), _taps(float(d[1]), pad)
+    h, w = frame.shape
+    Hc, Wc = canvas_shape
+    out = np.zeros((Hc, Wc), np.float32)  # float32 whatever the frame's type, as before
+    spread = np.zeros((SHIFT_BLOCK + 3, Wc), np.float32)  # the frame's rows spread along the last axis
+    tmp = np.empty((SHIFT_BLOCK + 3, w), np.result_type(frame.dtype, wy.dtype))
+    for c0 in range(max(0, iy), min(Hc, iy + 3 + h), SHIFT_BLOCK):
+        c1 = min(c0 + SHIFT_BLOCK, Hc)
+        s0, s1 = max(0, c0 - iy - 3), min(h, c1 - iy)  # frame rows that reach canvas rows [c0, c1)
+        sp, t = spread[:s1 - s0], tmp[:s1 - s0]
+        sp[:] = 0
+        for j in range(4):
+            np.multiply(frame[s0:s1], wx[j], out=t)
+            sp[:, ix + j:ix + j + w] += t
+        for j in range(4):  # canvas row c gets frame row c - iy - j
+            lo, hi = max(c0, s0 + iy + j), min(c1, s1 + iy + j)
+            if lo < hi:
+                out[lo:hi] += wy[j] * sp[lo - iy - j - s0:hi - iy - j - s0]
+    return out
 
 
 def _line_cover(n: int, d: float, pad: int) -> np.ndarray:
