@@ -75,9 +75,9 @@ def test_a_wrong_bf16_denoiser_falls_back_to_float32_for_that_shape(fresh_checks
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * float(np.abs(ref).max()))
     assert bf16.fallbacks() == [(10, 3, 40, 36)]
     assert len(calls) == 1  # once found wrong, that shape no longer runs in bfloat16
-    from emcs.tcs.nets.api import int8_fallback_note
+    from emcs.tcs.nets.api import fallback_note
 
-    assert "bfloat16 denoisers gave wrong results" in int8_fallback_note()
+    assert "bfloat16 denoisers gave wrong results" in fallback_note()
 
 
 def test_auto_precision_on_the_cpu(monkeypatch):

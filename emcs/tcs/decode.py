@@ -35,7 +35,7 @@ from emcs.tcs import decoders
 from emcs.tcs.container import Container, open_container
 from emcs.tcs.drift import blend_drifting
 from emcs.tcs.gaptv import DEFAULT_ITERS, MAX_ELEMENTS
-from emcs.tcs.nets.api import int8_fallback_note
+from emcs.tcs.nets.api import fallback_note
 from emcs.tcs.static import (
     DEFAULT_STATIC_BLEND,
     STATIC_BLEND,
@@ -401,11 +401,11 @@ def _decode(container: Container, output, t0: float, *, method, iters, device, f
                                            noise=level, ensemble=ensemble, dtype=out_dtype,
                                            precision=precision, static_blend=static_blend):
             writer.write(frames)
-    wrong_int8 = int8_fallback_note()
-    if wrong_int8 is not None:
-        notes.append(wrong_int8)
+    wrong_arithmetic = fallback_note()
+    if wrong_arithmetic is not None:
+        notes.append(wrong_arithmetic)
         if on_note is not None:
-            on_note(wrong_int8)
+            on_note(wrong_arithmetic)
     seconds = time.perf_counter() - t0
     used = sorted({f"net:{name}" if kind == "net" else "gap-tv" for kind, name in plan.values()})
     return {

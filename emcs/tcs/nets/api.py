@@ -258,7 +258,7 @@ def decode_measurements(
     return out
 
 
-def int8_fallback_note() -> str | None:
+def fallback_note() -> str | None:
     """A note when int8 convolutions or bfloat16 denoisers of this process were found wrong
     and ran in float32 (:func:`emcs.tcs.nets.int8.fallbacks`, :func:`emcs.tcs.nets.bf16.fallbacks`),
     else None. Imports nothing new."""
