@@ -236,7 +236,7 @@ def decode_cmd(
     precision: str = typer.Option(
         "auto", "--precision", metavar="auto|float32|int8|float16|bfloat16",
         help="Network arithmetic: auto = float16 on a GPU; on the CPU for tcs-unfold models "
-             "bfloat16 where the CPU has it natively (AMX, AVX512-BF16: ~2x less CPU than float32), "
+             "bfloat16 where the CPU has it natively (AMX, AVX512-BF16: ~1.25x less CPU than float32), "
              "else int8 (1.1-1.7x less, by CPU); held-out PSNR within 0.03 dB of float32, and each "
              "input shape is checked against float32 once and runs in float32 where it is wrong; "
              "float32 otherwise."),

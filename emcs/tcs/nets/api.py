@@ -185,9 +185,9 @@ def decode_measurements(
         (:mod:`emcs.tcs.nets.int8`, needs oneDNN; ~1.2x faster than float32,
         outputs within ~1 % of the range of float32's, held-out PSNR within
         0.02 dB, benchmarks/tcs_speed.md). ``bfloat16`` for tcs-unfold on the
-        CPU is its bfloat16 inference copy (:mod:`emcs.tcs.nets.bf16`; ~2x
-        faster than float32 where bfloat16 is native, held-out PSNR within
-        0.01 dB). ``auto`` is float16 on CUDA; on the CPU, for tcs-unfold,
+        CPU is its bfloat16 inference copy (:mod:`emcs.tcs.nets.bf16`; where
+        bfloat16 is native ~1.25x less network CPU time than float32 and ~8 %
+        less than int8, held-out PSNR within 0.01 dB). ``auto`` is float16 on CUDA; on the CPU, for tcs-unfold,
         bfloat16 where the CPU has it natively (AMX or AVX512-BF16), else int8;
         float32 otherwise. On a CPU without native bfloat16 it is emulated and
         slower than float32.

@@ -9,7 +9,8 @@ stay float32, so rounding errors do not accumulate across stages nor reach the
 output unfiltered.
 
 On CPUs with native bfloat16 (AMX or AVX512-BF16) oneDNN's bfloat16 convolutions
-are several times faster than float32, and what remains are passes over memory. The
+are several times faster than float32 (a 32 -> 32 3x3 convolution with its leaky ReLU on a
+10 x 181^2 tile: 13.5 against 58 ms on one AMX core), and what remains are passes over memory. The
 copy therefore also (same arithmetic as :class:`~emcs.tcs.nets.unfold.Denoiser`, up to
 rounding):
 
