@@ -325,8 +325,15 @@ def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset:
     # drifting still image is made of its frames (which hold its still image's detail)
     frames, stats = static.blend_measurement(x, y, masks, sigma, **blend_kw)
     canvas = _still(frames, g, d, pad)
-    for b in range(B):  # out_b = alpha static_b + (1 - alpha) g_b T_b s, a frame at a time
-        frames[b] = alpha * frames[b] + (1 - alpha) * (np.float32(g[b]) * shift_from(canvas, d[b], pad, (H, W)))
+    beta = 1 - alpha
+
+    def finish(r0, r1):  # out_b = alpha static_b + (1 - alpha) g_b T_b s, rows [r0, r1) of every frame
+        a, c, part = alpha[r0:r1], beta[r0:r1], canvas[r0:r1 + 2 * pad]
+        for b in range(B):
+            frames[b, r0:r1] = a * frames[b, r0:r1] + c * (np.float32(g[b]) * shift_from(part, d[b], pad, (r1 - r0, W)))
+
+    for _ in static.map_strips(finish, H, rows, workers):  # strips of rows in threads, written in place
+        pass
     stats.update(alpha=float(alpha.mean(dtype=np.float64)), drift_px=float(np.median(leftover)),
                  shift_px=largest, mode="drift", path_scale=scale)
     return frames, stats
