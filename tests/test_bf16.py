@@ -12,18 +12,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from test_int8_fused import _measurement  # noqa: E402
+
 from emcs.tcs.nets import bf16  # noqa: E402
 from emcs.tcs.nets.api import decode_measurements, list_models, resolve_precision  # noqa: E402
 from emcs.tcs.nets.unfold import Denoiser  # noqa: E402
 
 needs_bf16 = pytest.mark.skipif(not bf16.available(), reason="no oneDNN bfloat16 on this CPU")
-
-
-def _measurement(seed: int, shape: tuple[int, int]):
-    rng = np.random.default_rng(seed)
-    masks = rng.random((10, *shape)) > 0.5
-    frames = rng.random((10, *shape)).astype(np.float32) * 0.5 + 0.25
-    return (frames * masks).sum(0)[None], masks
 
 
 def _models():

@@ -117,11 +117,12 @@ def _taps(d: float, pad: int) -> tuple[int, np.ndarray]:
 SHIFT_BLOCK = 32
 
 
-def _interp_rows(src: np.ndarray, i0: int, w: np.ndarray, n: int, out: np.ndarray, tmp: np.ndarray) -> None:
-    """``out = sum_j w[j] src[:, i0 + j : i0 + j + n]`` along the last axis, terms added in order."""
-    np.multiply(src[:, i0:i0 + n], w[0], out=out)
-    for j in range(1, len(w)):
-        np.multiply(src[:, i0 + j:i0 + j + n], w[j], out=tmp)
+def _sum_taps(views: list[np.ndarray], w: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> None:
+    """``out = w[0] views[0] + w[1] views[1] + ...``, the terms added in order (``tmp``: a buffer
+    of ``out``'s shape for each product)."""
+    np.multiply(views[0], w[0], out=out)
+    for view, wj in zip(views[1:], w[1:], strict=True):
+        np.multiply(view, wj, out=tmp)
         out += tmp
 
 
@@ -139,12 +140,8 @@ def shift_from(canvas: np.ndarray, d, pad: int, shape: tuple[int, int]) -> np.nd
     tmp_r, tmp = np.empty_like(rows), np.empty((SHIFT_BLOCK, W), dtype)
     for r0 in range(0, H, SHIFT_BLOCK):
         k = min(SHIFT_BLOCK, H - r0)
-        acc, t = rows[:k], tmp_r[:k]
-        np.multiply(canvas[iy + r0:iy + r0 + k], wy[0], out=acc)  # along the first axis
-        for j in range(1, 4):
-            np.multiply(canvas[iy + j + r0:iy + j + r0 + k], wy[j], out=t)
-            acc += t
-        _interp_rows(acc, ix, wx, W, out[r0:r0 + k], tmp[:k])  # along the last axis
+        _sum_taps([canvas[iy + j + r0:iy + j + r0 + k] for j in range(4)], wy, rows[:k], tmp_r[:k])  # first axis
+        _sum_taps([rows[:k, ix + j:ix + j + W] for j in range(4)], wx, out[r0:r0 + k], tmp[:k])  # last axis
     return out
 
 

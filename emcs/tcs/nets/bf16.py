@@ -39,14 +39,7 @@ import torch
 from torch.nn import functional as F
 
 from emcs.tcs.nets.int8 import FastDenoiser, conv_leaky
-from emcs.tcs.nets.unfold import (
-    LEAKY_SLOPE,
-    Denoiser,
-    TemporalMix,
-    UnfoldNet,
-    _channels_last,
-    _head_weight,
-)
+from emcs.tcs.nets.unfold import LEAKY_SLOPE, Denoiser, TemporalMix, UnfoldNet, _channels_last
 
 #: largest max |bfloat16 - float32| / max |float32| of a stage's residual taken as right;
 #: healthy bfloat16 residuals measure 0.005-0.02 (8-bit mantissas in every layer)
@@ -111,8 +104,9 @@ def _mix(mix: TemporalMix, h: torch.Tensor, n: int) -> torch.Tensor:
     return t.add_(hm).reshape(nb, hh, ww, c).permute(0, 3, 1, 2)
 
 
-class BF16Denoiser(Denoiser):
-    """Inference copy of a :class:`~emcs.tcs.nets.unfold.Denoiser` in bfloat16.
+class BF16Denoiser(FastDenoiser):
+    """Inference copy of a :class:`~emcs.tcs.nets.unfold.Denoiser` in bfloat16 (the fused head
+    of :class:`~emcs.tcs.nets.int8.FastDenoiser`, in bfloat16).
 
     Input float32 (n*B, 3, H, W), output the float32 residual (n*B, 4, H/2, W/2), as
     the original; :attr:`reference` keeps the float32 original for the check and the
@@ -121,17 +115,12 @@ class BF16Denoiser(Denoiser):
 
     @classmethod
     def from_denoiser(cls, den: Denoiser) -> BF16Denoiser:
-        fast = cls(den.head.out_channels, len(den.body) + 1)
-        fast.load_state_dict(den.state_dict())
-        fast.reference = copy.deepcopy(den).eval()
-        fast.register_buffer("head_weight", _head_weight(fast.head).detach().contiguous(), persistent=False)
+        fast = super().from_denoiser(den).to(torch.bfloat16)
+        fast.head_weight = fast.head_weight.contiguous(memory_format=torch.channels_last)
         for mix in fast.mix:
             mix.register_buffer("weight3", mix.tconv.weight.detach()[..., 0].contiguous(), persistent=False)
-        for name, module in list(fast.named_children()):
-            if name != "reference":
-                module.to(torch.bfloat16)
-        fast.head_weight = fast.head_weight.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        return fast.eval()
+        fast.reference = copy.deepcopy(den).eval()
+        return fast
 
     def forward(self, z: torch.Tensor, n: int) -> torch.Tensor:
         key = tuple(z.shape)
@@ -149,9 +138,7 @@ class BF16Denoiser(Denoiser):
         return got
 
     def _bf16(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        h = conv_leaky(_channels_last(z.to(torch.bfloat16)), self.head_weight, self.head.bias,
-                       stride=2, padding=2)
-        h = _mix(self.mix[0], h, n)
+        h = _mix(self.mix[0], self.features(z.to(torch.bfloat16)), n)
         for i, conv in enumerate(self.body):
             h.add_(conv_leaky(h, conv.weight, conv.bias, stride=1, padding=1))
             if i == len(self.body) - 1:
