@@ -28,16 +28,23 @@ Checked where it runs: the first time a denoiser input shape is met in a process
 bfloat16 residual is compared with the float32 denoiser's on the same input; a shape
 off by more than :data:`BF16_TOLERANCE` of the residual's range runs in float32 from then
 on (:func:`fallbacks`), as the int8 convolutions do (:mod:`emcs.tcs.nets.int8`).
+
+Opt-in (``EMCS_FUSE=1``): from the :data:`FUSE_AFTER`-th call of an input shape on, each
+denoiser runs as oneDNN Graph fused graphs (:mod:`emcs.tcs.nets.fused`), checked once against
+this eager path; ~0.85x the wall time of a 4096^2 decode, but ~0.3-0.7 GiB more peak memory
+(benchmarks/tcs_speed.md), which is why it is not the default.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import threading
 
 import torch
 from torch.nn import functional as F
 
+from emcs.tcs.nets import fused
 from emcs.tcs.nets.int8 import FastDenoiser, conv_leaky
 from emcs.tcs.nets.unfold import LEAKY_SLOPE, Denoiser, TemporalMix, UnfoldNet, _channels_last
 
@@ -46,6 +53,10 @@ from emcs.tcs.nets.unfold import LEAKY_SLOPE, Denoiser, TemporalMix, UnfoldNet, 
 BF16_TOLERANCE = 0.1
 #: denoiser input shape -> whether the bfloat16 residual was right there
 _CHECKED: dict[tuple, bool] = {}
+#: calls of a denoiser with one input shape after which that shape runs as fused graphs
+#: (:mod:`emcs.tcs.nets.fused`; tracing them costs about five eager calls of a 362^2 tile)
+FUSE_AFTER = 2
+_BUILD = threading.Lock()
 
 
 def fallbacks() -> list[tuple]:
@@ -120,6 +131,7 @@ class BF16Denoiser(FastDenoiser):
         for mix in fast.mix:
             mix.register_buffer("weight3", mix.tconv.weight.detach()[..., 0].contiguous(), persistent=False)
         fast.reference = copy.deepcopy(den).eval()
+        fast._calls, fast._fused = {}, {}
         return fast
 
     def forward(self, z: torch.Tensor, n: int) -> torch.Tensor:
@@ -127,6 +139,9 @@ class BF16Denoiser(FastDenoiser):
         ok = _CHECKED.get(key)
         if ok is False:
             return self.reference(z, n)
+        graphs = self._fused.get((key, n))
+        if graphs is not None:
+            return graphs(z)
         got = self._bf16(z, n)
         if ok is None:
             want = self.reference(z, n)
@@ -135,7 +150,23 @@ class BF16Denoiser(FastDenoiser):
                 _CHECKED[key] = right
             if not right:
                 return want
+        self._calls[key, n] = calls = self._calls.get((key, n), 0) + 1
+        if calls == FUSE_AFTER and _CHECKED.get(key):
+            self._fuse((key, n), z, n, got)
         return got
+
+    def _fuse(self, key: tuple, z: torch.Tensor, n: int, eager: torch.Tensor) -> None:
+        """Build and check this shape's fused graphs (:mod:`emcs.tcs.nets.fused`). They are
+        checked against ``eager``, this input's eager bfloat16 residual (itself checked against
+        float32 on the shape's first call); a shape whose graphs are unavailable or off by more
+        than :data:`BF16_TOLERANCE` stays eager."""
+        with _BUILD:
+            if key in self._fused:
+                return
+            graphs = fused.build(self, z, n)
+            if graphs is not None and not _close(graphs(z), eager):
+                graphs = None
+            self._fused[key] = graphs
 
     def _bf16(self, z: torch.Tensor, n: int) -> torch.Tensor:
         h = _mix(self.mix[0], self.features(z.to(torch.bfloat16)), n)
