@@ -105,8 +105,10 @@ def crystal(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
     return img.astype(np.float32), info
 
 
-def scan(rng: np.random.Generator, clean: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Record a clean image like a STEM scan; min-max normalised to [0, 1]."""
+def scan(rng: np.random.Generator, clean: np.ndarray,
+         dose_range: tuple[float, float] = (8.0, 300.0)) -> tuple[np.ndarray, dict]:
+    """Record a clean image like a STEM scan (mean dose log-uniform in ``dose_range``
+    counts per pixel); min-max normalised to [0, 1]."""
     h, w = clean.shape
     x = clean / max(float(clean.mean()), 1e-12)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -114,7 +116,7 @@ def scan(rng: np.random.Generator, clean: np.ndarray) -> tuple[np.ndarray, dict]
     jitter = ndimage.gaussian_filter1d(rng.standard_normal(h), 1.0) * rng.uniform(0.05, 0.5)
     x = ndimage.map_coordinates(x, [yy + drift[0] * yy, xx + drift[1] * yy + jitter[:, None]],
                                 order=1, mode="reflect")
-    dose = float(np.exp(rng.uniform(np.log(8.0), np.log(300.0))))
+    dose = float(np.exp(rng.uniform(np.log(dose_range[0]), np.log(dose_range[1]))))
     gain = 1 + rng.uniform(0, 0.03) * rng.standard_normal((h, 1))
     counts = rng.poisson(np.clip(x * gain, 0, None) * dose).astype(np.float64)
     counts += rng.uniform(0.2, 2.0) * rng.standard_normal((h, w))
