@@ -62,6 +62,7 @@ def _denoiser(width: int = 16) -> tuple[bf16.BF16Denoiser, torch.Tensor]:
 @pytest.fixture
 def fresh_checks(monkeypatch):
     monkeypatch.setattr(bf16, "_CHECKED", {})
+    monkeypatch.setattr(bf16, "_UNFUSED", [])
 
 
 @needs_fuser
@@ -107,3 +108,20 @@ def test_fusion_is_off_unless_asked(fresh_checks, monkeypatch):
             den(z, 2)
     assert not fused.enabled()
     assert all(graphs is None for graphs in den._fused.values())
+    assert not bf16.unfused()  # not asked for, so nothing to report
+
+
+@pytest.mark.skipif(not bf16.available(), reason="no oneDNN bfloat16 on this CPU")
+def test_fusion_asked_for_but_unavailable_is_reported(fresh_checks, monkeypatch):
+    from emcs.tcs.nets.api import fallback_note
+
+    monkeypatch.setenv("EMCS_FUSE", "1")
+    monkeypatch.setattr(fused, "available", lambda: False)
+    den, z = _denoiser()
+    with torch.inference_mode():
+        for _ in range(bf16.FUSE_AFTER + 1):
+            got = den(z, 2)
+        eager = den._bf16(z, 2)
+    assert torch.equal(got, eager)  # the eager path, unchanged
+    assert bf16.unfused() == [((tuple(z.shape), 2))]
+    assert "EMCS_FUSE=1" in fallback_note() and "ran unfused" in fallback_note()

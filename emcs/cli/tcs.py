@@ -239,7 +239,8 @@ def decode_cmd(
              "bfloat16 where the CPU has it natively (AMX, AVX512-BF16: ~1.25x less CPU than float32), "
              "else int8 (1.1-1.7x less, by CPU); held-out PSNR within 0.03 dB of float32, and each "
              "input shape is checked against float32 once and runs in float32 where it is wrong; "
-             "float32 otherwise."),
+             "float32 otherwise. EMCS_FUSE=1 in the environment fuses the bfloat16 layers (oneDNN "
+             "Graph): ~0.8x the time, ~0.6 GiB more memory at 4096^2."),
     static_blend: str = typer.Option(
         "on", "--static-blend", metavar="on|static|off",
         help="on: pull the network's frames toward one still image where the measurement shows "

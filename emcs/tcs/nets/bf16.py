@@ -57,12 +57,20 @@ _CHECKED: dict[tuple, bool] = {}
 #: (:mod:`emcs.tcs.nets.fused`; tracing them costs about five eager calls of a 362^2 tile)
 FUSE_AFTER = 2
 _BUILD = threading.Lock()
+#: (input shape, n) whose fused graphs were asked for (``EMCS_FUSE=1``) but not built, or wrong
+_UNFUSED: list[tuple] = []
 
 
 def fallbacks() -> list[tuple]:
     """The denoiser input shapes whose bfloat16 residual was found wrong in this process
     (they run in float32)."""
     return [key for key, ok in _CHECKED.items() if not ok]
+
+
+def unfused() -> list[tuple]:
+    """The ``(input shape, n)`` of this process whose fused graphs were asked for
+    (``EMCS_FUSE=1``) but unavailable or wrong: those ran on the eager bfloat16 path."""
+    return list(_UNFUSED)
 
 
 def native() -> bool:
@@ -166,6 +174,8 @@ class BF16Denoiser(FastDenoiser):
             graphs = fused.build(self, z, n)
             if graphs is not None and not _close(graphs(z), eager):
                 graphs = None
+            if graphs is None and fused.enabled():
+                _UNFUSED.append(key)
             self._fused[key] = graphs
 
     def _bf16(self, z: torch.Tensor, n: int) -> torch.Tensor:
@@ -193,4 +203,5 @@ def to_bfloat16(net: UnfoldNet) -> UnfoldNet:
     return fast
 
 
-__all__ = ["BF16_TOLERANCE", "BF16Denoiser", "available", "fallbacks", "native", "to_bfloat16"]
+__all__ = ["BF16_TOLERANCE", "BF16Denoiser", "FUSE_AFTER", "available", "fallbacks", "native", "to_bfloat16",
+           "unfused"]
