@@ -20,17 +20,30 @@ SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)
 FACTORS = (4, 6, 8, 10)
 
 
+def default_and_bilinear(img: np.ndarray, s: int, model, dev) -> tuple[np.ndarray, np.ndarray]:
+    """The default supersample output of ``img`` sampled at pitch ``s`` (network with the measured
+    samples pasted back, self-check blend against blurred bilinear, the paper's blur) and plain
+    bilinear."""
+    from emcs.dlss.interp import upsample
+    from emcs.dlss.safeguard import blend
+    from emcs.dlss.sampling import grid_offset, subsample
+    from emcs.dlss.smoothing import paper_blur
+    from emcs.dlss.supersample import check_net, net_estimate
+
+    sp = subsample(img, s)
+    net = net_estimate(sp, s, img.shape, model, dev)
+    net[grid_offset(img.shape[0], s)::s, grid_offset(img.shape[1], s)::s] = sp
+    bil = upsample(sp, s, img.shape, "bilinear")
+    return paper_blur(blend(net, bil, check_net(sp, s, img.shape, model, dev))), bil
+
+
 def score(which: str, out: str) -> None:
     import dlss_finetune
     import torch
     from bench_dlss import blur
     from scipy import ndimage
 
-    from emcs.dlss.interp import upsample
-    from emcs.dlss.safeguard import blend
-    from emcs.dlss.sampling import grid_offset, subsample
-    from emcs.dlss.smoothing import paper_blur
-    from emcs.dlss.supersample import check_net, load_default_model, net_estimate
+    from emcs.dlss.supersample import load_default_model
 
     torch.set_num_threads(2)
     dev = torch.device("cpu")
@@ -41,11 +54,7 @@ def score(which: str, out: str) -> None:
         ref = blur(img)
         for s in FACTORS:
             t0 = time.time()
-            sp = subsample(img, s)
-            net = net_estimate(sp, s, img.shape, model, dev)
-            net[grid_offset(img.shape[0], s)::s, grid_offset(img.shape[1], s)::s] = sp
-            bil = upsample(sp, s, img.shape, "bilinear")
-            default = paper_blur(blend(net, bil, check_net(sp, s, img.shape, model, dev)))
+            default, bil = default_and_bilinear(img, s, model, dev)
             rows.append({"image": name, "factor": s, "method": "bilinear", "rmse": float(np.sqrt(np.mean((bil - ref) ** 2)))})
             for sg in SIGMAS:
                 o = ndimage.gaussian_filter(default, sg, mode="reflect") if sg else default

@@ -39,14 +39,10 @@ def sample_features(sp: np.ndarray) -> dict:
     flat spectral floor: the Hann periodogram's median over the outer band / ln 2, as
     :func:`emcs.dlss.smoothing.spectral_risks` estimates the noise) and ``nbr`` (variance of a
     sample minus the mean of its four grid neighbours, over the samples' variance)."""
+    from emcs.dlss.smoothing import sample_spectrum
+
     x = np.asarray(sp, np.float64)
-    h, w = x.shape
-    win = np.outer(np.hanning(h), np.hanning(w))
-    power = np.abs(np.fft.rfft2((x - x.mean()) * win)) ** 2
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    outer = (np.abs(fy) > 0.35) | (fx > 0.35)
-    noise = float(np.median(power[outer])) / np.log(2.0)
+    power, _, _, noise = sample_spectrum(x)
     p = power.copy()
     p[0, 0] = 0.0
     white = noise * (p.size - 1) / max(float(p.sum()), 1e-30)
@@ -96,13 +92,11 @@ def images(which: str) -> list[tuple[str, np.ndarray]]:
 def rows(which: str, out: str) -> None:
     import torch
     from bench_dlss import blur
+    from dlss_extra_blur import default_and_bilinear
     from scipy import ndimage
 
-    from emcs.dlss.interp import upsample
-    from emcs.dlss.safeguard import blend
-    from emcs.dlss.sampling import grid_offset, subsample
-    from emcs.dlss.smoothing import paper_blur
-    from emcs.dlss.supersample import check_net, load_default_model, net_estimate
+    from emcs.dlss.sampling import subsample
+    from emcs.dlss.supersample import load_default_model
 
     torch.set_num_threads(2)
     dev = torch.device("cpu")
@@ -112,12 +106,8 @@ def rows(which: str, out: str) -> None:
         ref = blur(img)
         for s in FACTORS:
             t0 = time.time()
-            sp = subsample(img, s)
-            net = net_estimate(sp, s, img.shape, model, dev)
-            net[grid_offset(img.shape[0], s)::s, grid_offset(img.shape[1], s)::s] = sp
-            bil = upsample(sp, s, img.shape, "bilinear")
-            default = paper_blur(blend(net, bil, check_net(sp, s, img.shape, model, dev)))
-            row = {"image": name, "factor": s, **sample_features(sp),
+            default, bil = default_and_bilinear(img, s, model, dev)
+            row = {"image": name, "factor": s, **sample_features(subsample(img, s)),
                    "bilinear": float(np.sqrt(np.mean((bil - ref) ** 2)))}
             for sg in SIGMAS:
                 o = ndimage.gaussian_filter(default, sg, mode="reflect") if sg else default
@@ -131,16 +121,9 @@ def output_risks(sp: np.ndarray, factor: int, sigmas=SIGMAS) -> np.ndarray:
     """Expected squared error of the default output smoothed by each extra width, relative to
     none, from the samples' own spectrum (the model of :func:`emcs.dlss.smoothing.spectral_risks`,
     each bin weighted by the paper blur's squared transfer, which the default output has had)."""
-    from emcs.dlss.smoothing import PAPER_TAPS
+    from emcs.dlss.smoothing import PAPER_TAPS, sample_spectrum
 
-    x = np.asarray(sp, np.float64)
-    h, w = x.shape
-    win = np.outer(np.hanning(h), np.hanning(w))
-    power = np.abs(np.fft.rfft2((x - x.mean()) * win)) ** 2
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    outer = (np.abs(fy) > 0.35) | (fx > 0.35)
-    noise = float(np.median(power[outer])) / np.log(2.0)
+    power, fy, fx, noise = sample_spectrum(sp)
     signal = np.clip(power - noise, 0.0, None)
     k = np.arange(-2, 3)
 

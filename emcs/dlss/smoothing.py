@@ -78,6 +78,26 @@ def smooth(frame: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(frame, float(sigma), mode="reflect").astype(frame.dtype, copy=False)
 
 
+def sample_spectrum(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Periodogram of the (h, w) samples and its white-noise level.
+
+    Returns ``(power, fy, fx, noise)``: the power of the mean-removed, Hann-windowed samples
+    (``rfft2`` layout), the frequencies of its rows (h, 1) and columns (1, w//2+1) in cycles per
+    sample, and the noise level per bin: the median power over the outer band (|f| > 0.35 in
+    either axis) over ln 2, which ignores a few strong lattice peaks (0 for a frame too small
+    to have that band).
+    """
+    x = np.asarray(sparse, np.float64)
+    h, w = x.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.rfft2((x - x.mean()) * win)) ** 2
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    outer = (np.abs(fy) > 0.35) | (fx > 0.35)
+    noise = float(np.median(power[outer])) / np.log(2.0) if outer.any() else 0.0
+    return power, fy, fx, noise
+
+
 def spectral_risks(sparse: np.ndarray, factor: int, sigmas: tuple[float, ...] = SMOOTH_SIGMAS) -> np.ndarray:
     """Relative error of smoothing the measured samples by each width, from their own spectrum.
 
@@ -95,14 +115,7 @@ def spectral_risks(sparse: np.ndarray, factor: int, sigmas: tuple[float, ...] = 
     Nyquist frequency ``1/(2s)``: a lattice resolved by the scan shows as
     strong peaks whose loss outweighs the noise removed.
     """
-    x = np.asarray(sparse, np.float64)
-    h, w = x.shape
-    win = np.outer(np.hanning(h), np.hanning(w))
-    power = np.abs(np.fft.rfft2((x - x.mean()) * win)) ** 2
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    outer = (np.abs(fy) > 0.35) | (fx > 0.35)
-    noise = float(np.median(power[outer])) / np.log(2.0) if outer.any() else 0.0
+    power, fy, fx, noise = sample_spectrum(sparse)
     signal = np.clip(power - noise, 0.0, None)
     f2 = (fy**2 + fx**2) / float(factor) ** 2
     base = noise * power.size
