@@ -31,7 +31,7 @@ on (:func:`fallbacks`), as the int8 convolutions do (:mod:`emcs.tcs.nets.int8`).
 
 Opt-in (``EMCS_FUSE=1``): from the :data:`FUSE_AFTER`-th call of an input shape on, each
 denoiser runs as oneDNN Graph fused graphs (:mod:`emcs.tcs.nets.fused`), checked once against
-this eager path; ~0.85x the wall time of a 4096^2 decode, but ~0.3-0.7 GiB more peak memory
+this eager path; ~0.8x the wall time of a 4096^2 decode, but ~0.3-0.7 GiB more peak memory
 (benchmarks/tcs_speed.md), which is why it is not the default.
 """
 

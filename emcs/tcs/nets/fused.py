@@ -13,19 +13,19 @@ less than half the time (benchmarks/tcs_speed.md).
 :class:`~emcs.tcs.nets.bf16.BF16Denoiser`'s parameters (head; the convolutional part of
 a temporal mix; body; tail) and returns a callable with the denoiser's signature. The frame
 mean and the context 1x1 convolution of a mix stay eager (a matrix product on a small
-tensor): a graph that broadcasts the context over the frames runs oneDNN's reference
-kernel, ~50x slower, so the context is expanded to the frames' shape first (one copy).
+tensor): a graph that broadcasts the context over the frames ran a reference kernel, ~40x
+slower than the eager mix, so the context is expanded to the frames' shape first (one copy).
 The fuser flag is set only while a graph is traced and run twice (the profiling executor
 compiles it on those runs) and restored after; the compiled graphs keep their fusion.
 
 Tracing costs ~0.6-1.2 s per denoiser and shape on a 2-core Xeon, so callers build a shape
 only once it has recurred (:mod:`emcs.tcs.nets.bf16`).
 
-**Opt-in** (``EMCS_FUSE=1`` in the environment): a 4096^2, B = 10 decode takes ~0.85x the wall
-time, but its peak memory rises from ~1.9 to 2.3-2.7 GiB, over issue 17's 2 GiB. Not from live
-tensors (the graphs hold ~15 MiB): the fused tiles leave the heap that
-:func:`emcs.nn.device.keep_freed_memory` keeps more fragmented, and the blend after the network
-then fills those holes instead of mapping and returning its own blocks (benchmarks/tcs_speed.md).
+**Opt-in** (``EMCS_FUSE=1`` in the environment): a 4096^2, B = 10 decode takes ~0.8x the wall
+time, but its peak memory rises from ~1.9 to 2.2-2.6 GiB, over issue 17's 2 GiB. Not from live
+tensors (the graphs hold ~15 MiB): at the peak the heap that
+:func:`emcs.nn.device.keep_freed_memory` keeps was more fragmented than with eager tiles, but
+what holds the extra memory is not understood (benchmarks/tcs_speed.md lists what was tried).
 TorchScript is deprecated in PyTorch; where ``torch.jit`` lacks the fuser this path is simply off.
 """
 
