@@ -27,8 +27,10 @@ def _models():
 
 @pytest.fixture
 def fresh_checks(monkeypatch):
-    """An empty per-shape check table for the test (the real one is process-wide)."""
+    """Empty per-shape tables for the test (the real ones are process-wide): the checks and the
+    shapes left unfused (test_fused uses this fixture too)."""
     monkeypatch.setattr(bf16, "_CHECKED", {})
+    monkeypatch.setattr(bf16, "_UNFUSED", [])
 
 
 @needs_bf16

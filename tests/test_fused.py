@@ -17,8 +17,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from test_bf16 import fresh_checks  # noqa: E402, F401 (the fixture)
+
 from emcs.tcs.nets import bf16, fused  # noqa: E402
 from emcs.tcs.nets.unfold import Denoiser  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("fresh_checks")  # every test starts with empty per-shape tables
 
 _PROBE = """
 import torch, test_fused
@@ -59,14 +63,8 @@ def _denoiser(width: int = 16) -> tuple[bf16.BF16Denoiser, torch.Tensor]:
     return bf16.BF16Denoiser.from_denoiser(den), z
 
 
-@pytest.fixture
-def fresh_checks(monkeypatch):
-    monkeypatch.setattr(bf16, "_CHECKED", {})
-    monkeypatch.setattr(bf16, "_UNFUSED", [])
-
-
 @needs_fuser
-def test_fused_denoiser_matches_eager_bfloat16(fresh_checks, monkeypatch):
+def test_fused_denoiser_matches_eager_bfloat16(monkeypatch):
     monkeypatch.setenv("EMCS_FUSE", "1")
     den, z = _denoiser()
     flag = torch._C._jit_llga_enabled()
@@ -85,7 +83,7 @@ def test_fused_denoiser_matches_eager_bfloat16(fresh_checks, monkeypatch):
 
 
 @needs_fuser
-def test_fused_graphs_follow_the_measurement_count(fresh_checks, monkeypatch):
+def test_fused_graphs_follow_the_measurement_count(monkeypatch):
     """The temporal mix reshapes by the number of measurements n: the same input shape with
     another n gets graphs of its own."""
     monkeypatch.setenv("EMCS_FUSE", "1")
@@ -100,7 +98,7 @@ def test_fused_graphs_follow_the_measurement_count(fresh_checks, monkeypatch):
 
 
 @pytest.mark.skipif(not bf16.available(), reason="no oneDNN bfloat16 on this CPU")
-def test_fusion_is_off_unless_asked(fresh_checks, monkeypatch):
+def test_fusion_is_off_unless_asked(monkeypatch):
     monkeypatch.delenv("EMCS_FUSE", raising=False)
     den, z = _denoiser()
     with torch.inference_mode():
@@ -112,7 +110,7 @@ def test_fusion_is_off_unless_asked(fresh_checks, monkeypatch):
 
 
 @pytest.mark.skipif(not bf16.available(), reason="no oneDNN bfloat16 on this CPU")
-def test_fusion_asked_for_but_unavailable_is_reported(fresh_checks, monkeypatch):
+def test_fusion_asked_for_but_unavailable_is_reported(monkeypatch):
     from emcs.tcs.nets.api import fallback_note
 
     monkeypatch.setenv("EMCS_FUSE", "1")

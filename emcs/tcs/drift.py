@@ -295,13 +295,13 @@ def blend_drifting(x: np.ndarray, y: np.ndarray, masks, sigma: float, *, offset:
     g, _, ref = gm = static.gains_and_mean(x, settings.window, offset)
     d = frame_path(x, g, drift)
     largest = float(np.hypot(d[:, 0], d[:, 1]).max())
-    scale = path_scale(x, y, masks, g, d, drift) if drift.min_shift <= largest <= drift.max_shift else 1.0
-    d = d * scale
     blend_kw = dict(offset=offset, quantize=quantize, settings=settings, rows=rows, out=out,
                     workers=workers, stats=gm)
     if not drift.min_shift <= largest <= drift.max_shift or min(H, W) < MIN_SIDE:
         frames, stats = static.blend_measurement(x, y, masks, sigma, **blend_kw)
         return frames, dict(stats, shift_px=largest, mode="static")
+    scale = path_scale(x, y, masks, g, d, drift)
+    d = d * scale
     pad = int(np.ceil(np.abs(d).max())) + 3
     halo = 3 * pad + 2 * max(settings.window, settings.drift_window) + 4
     alpha = np.empty((H, W), np.float32)
