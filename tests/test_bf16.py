@@ -27,10 +27,8 @@ def _models():
 
 @pytest.fixture
 def fresh_checks(monkeypatch):
-    """Empty per-shape tables for the test (the real ones are process-wide): the checks and the
-    shapes left unfused (test_fused uses this fixture too)."""
+    """An empty table of checked shapes for the test (the real one is process-wide)."""
     monkeypatch.setattr(bf16, "_CHECKED", {})
-    monkeypatch.setattr(bf16, "_UNFUSED", [])
 
 
 @needs_bf16
@@ -46,6 +44,35 @@ def test_bf16_denoiser_is_close_to_float32():
     assert got.dtype == torch.float32 and got.shape == want.shape
     span = float(want.abs().max())
     assert float((got - want).abs().max()) < 0.03 * span  # measured 0.0099 (8-bit mantissas)
+
+
+@needs_bf16
+def test_add_into_is_bitwise_the_eager_bfloat16_add():
+    gen = torch.Generator().manual_seed(1)
+    acc, x = (torch.randn(3, 8, 17, 11, generator=gen).to(torch.bfloat16)
+              .contiguous(memory_format=torch.channels_last) for _ in range(2))
+    want = acc + x
+    eye = torch.eye(8, dtype=torch.bfloat16).view(8, 8, 1, 1)
+    got = bf16._add_into(acc, x, eye)
+    assert got is acc and torch.equal(acc, want)
+
+
+@needs_bf16
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_bf16_temporal_mix_is_close_to_float32(frames):
+    """The mix's oneDNN calls (context as a (B, 1) convolution, the temporal convolution summed into
+    it, leaky and residual as identity convolutions) against the float32 module, B = 1 included."""
+    torch.manual_seed(2)
+    den = Denoiser(8, 3)
+    with torch.no_grad():
+        for p in den.parameters():
+            p.copy_(torch.randn(p.shape) * 0.3)
+        h = torch.randn(2 * frames, 8, 9, 7).contiguous(memory_format=torch.channels_last)
+        want = den.mix[0](h, 2)
+        fast = bf16.BF16Denoiser.from_denoiser(den)
+        got = bf16._mix(fast.mix[0], h.to(torch.bfloat16), 2, fast.eye).float()
+    assert got.shape == want.shape
+    assert float((got - want).abs().max()) < 0.02 * float(want.abs().max())  # measured 0.004-0.006
 
 
 @needs_bf16

@@ -183,6 +183,18 @@ def test_scales_match_the_decoders_semantics():
     np.testing.assert_array_equal(op.scale_measurements(yi, (100, 899), 4), ref)
 
 
+@pytest.mark.parametrize("lead", [(), (3,)])
+def test_scaled_measurements_in_row_strips_equal_the_whole_frame_formula(monkeypatch, lead):
+    monkeypatch.setattr(tcsop, "_CHUNK_BYTES", 8 * 17 * 4 * max(1, len(lead) * 3))  # 4 rows a strip
+    rng = np.random.default_rng(4)
+    op = TcsOperator.generated(2, 5, (22, 17))
+    y = rng.integers(0, 4000, lead + (22, 17)).astype(np.uint16)
+    ref = ((y.astype(np.float64) - 12.5 * op.open_count().astype(np.int64)) / 987.5).astype(np.float32)
+    got = op.scale_measurements(y, (12.5, 1000))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_bad_groups_are_refused():
     op = TcsOperator.generated(1, 4, (3, 3))
     with pytest.raises(ValueError):

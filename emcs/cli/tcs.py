@@ -236,11 +236,10 @@ def decode_cmd(
     precision: str = typer.Option(
         "auto", "--precision", metavar="auto|float32|int8|float16|bfloat16",
         help="Network arithmetic: auto = float16 on a GPU; on the CPU for tcs-unfold models "
-             "bfloat16 where the CPU has it natively (AMX, AVX512-BF16: ~1.25x less CPU than float32), "
-             "else int8 (1.1-1.7x less, by CPU); held-out PSNR within 0.03 dB of float32, and each "
-             "input shape is checked against float32 once and runs in float32 where it is wrong; "
-             "float32 otherwise. EMCS_FUSE=1 in the environment fuses the bfloat16 layers (oneDNN "
-             "Graph): ~0.8x the time, ~0.6 GiB more memory at 4096^2."),
+             "bfloat16 where the CPU has it natively (AMX, AVX512-BF16: ~1.8x less CPU than float32 "
+             "at 2048^2), else int8 (1.1-1.7x less, by CPU); held-out PSNR within 0.03 dB of float32, "
+             "and each input shape is checked against float32 once and runs in float32 where it is "
+             "wrong; float32 otherwise."),
     static_blend: str = typer.Option(
         "on", "--static-blend", metavar="on|static|off",
         help="on: pull the network's frames toward one still image where the measurement shows "

@@ -362,19 +362,30 @@ class TcsOperator:
 
     def measurement_scale(self, y, n: int | None = None):
         """The networks' intensity scale of measurements ``y`` (:func:`measurement_scale`)."""
-        if isinstance(y, np.ndarray):
-            y = np.asarray(y, np.float64)  # as Y / R in float64 (numpy would keep float32)
+        if isinstance(y, np.ndarray):  # Y / R in float64 (numpy would keep float32), into one array
+            r = self.mask_sum(n)
+            ybar = np.empty(np.broadcast_shapes(y.shape, r.shape), np.float64)
+            return _scale_of(np.divide(y, r, out=ybar, dtype=np.float64))
         return _scale_of(self.normalized(y, n))
 
     def scale_measurements(self, y: np.ndarray, value_range, n: int | None = None) -> np.ndarray:
         """Measurements of frames scaled to [0, 1]: ``(Y - lo * S) / (hi - lo)`` as float32.
 
-        ``value_range`` = (lo, hi) of the input pixels, ``S`` = :meth:`open_count`.
+        ``value_range`` = (lo, hi) of the input pixels, ``S`` = :meth:`open_count`. Computed in
+        float64 a strip of rows at a time (the same arithmetic per pixel; the float64
+        temporaries of a whole 4096^2 frame would be ~0.5 GB).
         """
         lo, hi = value_range
         span = (hi - lo) or 1.0
-        s = self.open_count(n).astype(np.int64)
-        return ((np.asarray(y, dtype=np.float64) - lo * s) / span).astype(np.float32)
+        y = np.asarray(y)
+        counts = self.open_count(n)
+        out = np.empty(np.broadcast_shapes(y.shape, counts.shape), np.float32)
+        rows = max(1, _CHUNK_BYTES // (8 * max(1, int(np.prod(out.shape[:-2], dtype=np.int64))) * out.shape[-1]))
+        for r0 in range(0, out.shape[-2], rows):
+            block = np.s_[..., r0:r0 + rows, :]
+            s = counts[block].astype(np.int64)
+            out[block] = (np.asarray(y[block], dtype=np.float64) - lo * s) / span
+        return out
 
 
 __all__ = [

@@ -261,7 +261,6 @@ def decode_measurements(
 def fallback_note() -> str | None:
     """A note when int8 convolutions or bfloat16 denoisers of this process were found wrong
     and ran in float32 (:func:`emcs.tcs.nets.int8.fallbacks`, :func:`emcs.tcs.nets.bf16.fallbacks`),
-    or fused bfloat16 kernels asked for were not used (:func:`emcs.tcs.nets.bf16.unfused`),
     else None. Imports nothing new."""
     notes = []
     int8 = sys.modules.get("emcs.tcs.nets.int8")
@@ -275,10 +274,6 @@ def fallback_note() -> str | None:
     if wrong:
         notes.append(f"bfloat16 denoisers gave wrong results on this CPU's oneDNN and ran in float32 "
                      f"({_shapes(len(wrong))})")
-    unfused = bf16.unfused() if bf16 is not None else []
-    if unfused:
-        notes.append(f"EMCS_FUSE=1: fused bfloat16 kernels were unavailable in this PyTorch or wrong "
-                     f"({_shapes(len({shape for shape, _ in unfused}))}), those denoisers ran unfused")
     if not notes:
         return None
     return ("; ".join(notes) + "; the frames are right, the decode is slower "

@@ -10,67 +10,47 @@ output unfiltered.
 
 On CPUs with native bfloat16 (AMX or AVX512-BF16) oneDNN's bfloat16 convolutions
 are several times faster than float32 (a 32 -> 32 3x3 convolution with its leaky ReLU on a
-10 x 181^2 tile: 13.5 against 58 ms on one AMX core), and what remains are passes over memory. The
-copy therefore also (same arithmetic as :class:`~emcs.tcs.nets.unfold.Denoiser`, up to
-rounding):
+10 x 181^2 tile: 8.6 against 56 ms on one AMX core), while PyTorch 2.13's eager bfloat16
+elementwise kernels are slower per element than its float32 ones (an in-place add of two
+10 x 32 x 181^2 tensors: 13.6 ms). So the copy runs every step of a stage as a oneDNN call
+with post-ops (same arithmetic as :class:`~emcs.tcs.nets.unfold.Denoiser`, up to rounding):
 
-- runs the head and body convolutions with their leaky ReLU as one oneDNN call
-  (:func:`emcs.tcs.nets.int8.conv_leaky`), with no second pass over the output;
-- takes the frame mean of the temporal mix as one matrix product: PyTorch 2.13 reduces
-  a bfloat16 tensor by first converting all of it (17 ms against 2 ms on a 338^2 tile).
+- the head and body convolutions with their leaky ReLU (:func:`emcs.tcs.nets.int8.conv_leaky`);
+- each residual add as a 1x1 identity convolution with a sum post-op (:func:`_add_into`,
+  bitwise the eager add, 3 ms);
+- the temporal mix as three calls (:func:`_mix`).
 
-Measured on a 2-core Xeon with AMX (benchmarks/tcs_speed.md): 0.138 s per stage of a 362^2,
-B = 10 tile on one thread, against 0.147 s with int8 and 0.205 s with float32; more than half of
-a bfloat16 stage is elementwise passes that PyTorch cannot fuse here. On a CPU without native
-bfloat16 oneDNN emulates it and int8 is faster (:func:`native`).
+Measured on a 2-core Xeon with AMX (benchmarks/tcs_speed.md): one stage of a 362^2, B = 10
+tile takes 60-70 ms on one thread, against 140-155 ms with eager bfloat16 adds and ~220 ms in
+float32.
 
 Checked where it runs: the first time a denoiser input shape is met in a process, the
 bfloat16 residual is compared with the float32 denoiser's on the same input; a shape
 off by more than :data:`BF16_TOLERANCE` of the residual's range runs in float32 from then
 on (:func:`fallbacks`), as the int8 convolutions do (:mod:`emcs.tcs.nets.int8`).
-
-Opt-in (``EMCS_FUSE=1``): from the :data:`FUSE_AFTER`-th call of an input shape on, each
-denoiser runs as oneDNN Graph fused graphs (:mod:`emcs.tcs.nets.fused`), checked once against
-this eager path; ~0.8x the wall time of a 4096^2 decode, but ~0.3-0.7 GiB more peak memory
-(benchmarks/tcs_speed.md), which is why it is not the default.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import threading
 
 import torch
-from torch.nn import functional as F
 
-from emcs.tcs.nets import fused
 from emcs.tcs.nets.int8 import FastDenoiser, conv_leaky
-from emcs.tcs.nets.unfold import LEAKY_SLOPE, Denoiser, TemporalMix, UnfoldNet, _channels_last
+from emcs.tcs.nets.unfold import Denoiser, TemporalMix, UnfoldNet, _channels_last
 
 #: largest max |bfloat16 - float32| / max |float32| of a stage's residual taken as right;
 #: healthy bfloat16 residuals measure 0.005-0.02 (8-bit mantissas in every layer)
 BF16_TOLERANCE = 0.1
 #: denoiser input shape -> whether the bfloat16 residual was right there
 _CHECKED: dict[tuple, bool] = {}
-#: calls of a denoiser with one input shape after which that shape runs as fused graphs
-#: (:mod:`emcs.tcs.nets.fused`; tracing them costs about five eager calls of a 362^2 tile)
-FUSE_AFTER = 2
-_BUILD = threading.Lock()
-#: (input shape, n) whose fused graphs were asked for (``EMCS_FUSE=1``) but not built, or wrong
-_UNFUSED: list[tuple] = []
 
 
 def fallbacks() -> list[tuple]:
     """The denoiser input shapes whose bfloat16 residual was found wrong in this process
     (they run in float32)."""
     return [key for key, ok in _CHECKED.items() if not ok]
-
-
-def unfused() -> list[tuple]:
-    """The ``(input shape, n)`` of this process whose fused graphs were asked for
-    (``EMCS_FUSE=1``) but unavailable or wrong: those ran on the eager bfloat16 path."""
-    return list(_UNFUSED)
 
 
 def native() -> bool:
@@ -109,18 +89,44 @@ def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
     return bool(torch.isfinite(got).all()) and float((got - want).abs().max()) <= BF16_TOLERANCE * span
 
 
-def _mix(mix: TemporalMix, h: torch.Tensor, n: int) -> torch.Tensor:
-    """:meth:`TemporalMix.forward` in bfloat16, with the frame mean as a matrix product."""
+def _conv_into(acc: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               padding: tuple[int, int]) -> torch.Tensor:
+    """``acc += conv2d(x, weight, bias, padding=padding)`` as one oneDNN convolution with a sum
+    post-op (bfloat16, channels-last ``acc`` and ``x``; the sum is taken in float32 and rounded once)."""
+    return torch.ops.mkldnn._convolution_pointwise_.binary(
+        acc, x, weight, bias, list(padding), [1, 1], [1, 1], 1, "add", None, None, [], None)
+
+
+def _add_into(acc: torch.Tensor, x: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+    """``acc += x`` (bfloat16, channels-last, 4-D) as a 1x1 convolution with the identity
+    ``eye`` and a sum post-op: bitwise the eager ``add_`` (each output is one input times 1.0,
+    summed in float32 and rounded once), in a quarter of its time on a 2-core Xeon, where
+    PyTorch 2.13's eager bfloat16 ``add_`` takes twice float32's time."""
+    return _conv_into(acc, x, eye, None, (0, 0))
+
+
+def _mix(mix: TemporalMix, h: torch.Tensor, n: int, eye: torch.Tensor) -> torch.Tensor:
+    """:meth:`TemporalMix.forward` in bfloat16, in oneDNN calls:
+
+    - the context ``ctx(mean over frames)`` as one (B, 1) convolution of the (n, C, B, H*W)
+      view whose taps are the 1x1 context weight / B (the mean and the 1x1 convolution in one);
+    - that context copied over the frames, the temporal convolution summed into it;
+    - the leaky ReLU as a 1x1 identity convolution with an eltwise post-op, then the residual
+      added (:func:`_add_into`).
+    Each sum is taken in float32 and rounded once (the float32 module rounds nothing, the
+    eager bfloat16 path rounded after each step).
+    """
     nb, c, hh, ww = h.shape
     b = nb // n
     hm = _channels_last(h).permute(0, 2, 3, 1).reshape(n, b, hh * ww, c)  # memory order
-    t = F.conv2d(hm.permute(0, 3, 1, 2), mix.weight3, mix.tconv.bias, padding=(1, 0))
-    t = _channels_last(t).permute(0, 2, 3, 1)  # (n, b, h*w, c)
-    mean = torch.matmul(torch.full((n, 1, b), 1.0 / b, dtype=h.dtype), hm.reshape(n, b, -1))
-    m = F.linear(mean.view(n, hh * ww, c), mix.ctx.weight[:, :, 0, 0], mix.ctx.bias)
-    t.add_(m[:, None])
-    F.leaky_relu_(t, LEAKY_SLOPE)
-    return t.add_(hm).reshape(nb, hh, ww, c).permute(0, 3, 1, 2)
+    view = hm.permute(0, 3, 1, 2)  # (n, c, b, h*w), channels-last
+    w_ctx = (mix.ctx.weight / b).expand(c, c, b, 1).contiguous()
+    ctx = torch.ops.mkldnn._convolution_pointwise(view, w_ctx, mix.ctx.bias, [0, 0], [1, 1], [1, 1], 1,
+                                                  "none", [], "")  # (n, c, 1, h*w)
+    t = ctx.permute(0, 2, 3, 1).expand(n, b, hh * ww, c).contiguous().permute(0, 3, 1, 2)
+    _conv_into(t, view, mix.weight3, mix.tconv.bias, (1, 0))
+    out = _add_into(conv_leaky(t, eye, None, stride=1, padding=0), view, eye)
+    return out.permute(0, 2, 3, 1).reshape(nb, hh, ww, c).permute(0, 3, 1, 2)
 
 
 class BF16Denoiser(FastDenoiser):
@@ -138,8 +144,10 @@ class BF16Denoiser(FastDenoiser):
         fast.head_weight = fast.head_weight.contiguous(memory_format=torch.channels_last)
         for mix in fast.mix:
             mix.register_buffer("weight3", mix.tconv.weight.detach()[..., 0].contiguous(), persistent=False)
+        width = fast.head.out_channels
+        fast.register_buffer("eye", torch.eye(width, dtype=torch.bfloat16).view(width, width, 1, 1),
+                             persistent=False)
         fast.reference = copy.deepcopy(den).eval()
-        fast._calls, fast._fused = {}, {}
         return fast
 
     def forward(self, z: torch.Tensor, n: int) -> torch.Tensor:
@@ -147,9 +155,6 @@ class BF16Denoiser(FastDenoiser):
         ok = _CHECKED.get(key)
         if ok is False:
             return self.reference(z, n)
-        graphs = self._fused.get((key, n))
-        if graphs is not None:
-            return graphs(z)
         got = self._bf16(z, n)
         if ok is None:
             want = self.reference(z, n)
@@ -158,32 +163,14 @@ class BF16Denoiser(FastDenoiser):
                 _CHECKED[key] = right
             if not right:
                 return want
-        self._calls[key, n] = calls = self._calls.get((key, n), 0) + 1
-        if calls == FUSE_AFTER and _CHECKED.get(key):
-            self._fuse((key, n), z, n, got)
         return got
 
-    def _fuse(self, key: tuple, z: torch.Tensor, n: int, eager: torch.Tensor) -> None:
-        """Build and check this shape's fused graphs (:mod:`emcs.tcs.nets.fused`). They are
-        checked against ``eager``, this input's eager bfloat16 residual (itself checked against
-        float32 on the shape's first call); a shape whose graphs are unavailable or off by more
-        than :data:`BF16_TOLERANCE` stays eager."""
-        with _BUILD:
-            if key in self._fused:
-                return
-            graphs = fused.build(self, z, n)
-            if graphs is not None and not _close(graphs(z), eager):
-                graphs = None
-            if graphs is None and fused.enabled():
-                _UNFUSED.append(key)
-            self._fused[key] = graphs
-
     def _bf16(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        h = _mix(self.mix[0], self.features(z.to(torch.bfloat16)), n)
+        h = _mix(self.mix[0], self.features(z.to(torch.bfloat16)), n, self.eye)
         for i, conv in enumerate(self.body):
-            h.add_(conv_leaky(h, conv.weight, conv.bias, stride=1, padding=1))
+            _add_into(h, conv_leaky(h, conv.weight, conv.bias, stride=1, padding=1), self.eye)
             if i == len(self.body) - 1:
-                h = _mix(self.mix[1], h, n)
+                h = _mix(self.mix[1], h, n, self.eye)
         return self.tail(h).float()
 
 
@@ -203,5 +190,4 @@ def to_bfloat16(net: UnfoldNet) -> UnfoldNet:
     return fast
 
 
-__all__ = ["BF16_TOLERANCE", "BF16Denoiser", "FUSE_AFTER", "available", "fallbacks", "native", "to_bfloat16",
-           "unfused"]
+__all__ = ["BF16_TOLERANCE", "BF16Denoiser", "available", "fallbacks", "native", "to_bfloat16"]

@@ -87,10 +87,10 @@ def available() -> bool:
         return False
 
 
-def conv_leaky(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int,
+def conv_leaky(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
                padding: int) -> torch.Tensor:
     """``leaky_relu(conv2d(x, weight, bias, stride, padding), LEAKY_SLOPE)`` as one oneDNN
-    convolution with an eltwise post-op (float32, channels-last): no second pass over the
+    convolution with an eltwise post-op (float32 or bfloat16, channels-last): no second pass over the
     output."""
     return torch.ops.mkldnn._convolution_pointwise(
         x, weight, bias, [padding] * 2, [stride] * 2, [1, 1], 1, "leaky_relu", [LEAKY_SLOPE], "")
