@@ -85,6 +85,8 @@ def test_tiled_apply_with_tile_source_and_output_buffer():
     out = torch.full((2, 2, 100, 130), float("nan"))
     got = tiled_apply(net, _Blocks(x), tile=48, overlap=16, batch=1, out=out)
     assert got is out and torch.equal(got, want)
+    zeros = torch.zeros(2, 2, 100, 130)  # a buffer that already holds zeros is used as it is
+    assert torch.equal(tiled_apply(net, _Blocks(x), tile=48, overlap=16, batch=1, out=zeros, out_zeroed=True), want)
     small = torch.empty(2, 2, 100, 130)  # a frame within one tile runs whole, into the buffer
     assert tiled_apply(net, _Blocks(x), tile=256, out=small) is small
     assert torch.allclose(small, net(x).detach(), atol=1e-6)

@@ -251,7 +251,7 @@ def decode_measurements(
             tiles = _TileInputs(y[i], s, operator.masks(), dev)
             tiled_apply(run, tiles, tile=tile, overlap=overlap, batch=4 if cuda else 1, fit=True,
                         out_device=torch.device("cpu"), out=torch.from_numpy(out[i])[None],
-                        workers=workers)
+                        out_zeroed=True, workers=workers)
             np.multiply(out[i], s, out=out[i])
             if progress is not None:
                 progress(1)
