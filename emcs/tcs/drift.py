@@ -354,15 +354,19 @@ def _strip_weight(x, y, C, g, d, pad, sigma, offset, ref, settings: BlendSetting
     S, Sg, tau = static.mask_times(C, g)
     opened = S > 0
     s = _still(x, g, d, pad)
-    still = [np.float32(g[b]) * shift_from(s, d[b], pad, (h, w)) for b in range(B)]
-    pred0 = sum(C[b] * still[b] for b in range(B))
+    pred0 = change = 0  # sums over the frames of C_b still_b and (x_b - still_b)^2, a frame at a time
+    for b in range(B):
+        still_b = np.float32(g[b]) * shift_from(s, d[b], pad, (h, w))
+        pred0 = pred0 + C[b] * still_b
+        change = change + (x[b] - still_b) ** 2
+    del s, still_b
     m0 = np.where(opened, pred0 / Sg, 0.0)
     r = np.where(opened, np.asarray(y, np.float64) / Sg - m0, 0.0)
+    del pred0, Sg
     dev = static.local_drift(r, tau, m0, settings.drift_window) * (B - 1) / 2
     ramp = np.clip((dev - settings.drift_lo) / (settings.drift_hi - settings.drift_lo), 0, 1)
     v_frame = static.frame_noise(m0, sigma, offset, ref, settings.window)
-    change = sum((xb - sb) ** 2 for xb, sb in zip(x, still, strict=True)) / B
-    change = box(change, settings.window)
+    change = box(change / B, settings.window)
     # a change in time: the local least-squares rate of r on tau, over the group
     rate = (box(tau * r, settings.window) / (box(tau * tau, settings.window) + 1e-12) * (B - 1)) ** 2
     alpha = np.maximum.reduce([ramp, change / (change + drift.change_noise * v_frame + 1e-12),

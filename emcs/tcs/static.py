@@ -328,13 +328,17 @@ def _still_and_weight(x, y, C, g, m, sigma, offset, ref, quantize, settings: Ble
     B = x.shape[0]
     S, Sg, tau = mask_times(C, g)
     r = np.where(S > 0, np.asarray(y, np.float64) / Sg - m, 0.0)
+    del Sg  # strip-sized arrays are let go as soon as they are used (two strips run at once)
 
     v_frame = frame_noise(m, sigma, offset, ref, settings.window)
     v_mean = v_frame * (1 + quantize**2 / 12) / np.maximum(S, 1)
+    del S
     energy = box(r * r, settings.window) + 1e-12
     s = m + r * np.maximum(0.0, 1.0 - settings.noise_factor * v_mean / energy)
+    del v_mean, energy
 
     drift = local_drift(r, tau, m, settings.drift_window) * (B - 1) / 2
+    del r, tau
     ramp = np.clip((drift - settings.drift_lo) / (settings.drift_hi - settings.drift_lo), 0, 1)
     change = np.zeros_like(m)
     for xb, gb in zip(x, g, strict=True):
@@ -365,10 +369,14 @@ def frame_noise(m: np.ndarray, sigma: float, offset: float, ref: float, window: 
 
 def local_drift(r: np.ndarray, tau: np.ndarray, m: np.ndarray, window: int) -> np.ndarray:
     """|v| per pixel: the local least-squares drift (pixels per frame) of ``r = -tau v . grad m``."""
-    gy, gx = np.gradient(m)
-    fy, fx = -tau * gy, -tau * gx
+    fy, fx = np.gradient(m)  # the gradient, then in place fy = -tau gy, fx = -tau gx (fewer strip-sized arrays)
+    minus_tau = -tau
+    np.multiply(minus_tau, fy, out=fy)
+    np.multiply(minus_tau, fx, out=fx)
+    del minus_tau
     a11, a12, a22 = box(fy * fy, window), box(fy * fx, window), box(fx * fx, window)
     b1, b2 = box(fy * r, window), box(fx * r, window)
+    del fy, fx
     det = a11 * a22 - a12 * a12
     det = np.where(det > 1e-20, det, np.inf)
     return np.hypot((a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det)
