@@ -32,13 +32,20 @@ def fresh_checks(monkeypatch):
     monkeypatch.setattr(bf16, "_CHECKED", {})
 
 
-@needs_bf16
-def test_bf16_denoiser_is_close_to_float32():
-    torch.manual_seed(0)
-    den = Denoiser(16, 3)
+def _random_denoiser(seed: int, width: int, scale: float) -> Denoiser:
+    """A denoiser with random weights (``torch.manual_seed(seed)`` first: the caller's next draws follow)."""
+    torch.manual_seed(seed)
+    den = Denoiser(width, 3)
     with torch.no_grad():
         for p in den.parameters():
-            p.copy_(torch.randn(p.shape) * 0.2)
+            p.copy_(torch.randn(p.shape) * scale)
+    return den
+
+
+@needs_bf16
+def test_bf16_denoiser_is_close_to_float32():
+    den = _random_denoiser(0, 16, 0.2)
+    with torch.no_grad():
         z = torch.rand(6, 3, 40, 36)
         want = den(z, 2)
         got = bf16.BF16Denoiser.from_denoiser(den)._bf16(z, 2)
@@ -63,11 +70,8 @@ def test_add_into_is_bitwise_the_eager_bfloat16_add():
 def test_bf16_temporal_mix_is_close_to_float32(frames):
     """The mix's oneDNN calls (context as a (B, 1) convolution, the temporal convolution summed into
     it, leaky and residual as identity convolutions) against the float32 module, B = 1 included."""
-    torch.manual_seed(2)
-    den = Denoiser(8, 3)
+    den = _random_denoiser(2, 8, 0.3)
     with torch.no_grad():
-        for p in den.parameters():
-            p.copy_(torch.randn(p.shape) * 0.3)
         h = torch.randn(2 * frames, 8, 9, 7).contiguous(memory_format=torch.channels_last)
         want = den.mix[0](h, 2)
         fast = bf16.BF16Denoiser.from_denoiser(den)
@@ -78,11 +82,8 @@ def test_bf16_temporal_mix_is_close_to_float32(frames):
 
 @needs_bf16
 def test_the_last_stage_keeps_a_float32_stream_and_is_closer_to_float32():
-    torch.manual_seed(3)
-    den = Denoiser(16, 3)
+    den = _random_denoiser(3, 16, 0.2)
     with torch.no_grad():
-        for p in den.parameters():
-            p.copy_(torch.randn(p.shape) * 0.2)
         z = torch.rand(6, 3, 40, 36).contiguous(memory_format=torch.channels_last)
         want = den(z, 2)
         mixed = bf16.MixedDenoiser.from_denoiser(den)
