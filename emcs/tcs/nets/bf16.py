@@ -50,7 +50,7 @@ _CHECKED: dict[tuple, bool] = {}
 
 def fallbacks() -> list[tuple]:
     """The denoiser input shapes whose bfloat16 residual was found wrong in this process
-    (they run in float32)."""
+    (they run in float32); ``"last"`` follows the shape for the last stage (:class:`MixedDenoiser`)."""
     return [key for key, ok in _CHECKED.items() if not ok]
 
 
@@ -106,28 +106,44 @@ def _add_into(acc: torch.Tensor, x: torch.Tensor, eye: torch.Tensor) -> torch.Te
     return _conv_into(acc, x, eye, None, (0, 0))
 
 
-def _mix(mix: TemporalMix, h: torch.Tensor, n: int, eye: torch.Tensor) -> torch.Tensor:
-    """:meth:`TemporalMix.forward` in bfloat16, in oneDNN calls:
+def _mix_branch(view: torch.Tensor, n: int, weight3: torch.Tensor, bias3: torch.Tensor,
+                w_ctx: torch.Tensor, b_ctx: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+    """``leaky(tconv(view) + ctx(mean over frames))`` of a temporal mix, for the (n, C, B, H*W)
+    channels-last bfloat16 ``view`` of its input, in oneDNN calls:
 
-    - the context ``ctx(mean over frames)`` as one (B, 1) convolution of the (n, C, B, H*W)
-      view whose taps are the 1x1 context weight / B (the mean and the 1x1 convolution in one);
+    - the context ``ctx(mean over frames)`` as one (B, 1) convolution whose taps are the 1x1
+      context weight ``w_ctx`` / B (the mean and the 1x1 convolution in one);
     - that context copied over the frames, the temporal convolution summed into it;
-    - the leaky ReLU as a 1x1 identity convolution with an eltwise post-op, then the residual
-      added (:func:`_add_into`).
-    Each sum is taken in float32 and rounded once (the float32 module rounds nothing, the
-    eager bfloat16 path rounded after each step).
+    - the leaky ReLU as a 1x1 identity convolution with an eltwise post-op.
+    Each sum is taken in float32 and rounded once (the float32 module rounds nothing; PyTorch's
+    eager bfloat16 operations would round after each step).
     """
+    _, c, b, hw = view.shape
+    ctx = torch.ops.mkldnn._convolution_pointwise(view, (w_ctx / b).expand(c, c, b, 1).contiguous(), b_ctx,
+                                                  [0, 0], [1, 1], [1, 1], 1, "none", [], "")  # (n, c, 1, hw)
+    t = ctx.permute(0, 2, 3, 1).expand(n, b, hw, c).contiguous().permute(0, 3, 1, 2)
+    _conv_into(t, view, weight3, bias3, (1, 0))
+    return conv_leaky(t, eye, None, stride=1, padding=0)
+
+
+def _frames_view(h: torch.Tensor, n: int) -> torch.Tensor:
+    """The (n, C, B, H*W) channels-last view of channels-last features (n*B, C, H, W), no copy."""
     nb, c, hh, ww = h.shape
-    b = nb // n
-    hm = _channels_last(h).permute(0, 2, 3, 1).reshape(n, b, hh * ww, c)  # memory order
-    view = hm.permute(0, 3, 1, 2)  # (n, c, b, h*w), channels-last
-    w_ctx = (mix.ctx.weight / b).expand(c, c, b, 1).contiguous()
-    ctx = torch.ops.mkldnn._convolution_pointwise(view, w_ctx, mix.ctx.bias, [0, 0], [1, 1], [1, 1], 1,
-                                                  "none", [], "")  # (n, c, 1, h*w)
-    t = ctx.permute(0, 2, 3, 1).expand(n, b, hh * ww, c).contiguous().permute(0, 3, 1, 2)
-    _conv_into(t, view, mix.weight3, mix.tconv.bias, (1, 0))
-    out = _add_into(conv_leaky(t, eye, None, stride=1, padding=0), view, eye)
-    return out.permute(0, 2, 3, 1).reshape(nb, hh, ww, c).permute(0, 3, 1, 2)
+    return _channels_last(h).permute(0, 2, 3, 1).reshape(n, nb // n, hh * ww, c).permute(0, 3, 1, 2)
+
+
+def _features(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The inverse of :func:`_frames_view`: (n, C, B, H*W) back to (n*B, C, H, W), no copy."""
+    nb, c, hh, ww = shape
+    return t.permute(0, 2, 3, 1).reshape(nb, hh, ww, c).permute(0, 3, 1, 2)
+
+
+def _mix(mix: TemporalMix, h: torch.Tensor, n: int, eye: torch.Tensor) -> torch.Tensor:
+    """:meth:`TemporalMix.forward` in bfloat16: :func:`_mix_branch`, then the residual added
+    (:func:`_add_into`)."""
+    view = _frames_view(h, n)
+    u = _mix_branch(view, n, mix.weight3, mix.tconv.bias, mix.ctx.weight, mix.ctx.bias, eye)
+    return _features(_add_into(u, view, eye), h.shape)
 
 
 class BF16Denoiser(FastDenoiser):
@@ -205,17 +221,9 @@ class MixedDenoiser(BF16Denoiser):
         return fast
 
     def _mix_into(self, k: int, h: torch.Tensor, n: int) -> torch.Tensor:
-        """``h += leaky(tconv(h) + ctx(mean h))`` (:func:`_mix`'s calls, on ``h`` rounded to bfloat16)."""
-        w3, b3, w_ctx, b_ctx = self.bf_mix[k]
-        nb, c, hh, ww = h.shape
-        b = nb // n
-        view = _channels_last(h.to(torch.bfloat16)).permute(0, 2, 3, 1).reshape(n, b, hh * ww, c).permute(0, 3, 1, 2)
-        ctx = torch.ops.mkldnn._convolution_pointwise(view, (w_ctx / b).expand(c, c, b, 1).contiguous(), b_ctx,
-                                                      [0, 0], [1, 1], [1, 1], 1, "none", [], "")
-        t = ctx.permute(0, 2, 3, 1).expand(n, b, hh * ww, c).contiguous().permute(0, 3, 1, 2)
-        _conv_into(t, view, w3, b3, (1, 0))
-        u = conv_leaky(t, self.eye, None, stride=1, padding=0)
-        return h.add_(u.permute(0, 2, 3, 1).reshape(nb, hh, ww, c).permute(0, 3, 1, 2))
+        """``h += leaky(tconv(h) + ctx(mean h))`` (:func:`_mix_branch` of ``h`` rounded to bfloat16)."""
+        u = _mix_branch(_frames_view(h.to(torch.bfloat16), n), n, *self.bf_mix[k], self.eye)
+        return h.add_(_features(u, h.shape))
 
     def _bf16(self, z: torch.Tensor, n: int) -> torch.Tensor:
         h = self._mix_into(0, self.features(z), n)  # float32 head
