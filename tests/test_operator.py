@@ -185,7 +185,8 @@ def test_scales_match_the_decoders_semantics():
 
 @pytest.mark.parametrize("lead", [(), (3,)])
 def test_scaled_measurements_in_row_strips_equal_the_whole_frame_formula(monkeypatch, lead):
-    monkeypatch.setattr(tcsop, "_CHUNK_BYTES", 8 * 17 * 4 * max(1, len(lead) * 3))  # 4 rows a strip
+    monkeypatch.setattr(tcsop, "_CHUNK_BYTES", 8 * 17 * 4 * max(1, len(lead) * 3))
+    assert tcsop._strip_rows(lead + (22, 17), 8) == 4  # 4 rows a strip: 6 strips, the last of 2 rows
     rng = np.random.default_rng(4)
     op = TcsOperator.generated(2, 5, (22, 17))
     y = rng.integers(0, 4000, lead + (22, 17)).astype(np.uint16)

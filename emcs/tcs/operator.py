@@ -147,6 +147,13 @@ def open_count(masks: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the operator
+def _strip_rows(shape: tuple[int, ...], itemsize: int) -> int:
+    """Rows of a (..., H, W) array whose ``itemsize``-byte values fill about :data:`_CHUNK_BYTES`
+    (at least one row)."""
+    row_bytes = itemsize * int(np.prod(shape[:-2], dtype=np.int64)) * shape[-1]
+    return max(1, _CHUNK_BYTES // max(1, row_bytes))
+
+
 class TcsOperator:
     """The TCS forward model of one mask set (see the module docstring for the API).
 
@@ -380,7 +387,7 @@ class TcsOperator:
         y = np.asarray(y)
         counts = self.open_count(n)
         out = np.empty(np.broadcast_shapes(y.shape, counts.shape), np.float32)
-        rows = max(1, _CHUNK_BYTES // (8 * max(1, int(np.prod(out.shape[:-2], dtype=np.int64))) * out.shape[-1]))
+        rows = _strip_rows(out.shape, 8)
         for r0 in range(0, out.shape[-2], rows):
             block = np.s_[..., r0:r0 + rows, :]
             s = counts[block].astype(np.int64)

@@ -369,7 +369,8 @@ def frame_noise(m: np.ndarray, sigma: float, offset: float, ref: float, window: 
 
 def local_drift(r: np.ndarray, tau: np.ndarray, m: np.ndarray, window: int) -> np.ndarray:
     """|v| per pixel: the local least-squares drift (pixels per frame) of ``r = -tau v . grad m``."""
-    fy, fx = np.gradient(m)  # the gradient, then in place fy = -tau gy, fx = -tau gx (fewer strip-sized arrays)
+    # the gradient (float64, as -tau * grad promoted it), then in place fy = -tau gy, fx = -tau gx
+    fy, fx = (np.asarray(g, np.float64) for g in np.gradient(m))
     minus_tau = -tau
     np.multiply(minus_tau, fy, out=fy)
     np.multiply(minus_tau, fx, out=fx)
