@@ -346,7 +346,7 @@ class TcsOperator:
             counts = open_count(self.masks(n))
         else:
             counts = np.empty((H, W), np.uint8 if n < 256 else np.uint16)
-            rows = max(1, _CHUNK_BYTES // max(1, n * W))
+            rows = _strip_rows((n, H, W), 1)  # one byte per mask value
             for r0 in range(0, H, rows):
                 r1 = min(H, r0 + rows)
                 counts[r0:r1] = open_count(self.masks(n, rows=(r0, r1)))
